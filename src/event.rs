@@ -1,0 +1,440 @@
+//! The event: what every stage after `match` passes along, and its JSON form.
+//!
+//! An [`Event`] is one log record (one line, or one multi-line error record) that the matcher has
+//! classified. Its JSON form is a contract that Logstash pipelines, Elasticsearch index templates
+//! and tests depend on:
+//!
+//! ```json
+//! {"@timestamp":"2025-10-08T08:58:34Z","event_type":"player_join","server":"primary",
+//!  "severity":"info","pattern":"console/player_join","fields":{"player":"bsalis"},
+//!  "message":"bsalis joined the game","raw":"2025-10-08 08:58:34 [JOIN] bsalis joined the game",
+//!  "log":{"path":"/srv/factorio/console.log","offset":1234},
+//!  "trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7",
+//!  "service":{"name":"factorio-isr","version":"0.1.0","environment":"production"}}
+//! ```
+//!
+//! Keys always come in that order. `pattern` is absent for unmatched records (`event_type` is
+//! then [`LOG_EVENT_TYPE`]); `trace_id` and `span_id` are absent when the record was not traced.
+//! `@timestamp` is UTC with millisecond precision, written without a fraction when it has none.
+//!
+//! Serialising cannot fail for any event: strings are escaped by `serde_json`, so a record with
+//! newlines, control characters or U+FFFD replacement characters is always exactly one JSON line.
+//! The only error [`Event::write_json`] returns is the writer's own I/O error.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Datelike, Timelike};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+/// The `event_type` of a record that no pattern matched.
+pub const LOG_EVENT_TYPE: &str = "log";
+
+/// A point in time: milliseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Writes the RFC 3339 form (`2025-10-08T08:58:34Z`, or `…:34.295Z` when there are
+    /// milliseconds) into `out` without allocating.
+    pub fn write_rfc3339(self, out: &mut impl fmt::Write) -> fmt::Result {
+        let secs = self.0.div_euclid(1000);
+        let millis = self.0.rem_euclid(1000);
+        let Some(t) = DateTime::from_timestamp(secs, 0) else {
+            return out.write_str("1970-01-01T00:00:00Z");
+        };
+        write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )?;
+        if millis != 0 {
+            write!(out, ".{millis:03}")?;
+        }
+        out.write_char('Z')
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_rfc3339(f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = String::with_capacity(24);
+        // Writing into a String cannot fail.
+        let _ = self.write_rfc3339(&mut s);
+        serializer.serialize_str(&s)
+    }
+}
+
+/// How much an event matters. Patterns declare it; unmatched records are `info`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Detail that is rarely interesting.
+    Debug,
+    /// Normal operation: joins, chat, saves.
+    Info,
+    /// Something an admin may want to look at.
+    Warning,
+    /// Something failed: a script error, a refused mod.
+    Error,
+    /// The server went down or is unusable: crashes.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in JSON and pattern files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Debug => "debug",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A typed capture value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldValue {
+    /// Text, the default type of a capture.
+    Str(String),
+    /// A signed integer (`type = "int"`).
+    Int(i64),
+    /// An integer too large for `i64` (Factorio writes tick 18446744073709551615 before a game exists).
+    UInt(u64),
+    /// A floating-point number (`type = "float"`).
+    Float(f64),
+    /// A boolean (`type = "bool"`).
+    Bool(bool),
+}
+
+impl FieldValue {
+    /// The value as text, the way a template shows it.
+    pub fn to_text(&self) -> String {
+        match self {
+            FieldValue::Str(s) => s.clone(),
+            FieldValue::Int(v) => v.to_string(),
+            FieldValue::UInt(v) => v.to_string(),
+            FieldValue::Float(v) => v.to_string(),
+            FieldValue::Bool(v) => v.to_string(),
+        }
+    }
+
+    /// The value as a string slice, when it is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            FieldValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for FieldValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FieldValue::Str(s) => serializer.serialize_str(s),
+            FieldValue::Int(v) => serializer.serialize_i64(*v),
+            FieldValue::UInt(v) => serializer.serialize_u64(*v),
+            FieldValue::Float(v) if v.is_finite() => serializer.serialize_f64(*v),
+            // JSON has no NaN or infinity; keep the information as text.
+            FieldValue::Float(v) => serializer.serialize_str(&v.to_string()),
+            FieldValue::Bool(v) => serializer.serialize_bool(*v),
+        }
+    }
+}
+
+/// Where events of one file come from: the server tag and the file path. Shared by every event
+/// of that file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSource {
+    /// The server tag every event of this file carries (`server` in the JSON).
+    pub server: Arc<str>,
+    /// The path of the log file as factorio-isr opened it (`log.path` in the JSON).
+    pub path: Arc<str>,
+}
+
+/// W3C trace context ids of the span that handled the event, as lowercase hex.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceIds {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+}
+
+/// Who produced the events: the `service` object of every event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceInfo {
+    /// `SERVICE_NAME`, default `factorio-isr`.
+    pub name: String,
+    /// `SERVICE_VERSION`, default the crate version.
+    pub version: String,
+    /// `SERVICE_ENVIRONMENT`, default `production`.
+    pub environment: String,
+}
+
+impl Default for ServiceInfo {
+    fn default() -> Self {
+        ServiceInfo {
+            name: "factorio-isr".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            environment: "production".to_owned(),
+        }
+    }
+}
+
+/// One classified log record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// From the line when it carries a time, else when it was read.
+    pub timestamp: Timestamp,
+    /// The pattern's event type, or [`LOG_EVENT_TYPE`].
+    pub event_type: Arc<str>,
+    /// The pattern's severity; `info` for unmatched records.
+    pub severity: Severity,
+    /// `file/name` of the pattern that matched, `None` for unmatched records.
+    pub pattern: Option<Arc<str>>,
+    /// Typed named captures of the winning pattern, in the pattern's capture order.
+    pub fields: Vec<(Arc<str>, FieldValue)>,
+    /// The whole record as read (lines joined with `\n`, decoded lossily).
+    pub raw: String,
+    /// Where the human-readable message starts in `raw` (after the time stamp, level, source
+    /// and console tag); the message runs to the end of `raw`.
+    pub message_start: usize,
+    /// Server tag and file path.
+    pub source: Arc<LogSource>,
+    /// Byte offset of the record's first line in the file.
+    pub offset: u64,
+    /// Trace context, when the record was traced.
+    pub trace: Option<TraceIds>,
+}
+
+impl Event {
+    /// The record without its time stamp, level, source file and console tag.
+    pub fn message(&self) -> &str {
+        self.raw.get(self.message_start..).unwrap_or(&self.raw)
+    }
+
+    /// A field by name.
+    pub fn field(&self, name: &str) -> Option<&FieldValue> {
+        self.fields
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Appends the event's JSON form and a newline to `out`.
+    pub fn write_json_line(&self, service: &ServiceInfo, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail and every value here serialises.
+        let _ = self.write_json(service, &mut *out);
+        out.push(b'\n');
+    }
+
+    /// Writes the event's JSON form (no trailing newline) to `out`.
+    pub fn write_json<W: io::Write>(&self, service: &ServiceInfo, out: W) -> io::Result<()> {
+        let mut ser = serde_json::Serializer::new(out);
+        EventJson {
+            event: self,
+            service,
+        }
+        .serialize(&mut ser)
+        .map_err(io::Error::from)
+    }
+}
+
+/// The JSON view of an event: the event plus the process-wide service description.
+pub struct EventJson<'a> {
+    /// The event.
+    pub event: &'a Event,
+    /// The `service` object.
+    pub service: &'a ServiceInfo,
+}
+
+struct Fields<'a>(&'a [(Arc<str>, FieldValue)]);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(&**k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct LogPosition<'a> {
+    path: &'a str,
+    offset: u64,
+}
+
+impl Serialize for EventJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = self.event;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("@timestamp", &e.timestamp)?;
+        map.serialize_entry("event_type", &*e.event_type)?;
+        map.serialize_entry("server", &*e.source.server)?;
+        map.serialize_entry("severity", &e.severity)?;
+        if let Some(p) = &e.pattern {
+            map.serialize_entry("pattern", &**p)?;
+        }
+        map.serialize_entry("fields", &Fields(&e.fields))?;
+        map.serialize_entry("message", e.message())?;
+        map.serialize_entry("raw", &e.raw)?;
+        map.serialize_entry(
+            "log",
+            &LogPosition {
+                path: &e.source.path,
+                offset: e.offset,
+            },
+        )?;
+        if let Some(t) = &e.trace {
+            map.serialize_entry("trace_id", &t.trace_id)?;
+            map.serialize_entry("span_id", &t.span_id)?;
+        }
+        map.serialize_entry("service", self.service)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        Event {
+            timestamp: Timestamp(1_759_913_914_000),
+            event_type: "player_join".into(),
+            severity: Severity::Info,
+            pattern: Some("console/player_join".into()),
+            fields: vec![("player".into(), FieldValue::Str("bsalis".into()))],
+            raw: "2025-10-08 08:58:34 [JOIN] bsalis joined the game".into(),
+            message_start: 27,
+            source: Arc::new(LogSource {
+                server: "primary".into(),
+                path: "/srv/factorio/console.log".into(),
+            }),
+            offset: 1234,
+            trace: Some(TraceIds {
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                span_id: "00f067aa0ba902b7".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn json_matches_the_design_contract_byte_for_byte() {
+        let service = ServiceInfo {
+            name: "factorio-isr".into(),
+            version: "0.1.0".into(),
+            environment: "production".into(),
+        };
+        let mut out = Vec::new();
+        sample().write_json_line(&service, &mut out);
+        let expected = concat!(
+            r#"{"@timestamp":"2025-10-08T08:58:34Z","event_type":"player_join","server":"primary","#,
+            r#""severity":"info","pattern":"console/player_join","fields":{"player":"bsalis"},"#,
+            r#""message":"bsalis joined the game","raw":"2025-10-08 08:58:34 [JOIN] bsalis joined the game","#,
+            r#""log":{"path":"/srv/factorio/console.log","offset":1234},"#,
+            r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","#,
+            r#""service":{"name":"factorio-isr","version":"0.1.0","environment":"production"}}"#,
+            "\n"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn unmatched_events_have_no_pattern_key_and_untraced_no_ids() {
+        let mut e = sample();
+        e.pattern = None;
+        e.trace = None;
+        e.event_type = LOG_EVENT_TYPE.into();
+        let mut out = Vec::new();
+        e.write_json_line(&ServiceInfo::default(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("pattern").is_none());
+        assert!(v.get("trace_id").is_none());
+        assert_eq!(v["event_type"], "log");
+    }
+
+    #[test]
+    fn multi_line_and_control_characters_stay_on_one_json_line() {
+        let mut e = sample();
+        e.raw = "a\nb\t\"c\"\u{0}\u{1b}[2J\r".into();
+        e.message_start = 0;
+        let mut out = Vec::new();
+        e.write_json_line(&ServiceInfo::default(), &mut out);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["raw"], e.raw);
+    }
+
+    #[test]
+    fn timestamps_have_millis_only_when_non_zero() {
+        assert_eq!(
+            Timestamp(1_759_913_914_000).to_string(),
+            "2025-10-08T08:58:34Z"
+        );
+        assert_eq!(
+            Timestamp(1_759_913_914_295).to_string(),
+            "2025-10-08T08:58:34.295Z"
+        );
+        assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn typed_fields_serialise_as_json_types() {
+        let mut e = sample();
+        e.fields = vec![
+            ("n".into(), FieldValue::Int(-3)),
+            ("u".into(), FieldValue::UInt(u64::MAX)),
+            ("f".into(), FieldValue::Float(0.5)),
+            ("nan".into(), FieldValue::Float(f64::NAN)),
+            ("b".into(), FieldValue::Bool(true)),
+        ];
+        let mut out = Vec::new();
+        e.write_json_line(&ServiceInfo::default(), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["fields"]["n"], -3);
+        assert_eq!(v["fields"]["u"], u64::MAX);
+        assert_eq!(v["fields"]["f"], 0.5);
+        assert_eq!(v["fields"]["nan"], "NaN");
+        assert_eq!(v["fields"]["b"], true);
+    }
+}

@@ -1,0 +1,267 @@
+//! The compiled pattern set and the match stage: record → typed [`Event`].
+//!
+//! All enabled patterns go into one [`RegexSet`], ordered by (priority, file order), so one pass
+//! over a record tells which patterns match and the first of them is the winner. Only the winner
+//! runs its capture groups. A record no pattern matches becomes an event of type
+//! [`LOG_EVENT_TYPE`] with no fields.
+//!
+//! Captures become typed fields: text by default, or `int`, `float`, `bool` as the pattern says.
+//! A capture whose text does not parse as its type is kept as text rather than dropped (the
+//! record is never lost because of a type), and a capture that did not take part in the match
+//! (an optional group) is left out of `fields`.
+//!
+//! Matching cannot fail.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use regex::{RegexSet, RegexSetBuilder};
+
+use super::load::{FieldType, Pattern, PatternError, PatternErrorKind};
+use crate::event::{Event, FieldValue, LOG_EVENT_TYPE, LogSource, Severity, Timestamp};
+use crate::tail::frame::Record;
+
+/// Compiled size limit of the whole set, in bytes.
+pub const SET_SIZE_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// One loaded pattern file, for summaries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSummary {
+    /// The file's stem (`console` for `console.toml`).
+    pub stem: String,
+    /// Patterns in the file.
+    pub patterns: usize,
+    /// Of which enabled.
+    pub enabled: usize,
+}
+
+/// A validated, compiled set of patterns. Immutable; reloading builds a new one.
+#[derive(Debug)]
+pub struct PatternSet {
+    set: RegexSet,
+    /// Enabled patterns in set order: by priority, then file order.
+    active: Vec<Arc<Pattern>>,
+    /// Every pattern, enabled or not, in file order.
+    all: Vec<Arc<Pattern>>,
+    files: Vec<FileSummary>,
+    log_event_type: Arc<str>,
+}
+
+/// The result of matching one record.
+#[derive(Debug)]
+pub struct Match<'a> {
+    /// The winning pattern.
+    pub pattern: &'a Arc<Pattern>,
+    /// Its typed captures.
+    pub fields: Vec<(Arc<str>, FieldValue)>,
+}
+
+impl PatternSet {
+    /// Builds the set from loaded patterns.
+    pub fn build(patterns: Vec<Pattern>, files: Vec<FileSummary>) -> Result<Self, PatternError> {
+        let all: Vec<Arc<Pattern>> = patterns.into_iter().map(Arc::new).collect();
+        let mut active: Vec<Arc<Pattern>> = all.iter().filter(|p| p.enabled).cloned().collect();
+        // Stable sort: equal priorities keep file order.
+        active.sort_by_key(|p| p.priority);
+        let set = RegexSetBuilder::new(active.iter().map(|p| p.regex.as_str()))
+            .size_limit(SET_SIZE_LIMIT_BYTES)
+            .dfa_size_limit(SET_SIZE_LIMIT_BYTES)
+            .build()
+            .map_err(|e| PatternError {
+                path: active
+                    .first()
+                    .map(|p| p.location.path.clone())
+                    .unwrap_or_default(),
+                line: 0,
+                column: 0,
+                pattern: None,
+                kind: PatternErrorKind::SetTooBig(e.to_string()),
+            })?;
+        Ok(PatternSet {
+            set,
+            active,
+            all,
+            files,
+            log_event_type: LOG_EVENT_TYPE.into(),
+        })
+    }
+
+    /// Every pattern, enabled or not, in file order.
+    pub fn patterns(&self) -> &[Arc<Pattern>] {
+        &self.all
+    }
+
+    /// The pattern files the set came from.
+    pub fn files(&self) -> &[FileSummary] {
+        &self.files
+    }
+
+    /// Event types of the enabled patterns with how many patterns produce each.
+    pub fn event_types(&self) -> BTreeMap<&str, usize> {
+        let mut m = BTreeMap::new();
+        for p in &self.active {
+            *m.entry(&*p.event_type).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// The winning pattern for `text` and its typed captures, or `None` when nothing matches.
+    pub fn match_text(&self, text: &str) -> Option<Match<'_>> {
+        let winner = self.set.matches(text).iter().next()?;
+        let pattern = &self.active[winner];
+        let mut fields = Vec::new();
+        if !pattern.captures.is_empty()
+            && let Some(caps) = pattern.regex.captures(text)
+        {
+            fields.reserve(pattern.captures.len());
+            for c in &pattern.captures {
+                if let Some(m) = caps.get(c.group) {
+                    fields.push((c.name.clone(), typed(m.as_str(), c.ty)));
+                }
+            }
+        }
+        Some(Match { pattern, fields })
+    }
+
+    /// The match stage: turns a framed record into an event. `read_time` stamps records whose
+    /// lines carry no time.
+    pub fn to_event(&self, record: Record, source: &Arc<LogSource>, read_time: Timestamp) -> Event {
+        let timestamp = record.time_ms.map_or(read_time, Timestamp);
+        let (event_type, severity, pattern, fields) = match self.match_text(&record.text) {
+            Some(m) => (
+                m.pattern.event_type.clone(),
+                m.pattern.severity,
+                Some(m.pattern.qualified_name.clone()),
+                m.fields,
+            ),
+            None => (
+                self.log_event_type.clone(),
+                Severity::Info,
+                None,
+                Vec::new(),
+            ),
+        };
+        Event {
+            timestamp,
+            event_type,
+            severity,
+            pattern,
+            fields,
+            message_start: record.message_start,
+            raw: record.text,
+            source: source.clone(),
+            offset: record.offset,
+            trace: None,
+        }
+    }
+}
+
+/// Converts capture text to its declared type; text that does not parse stays text.
+fn typed(s: &str, ty: FieldType) -> FieldValue {
+    match ty {
+        FieldType::String => FieldValue::Str(s.to_owned()),
+        FieldType::Int => s
+            .parse::<i64>()
+            .map(FieldValue::Int)
+            .or_else(|_| s.parse::<u64>().map(FieldValue::UInt))
+            .unwrap_or_else(|_| FieldValue::Str(s.to_owned())),
+        FieldType::Float => s
+            .parse::<f64>()
+            .map(FieldValue::Float)
+            .unwrap_or_else(|_| FieldValue::Str(s.to_owned())),
+        FieldType::Bool => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => FieldValue::Bool(true),
+            "false" | "no" | "0" => FieldValue::Bool(false),
+            _ => FieldValue::Str(s.to_owned()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patterns::load::load_file;
+    use std::path::Path;
+
+    fn set(text: &str) -> PatternSet {
+        let mut p = Vec::new();
+        let mut e = Vec::new();
+        load_file(Path::new("t.toml"), "t", text, &mut p, &mut e);
+        assert!(e.is_empty(), "{e:?}");
+        PatternSet::build(p, vec![]).unwrap()
+    }
+
+    #[test]
+    fn lowest_priority_wins_then_file_order() {
+        let s = set(r#"
+[[pattern]]
+name = "generic"
+regex = 'Error (?P<msg>.*)'
+priority = 900
+[[pattern]]
+name = "first"
+regex = 'Error x'
+priority = 10
+[[pattern]]
+name = "second"
+regex = 'Error x(?P<rest>.*)'
+priority = 10
+"#);
+        assert_eq!(&*s.match_text("Error xyz").unwrap().pattern.name, "first");
+        assert_eq!(&*s.match_text("Error abc").unwrap().pattern.name, "generic");
+        assert!(s.match_text("fine").is_none());
+    }
+
+    #[test]
+    fn disabled_patterns_never_match() {
+        let s = set("[[pattern]]\nname = \"a\"\nregex = 'x'\nenabled = false\n");
+        assert!(s.match_text("x").is_none());
+        assert_eq!(s.patterns().len(), 1);
+    }
+
+    #[test]
+    fn captures_are_typed_and_optional_groups_omitted() {
+        let s = set(r#"
+[[pattern]]
+name = "a"
+regex = '^(?P<n>\S+) (?P<f>\S+) (?P<b>\S+)(?: (?P<opt>\S+))?$'
+fields = { n = "int", f = "float", b = "bool" }
+"#);
+        let m = s.match_text("18446744073709551615 0.5 yes").unwrap();
+        assert_eq!(
+            m.fields,
+            vec![
+                ("n".into(), FieldValue::UInt(u64::MAX)),
+                ("f".into(), FieldValue::Float(0.5)),
+                ("b".into(), FieldValue::Bool(true)),
+            ]
+        );
+        let m = s.match_text("-4 x maybe o").unwrap();
+        assert_eq!(m.fields[0].1, FieldValue::Int(-4));
+        assert_eq!(m.fields[1].1, FieldValue::Str("x".into()));
+        assert_eq!(m.fields[2].1, FieldValue::Str("maybe".into()));
+        assert_eq!(m.fields[3].1, FieldValue::Str("o".into()));
+    }
+
+    #[test]
+    fn unmatched_records_become_log_events() {
+        let s = set("[[pattern]]\nname = \"a\"\nregex = '^x'\n");
+        let source = Arc::new(LogSource {
+            server: "s".into(),
+            path: "p".into(),
+        });
+        let rec = Record {
+            offset: 7,
+            end_offset: 12,
+            text: "hello".into(),
+            message_start: 0,
+            lines: 1,
+            time_ms: None,
+        };
+        let e = s.to_event(rec, &source, Timestamp(5));
+        assert_eq!(&*e.event_type, "log");
+        assert_eq!(e.timestamp, Timestamp(5));
+        assert_eq!(e.pattern, None);
+        assert_eq!(e.offset, 7);
+    }
+}
