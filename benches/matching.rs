@@ -1,1 +1,239 @@
-fn main() {}
+//! Matching throughput of the shipped pattern set.
+//!
+//! - `mix/*`: a realistic stream (mostly engine lines that no pattern matches, some lifecycle
+//!   lines, console events, bare output and a Lua crash now and then), measured as
+//!   frame + match → `Event` (`frame_and_match`), and with the JSON line written too
+//!   (`frame_match_json`), which is what `replay` does per record.
+//! - `shape/*`: `PatternSet::match_text` on one line of each shape.
+//!
+//! Throughput is in lines (elements) per second on one thread. Run: `cargo bench --bench matching`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use factorio_isr::event::{LogSource, ServiceInfo, Timestamp};
+use factorio_isr::patterns::{self, PatternSet};
+use factorio_isr::tail::frame::{FramingLimits, LineFramer, RecordAssembler};
+
+/// A deterministic pseudo-random sequence (xorshift), so every run measures the same input.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const PLAYERS: &[&str] = &[
+    "bsalis",
+    "Mattie",
+    "foo-bar",
+    "-Squigly-",
+    "grilledham.",
+    "Ülrich_[RU]",
+    "kacperion",
+];
+
+/// Engine lines as real servers write them, with their share of a busy server's log. Most
+/// match no pattern.
+fn mix(lines: usize) -> Vec<u8> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut out = String::new();
+    let mut t = 0.0f64;
+    out.push_str("   0.000 2025-10-07 08:22:06; Factorio 2.0.60 (build 83512, linux64, headless, space-age)\n");
+    let mut n = 1;
+    while n < lines {
+        t += 0.0125;
+        let secs = t;
+        let tick = rng.next() % 10_000_000;
+        let peer = rng.next() % 60;
+        let p = rng.pick(PLAYERS);
+        let r = rng.next() % 1000;
+        let line = if r < 550 {
+            // Unmatched engine chatter.
+            match rng.next() % 6 {
+                0 => format!(
+                    "{secs:8.3} Info ServerSynchronizer.cpp:627: nextHeartbeatSequenceNumber({tick}) removing peer({peer})."
+                ),
+                1 => format!(
+                    "{secs:8.3} Info ServerMultiplayerManager.cpp:1064: Disconnect notification for peer ({peer})"
+                ),
+                2 => format!(
+                    "{secs:8.3} Info GameActionHandler.cpp:4996: UpdateTick ({tick}) processed PlayerJoinGame peerID({peer}) playerIndex(0) mode(connect)"
+                ),
+                3 => format!(
+                    "{secs:8.3} Info ServerRouter.cpp:425: Replying to connectionRequest for address(IP ADDR:({{188.114.178.239:62207}}))."
+                ),
+                4 => format!(
+                    "{secs:8.3} Info ServerMultiplayerManager.cpp:1024: UpdateTick({tick}) Serving map(/opt/factorio/temp/mp-save-0.zip) for peer({peer}) size(39779625) auxiliary(207) crc(8809669)"
+                ),
+                _ => format!("{secs:8.3} Checksum for script __level__/control.lua: {tick}"),
+            }
+        } else if r < 700 {
+            // Matched engine lines: peer and server state changes, saves.
+            match rng.next() % 4 {
+                0 => format!(
+                    "{secs:8.3} Info ServerMultiplayerManager.cpp:946: updateTick({tick}) received stateChanged peerID({peer}) oldState(ConnectedLoadingMap) newState(TryingToCatchUp)"
+                ),
+                1 => format!(
+                    "{secs:8.3} Info ServerMultiplayerManager.cpp:814: updateTick({tick}) changing state from(InGame) to(InGameSavingMap)"
+                ),
+                2 => format!(
+                    "{secs:8.3} Info AppManager.cpp:287: Saving to _autosave{} (non-blocking).",
+                    peer % 5
+                ),
+                _ => format!("{secs:8.3} Info AppManagerStates.cpp:1941: Saving finished"),
+            }
+        } else if r < 720 {
+            format!(
+                "{secs:8.3} Warning ServerSynchronizer.cpp:113: nextHeartbeatSequenceNumber({tick}) peer({peer}) wants a heartbeat"
+            )
+        } else if r < 730 {
+            format!(
+                "{secs:8.3} Error ServerMultiplayerManager.cpp:633: Matching server connection failed: Error when creating server game: Missing token."
+            )
+        } else if r < 970 {
+            let ts = "2025-10-07 08:22:06";
+            match rng.next() % 10 {
+                0..=5 => format!("{ts} [CHAT] {p}: anyone got iron plates? [gps=-154,118]"),
+                6 | 7 => format!("{ts} [JOIN] {p} joined the game"),
+                8 => format!("{ts} [LEAVE] {p} left the game"),
+                _ => format!("{ts} [COMMAND] <server> (command): rcon.print(game.tick)"),
+            }
+        } else if r < 995 {
+            rng.pick(&[
+                "Players (0):",
+                "[PLAYER-JOIN]d64",
+                "[DATA-GET]4 {data_set:\"colors\",key:\"d64\"}",
+                "2.0.77",
+            ])
+            .to_owned()
+        } else {
+            // A crash: a multi-line record of 5 physical lines.
+            n += 4;
+            format!(
+                "{secs:8.3} Error MainLoop.cpp:1488: Exception at tick {tick}: The mod BotBridge (0.0.1) caused a non-recoverable error.\nError while running event BotBridge::on_nth_tick(60)\nstack traceback:\n\t[C]: in function '__index'\n\t__BotBridge__/control.lua:1326: in function 'sample_bots'"
+            )
+        };
+        out.push_str(&line);
+        out.push('\n');
+        n += 1;
+    }
+    out.into_bytes()
+}
+
+fn line_count(data: &[u8]) -> u64 {
+    data.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Frames `data` and matches every record, calling `each` with the event.
+fn run(set: &PatternSet, data: &[u8], mut each: impl FnMut(&factorio_isr::event::Event)) {
+    let source = Arc::new(LogSource {
+        server: "bench".into(),
+        path: "bench.log".into(),
+    });
+    let limits = FramingLimits::default();
+    let mut framer = LineFramer::new(limits.max_line_bytes, 0);
+    let mut asm = RecordAssembler::new(limits);
+    let mut records = Vec::with_capacity(4096);
+    let now = Timestamp(1_759_824_126_000);
+    for chunk in data.chunks(256 * 1024) {
+        framer.push(chunk, &mut |line| asm.push_line(line, &mut records));
+        for r in records.drain(..) {
+            let e = set.to_event(r, &source, now);
+            each(&e);
+        }
+    }
+    framer.finish(&mut |line| asm.push_line(line, &mut records));
+    asm.flush(&mut records);
+    for r in records.drain(..) {
+        each(&set.to_event(r, &source, now));
+    }
+}
+
+fn bench_mix(c: &mut Criterion) {
+    let set = patterns::shipped().expect("shipped patterns load");
+    let data = mix(200_000);
+    let lines = line_count(&data);
+    let mut group = c.benchmark_group("mix");
+    group.throughput(Throughput::Elements(lines));
+    group.sample_size(20);
+    group.bench_function("frame_and_match", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            run(&set, &data, |e| n += e.raw.len() as u64);
+            black_box(n)
+        })
+    });
+    let service = ServiceInfo::default();
+    group.bench_function("frame_match_json", |b| {
+        let mut buf = Vec::with_capacity(1 << 20);
+        b.iter(|| {
+            run(&set, &data, |e| {
+                e.write_json_line(&service, &mut buf);
+                if buf.len() > 1 << 20 {
+                    buf.clear();
+                }
+            });
+            black_box(buf.len())
+        })
+    });
+    group.finish();
+}
+
+fn bench_shapes(c: &mut Criterion) {
+    let set = patterns::shipped().expect("shipped patterns load");
+    let shapes: &[(&str, &str)] = &[
+        (
+            "engine_unmatched",
+            "29973.150 Info ServerSynchronizer.cpp:627: nextHeartbeatSequenceNumber(1798073) removing peer(2).",
+        ),
+        (
+            "engine_state_change",
+            "  16.429 Info ServerMultiplayerManager.cpp:814: updateTick(27899560) changing state from(InGame) to(InGameSavingMap)",
+        ),
+        (
+            "engine_error",
+            "   6.826 Error ServerMultiplayerManager.cpp:633: Matching server connection failed: Error when creating server game: Missing token.",
+        ),
+        (
+            "console_chat",
+            "2020-01-01 16:08:20 [CHAT] kacperion: what is this[gps=-154,118]?",
+        ),
+        (
+            "console_join",
+            "2025-10-08 08:58:34 [JOIN] bsalis joined the game",
+        ),
+        (
+            "console_ban",
+            "2019-01-20 10:30:30 [BAN] grilled ham (not on map) was banned by <server>. Reason: unspecified.",
+        ),
+        (
+            "mod_line",
+            "[FactoriGOChatBot]: \"2852569 [PLAYER_DIED:Mattie:locomotive:10:50]\"",
+        ),
+        ("bare", "Online players (123):"),
+        (
+            "crash_record",
+            "69945.475 Error MainLoop.cpp:1284: Exception at tick 37148045: The mod AAI Programmable Vehicles (0.7.22) caused a non-recoverable error.\nPlease report this error to the mod author.\n\nError while running event aai-programmable-vehicles::load-unit-group-2 (ID 220)\n__aai-programmable-vehicles__/control.lua:3560: attempt to index field 'cursor_stack' (a nil value)\nstack traceback:\n        __aai-programmable-vehicles__/control.lua:3560: in function 'on_load_unit_group'",
+        ),
+    ];
+    let mut group = c.benchmark_group("shape");
+    group.throughput(Throughput::Elements(1));
+    for (name, line) in shapes {
+        group.bench_function(*name, |b| {
+            b.iter(|| black_box(set.match_text(black_box(line)).map(|m| m.fields.len())))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_mix, bench_shapes);
+criterion_main!(benches);

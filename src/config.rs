@@ -47,7 +47,8 @@ pub fn default_service_environment() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Directory of pattern files (`*.toml`). Unset: the shipped patterns built into the
-    /// binary. `--patterns DIR` overrides it.
+    /// binary. A relative path is relative to the config file's directory. `--patterns DIR`
+    /// overrides it.
     #[serde(default)]
     pub patterns_dir: Option<PathBuf>,
     /// The `server` tag of events when `--server TAG` is not given.
@@ -198,13 +199,21 @@ impl fmt::Display for Located<'_> {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file. Relative paths in it are resolved against the
+    /// file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(path, &text)
+        let mut config = Config::parse(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        if let Some(dir) = &config.patterns_dir
+            && dir.is_relative()
+        {
+            config.patterns_dir = Some(base.join(dir));
+        }
+        Ok(config)
     }
 
     /// Parses and validates config text; `path` is only used in messages.
@@ -281,6 +290,20 @@ mod tests {
         assert!(
             err.starts_with("c.toml:3:1: unknown field `max_line_byte`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_pattern_dirs_are_relative_to_the_config_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("isr.toml");
+        std::fs::write(&file, "patterns_dir = \"my-patterns\"\n").unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.patterns_dir, Some(tmp.path().join("my-patterns")));
+        std::fs::write(&file, "patterns_dir = \"/abs\"\n").unwrap();
+        assert_eq!(
+            Config::load(&file).unwrap().patterns_dir,
+            Some(PathBuf::from("/abs"))
         );
     }
 

@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -142,25 +142,37 @@ fn replay(
 }
 
 fn check(config_path: Option<&Path>, patterns_flag: Option<PathBuf>) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    match check_to(&mut out, config_path, patterns_flag) {
+        Err(e) if is_closed_pipe(&e) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+        Ok(code) => Ok(code),
+    }
+}
+
+fn check_to(
+    out: &mut impl Write,
+    config_path: Option<&Path>,
+    patterns_flag: Option<PathBuf>,
+) -> io::Result<ExitCode> {
     let mut problems = 0usize;
-    let config = match config_path.map(Config::load) {
+    let config = match config_path {
         None => Config::default(),
-        Some(Ok(c)) => {
-            println!(
-                "config: {} is valid",
-                config_path.unwrap_or(Path::new("")).display()
-            );
-            c
-        }
-        Some(Err(e)) => {
-            eprintln!("{e}");
-            problems += 1;
-            Config::default()
-        }
+        Some(path) => match Config::load(path) {
+            Ok(c) => {
+                writeln!(out, "config: {} is valid", path.display())?;
+                c
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                problems += 1;
+                Config::default()
+            }
+        },
     };
     let dir = patterns_dir(patterns_flag, &config);
     match load_patterns(dir.as_deref()) {
-        Ok(set) => print_summary(dir.as_deref(), &set),
+        Ok(set) => write_summary(out, dir.as_deref(), &set)?,
         Err(errors) => {
             for e in &errors.0 {
                 eprintln!("{e}");
@@ -168,32 +180,39 @@ fn check(config_path: Option<&Path>, patterns_flag: Option<PathBuf>) -> Result<E
             problems += errors.0.len();
         }
     }
+    out.flush()?;
     if problems > 0 {
         eprintln!(
-            "\n{problems} problem{} found; nothing was loaded",
-            if problems == 1 { "" } else { "s" }
+            "\n{}; nothing was loaded",
+            plural(problems, "problem found", "problems found")
         );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(dir: Option<&Path>, set: &PatternSet) {
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn write_summary(out: &mut impl Write, dir: Option<&Path>, set: &PatternSet) -> io::Result<()> {
     match dir {
-        Some(d) => println!("patterns: {} is valid", d.display()),
-        None => println!("patterns: the built-in set is valid"),
+        Some(d) => writeln!(out, "patterns: {} is valid", d.display())?,
+        None => writeln!(out, "patterns: the built-in set is valid")?,
     }
     for f in set.files() {
-        println!(
-            "  {:<20} {:>3} patterns, {} enabled",
+        writeln!(
+            out,
+            "  {:<20} {}, {} enabled",
             format!("{}.toml", f.stem),
-            f.patterns,
+            plural(f.patterns, "pattern", "patterns"),
             f.enabled
-        );
+        )?;
     }
     let types = set.event_types();
-    println!("event types ({}):", types.len());
+    writeln!(out, "event types ({}):", types.len())?;
     for (t, n) in types {
-        println!("  {t:<20} {n} pattern{}", if n == 1 { "" } else { "s" });
+        writeln!(out, "  {t:<20} {}", plural(n, "pattern", "patterns"))?;
     }
+    Ok(())
 }

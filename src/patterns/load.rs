@@ -30,7 +30,11 @@ pub const REGEX_SIZE_LIMIT_BYTES: usize = 1024 * 1024;
 /// Largest lazy-DFA cache of one regex, in bytes (`RegexBuilder::dfa_size_limit`).
 pub const REGEX_DFA_SIZE_LIMIT_BYTES: usize = 8 * 1024 * 1024;
 
-/// Placeholders every Discord template may use besides the pattern's captures.
+/// Longest pattern name, event type or webhook name.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Placeholders every Discord template may use besides the pattern's captures. A capture of the
+/// same name (the shipped `chat` pattern captures `message`) takes precedence.
 pub const BUILTIN_TEMPLATE_FIELDS: &[&str] = &["server", "event_type", "severity", "message"];
 
 /// Default `priority` of a pattern: lower numbers win when several patterns match.
@@ -205,8 +209,9 @@ pub enum PatternErrorKind {
     /// TOML syntax error, unknown key, or a value of the wrong type.
     #[error("{0}")]
     Toml(String),
-    /// A name or event type with characters outside `[A-Za-z0-9_-]`.
-    #[error("invalid {what} `{value}`: use letters, digits, `_` and `-` only")]
+    /// A name or event type that is empty, longer than [`MAX_NAME_CHARS`], or has characters
+    /// outside `[A-Za-z0-9_-]`.
+    #[error("invalid {what} `{value}`: use 1 to {MAX_NAME_CHARS} letters, digits, `_` and `-`")]
     InvalidName {
         /// `name` or `event_type`.
         what: &'static str,
@@ -574,7 +579,7 @@ pub fn compile_regex(src: &str) -> Result<Regex, regex::Error> {
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 64
+        && s.len() <= MAX_NAME_CHARS
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
@@ -613,7 +618,8 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplatePart>, PatternErrorKind> {
                 loop {
                     match chars.next() {
                         Some('}') => break,
-                        Some(c) if c.is_ascii_alphanumeric() || c == '_' => name.push(c),
+                        // Capture names may hold `.`, `[` and `]` as well (regex 1.9+).
+                        Some(c) if c != '{' => name.push(c),
                         _ => return Err(PatternErrorKind::TemplateSyntax),
                     }
                 }
@@ -777,6 +783,10 @@ regex = 'a*'
         assert!(parse_template("{oops").is_err());
         assert!(parse_template("a } b").is_err());
         assert!(parse_template("{}").is_err());
+        assert_eq!(
+            parse_template("{a.b[0]}").unwrap(),
+            vec![TemplatePart::Field("a.b[0]".into())]
+        );
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub fn pattern_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
-        if entry.file_type().map(|t| t.is_file() || t.is_symlink())? {
+        // Follow symlinks: a link to a file is a pattern file, a link to a directory is not.
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
             files.push(entry.path());
         }
     }

@@ -110,13 +110,14 @@ impl PatternSet {
         let winner = self.set.matches(text).iter().next()?;
         let pattern = &self.active[winner];
         let mut fields = Vec::new();
-        if !pattern.captures.is_empty()
-            && let Some(caps) = pattern.regex.captures(text)
-        {
-            fields.reserve(pattern.captures.len());
-            for c in &pattern.captures {
-                if let Some(m) = caps.get(c.group) {
-                    fields.push((c.name.clone(), typed(m.as_str(), c.ty)));
+        if !pattern.captures.is_empty() {
+            let mut locs = pattern.regex.capture_locations();
+            if pattern.regex.captures_read(&mut locs, text).is_some() {
+                fields.reserve(pattern.captures.len());
+                for c in &pattern.captures {
+                    if let Some((start, end)) = locs.get(c.group) {
+                        fields.push((c.name.clone(), typed(&text[start..end], c.ty)));
+                    }
                 }
             }
         }

@@ -359,17 +359,18 @@ impl RecordAssembler {
             time_ms,
         };
 
-        let until = if shape::opens_quoted_failure(line.bytes) {
-            Some(OpenUntil::QuoteCloses)
-        } else {
-            match shape {
-                Shape::Engine {
-                    level: EngineLevel::Error,
-                    ..
-                } => Some(OpenUntil::Prefixed),
-                Shape::Bare if shape::is_bare_error_head(line.bytes) => Some(OpenUntil::Prefixed),
-                _ => None,
+        // Only the engine writes `MultiplayerManager failed: "…`: the same text in a chat line
+        // is a player's message and must not swallow the lines after it.
+        let until = match shape {
+            Shape::Engine { .. } if shape::opens_quoted_failure(line.bytes) => {
+                Some(OpenUntil::QuoteCloses)
             }
+            Shape::Engine {
+                level: EngineLevel::Error,
+                ..
+            } => Some(OpenUntil::Prefixed),
+            Shape::Bare if shape::is_bare_error_head(line.bytes) => Some(OpenUntil::Prefixed),
+            _ => None,
         };
         match until {
             Some(until) if self.limits.max_record_lines > 1 => self.open = Some((record, until)),
@@ -516,6 +517,12 @@ Players (0):\n";
         assert_eq!(t.len(), 2, "{t:?}");
         assert!(t[0].ends_with("(a nil value)\""));
         assert_eq!(t[1], "Players (0):");
+    }
+
+    #[test]
+    fn a_chat_line_quoting_a_failure_does_not_open_a_record() {
+        let log = "2024-04-09 06:09:46 [CHAT] bob: 1.000 Error X.cpp:92: MultiplayerManager failed: \"boom\nsome mod output\n";
+        assert_eq!(texts(log).len(), 2);
     }
 
     #[test]

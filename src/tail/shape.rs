@@ -271,8 +271,9 @@ pub fn is_mod_tag_line(line: &[u8]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
 }
 
-/// For a line containing `MultiplayerManager failed: "`: whether its quoted message is still
-/// open at the end of the line (an odd number of `"` from the opening quote on).
+/// For an engine line containing `MultiplayerManager failed: "`: whether its quoted message is
+/// still open at the end of the line (an odd number of `"` from the opening quote on). The
+/// caller checks that the line is an engine line.
 pub fn opens_quoted_failure(line: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"MultiplayerManager failed: \"";
     match memchr::memmem::find(line, NEEDLE) {
