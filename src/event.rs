@@ -19,16 +19,16 @@
 //!
 //! Serialising cannot fail for any event: strings are escaped by `serde_json`, so a record with
 //! newlines, control characters or U+FFFD replacement characters is always exactly one JSON line.
-//! The only error [`Event::write_json`] returns is the writer's own I/O error.
+//! [`EventEncoder`] writes it by hand into a byte buffer (strings escaped by `serde_json`),
+//! which is about twice as fast as a generic serializer and cannot fail.
 
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Datelike, Timelike};
 use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::Serializer;
 
 /// The `event_type` of a record that no pattern matched.
 pub const LOG_EVENT_TYPE: &str = "log";
@@ -257,79 +257,112 @@ impl Event {
             .find(|(k, _)| &**k == name)
             .map(|(_, v)| v)
     }
+}
+
+/// Writes events in their JSON form. Built once per sink: the `service` object, the same for
+/// every event, is encoded once here rather than per event.
+#[derive(Clone, Debug)]
+pub struct EventEncoder {
+    /// `,"service":{…}}`: the end of every event.
+    suffix: Vec<u8>,
+}
+
+impl EventEncoder {
+    /// An encoder stamping events with `service`.
+    pub fn new(service: &ServiceInfo) -> Self {
+        let mut suffix = b",\"service\":".to_vec();
+        // Serialising three strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut suffix, service);
+        suffix.push(b'}');
+        EventEncoder { suffix }
+    }
 
     /// Appends the event's JSON form and a newline to `out`.
-    pub fn write_json_line(&self, service: &ServiceInfo, out: &mut Vec<u8>) {
-        // Writing into a Vec cannot fail and every value here serialises.
-        let _ = self.write_json(service, &mut *out);
+    pub fn write_line(&self, e: &Event, out: &mut Vec<u8>) {
+        self.write(e, out);
         out.push(b'\n');
     }
 
-    /// Writes the event's JSON form (no trailing newline) to `out`.
-    pub fn write_json<W: io::Write>(&self, service: &ServiceInfo, out: W) -> io::Result<()> {
-        let mut ser = serde_json::Serializer::new(out);
-        EventJson {
-            event: self,
-            service,
-        }
-        .serialize(&mut ser)
-        .map_err(io::Error::from)
-    }
-}
-
-/// The JSON view of an event: the event plus the process-wide service description.
-pub struct EventJson<'a> {
-    /// The event.
-    pub event: &'a Event,
-    /// The `service` object.
-    pub service: &'a ServiceInfo,
-}
-
-struct Fields<'a>(&'a [(Arc<str>, FieldValue)]);
-
-impl Serialize for Fields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            map.serialize_entry(&**k, v)?;
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-struct LogPosition<'a> {
-    path: &'a str,
-    offset: u64,
-}
-
-impl Serialize for EventJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = self.event;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("@timestamp", &e.timestamp)?;
-        map.serialize_entry("event_type", &*e.event_type)?;
-        map.serialize_entry("server", &*e.source.server)?;
-        map.serialize_entry("severity", &e.severity)?;
+    /// Appends the event's JSON form (no newline) to `out`.
+    pub fn write(&self, e: &Event, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"@timestamp\":\"");
+        let mut ts = TimestampBuf::default();
+        let _ = e.timestamp.write_rfc3339(&mut ts);
+        out.extend_from_slice(&ts.buf[..ts.len]);
+        out.extend_from_slice(b"\",\"event_type\":");
+        json_str(out, &e.event_type);
+        out.extend_from_slice(b",\"server\":");
+        json_str(out, &e.source.server);
+        out.extend_from_slice(b",\"severity\":\"");
+        out.extend_from_slice(e.severity.as_str().as_bytes());
+        out.push(b'"');
         if let Some(p) = &e.pattern {
-            map.serialize_entry("pattern", &**p)?;
+            out.extend_from_slice(b",\"pattern\":");
+            json_str(out, p);
         }
-        map.serialize_entry("fields", &Fields(&e.fields))?;
-        map.serialize_entry("message", e.message())?;
-        map.serialize_entry("raw", &e.raw)?;
-        map.serialize_entry(
-            "log",
-            &LogPosition {
-                path: &e.source.path,
-                offset: e.offset,
-            },
-        )?;
+        out.extend_from_slice(b",\"fields\":{");
+        for (i, (k, v)) in e.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(out, k);
+            out.push(b':');
+            // A field value serialises into a Vec without error.
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        out.extend_from_slice(b"},\"message\":");
+        json_str(out, e.message());
+        out.extend_from_slice(b",\"raw\":");
+        json_str(out, &e.raw);
+        out.extend_from_slice(b",\"log\":{\"path\":");
+        json_str(out, &e.source.path);
+        out.extend_from_slice(b",\"offset\":");
+        out.extend_from_slice(itoa_u64(e.offset, &mut [0u8; 20]));
+        out.push(b'}');
         if let Some(t) = &e.trace {
-            map.serialize_entry("trace_id", &t.trace_id)?;
-            map.serialize_entry("span_id", &t.span_id)?;
+            out.extend_from_slice(b",\"trace_id\":");
+            json_str(out, &t.trace_id);
+            out.extend_from_slice(b",\"span_id\":");
+            json_str(out, &t.span_id);
         }
-        map.serialize_entry("service", self.service)?;
-        map.end()
+        out.extend_from_slice(&self.suffix);
+    }
+}
+
+/// Appends `s` as a JSON string, escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Formats `v` in decimal into `buf`, returning the digits.
+fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// A stack buffer for one RFC 3339 time stamp.
+#[derive(Default)]
+struct TimestampBuf {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl fmt::Write for TimestampBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -366,7 +399,7 @@ mod tests {
             environment: "production".into(),
         };
         let mut out = Vec::new();
-        sample().write_json_line(&service, &mut out);
+        EventEncoder::new(&service).write_line(&sample(), &mut out);
         let expected = concat!(
             r#"{"@timestamp":"2025-10-08T08:58:34Z","event_type":"player_join","server":"primary","#,
             r#""severity":"info","pattern":"console/player_join","fields":{"player":"bsalis"},"#,
@@ -386,7 +419,7 @@ mod tests {
         e.trace = None;
         e.event_type = LOG_EVENT_TYPE.into();
         let mut out = Vec::new();
-        e.write_json_line(&ServiceInfo::default(), &mut out);
+        EventEncoder::new(&ServiceInfo::default()).write_line(&e, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(v.get("pattern").is_none());
         assert!(v.get("trace_id").is_none());
@@ -399,7 +432,7 @@ mod tests {
         e.raw = "a\nb\t\"c\"\u{0}\u{1b}[2J\r".into();
         e.message_start = 0;
         let mut out = Vec::new();
-        e.write_json_line(&ServiceInfo::default(), &mut out);
+        EventEncoder::new(&ServiceInfo::default()).write_line(&e, &mut out);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["raw"], e.raw);
@@ -429,7 +462,7 @@ mod tests {
             ("b".into(), FieldValue::Bool(true)),
         ];
         let mut out = Vec::new();
-        e.write_json_line(&ServiceInfo::default(), &mut out);
+        EventEncoder::new(&ServiceInfo::default()).write_line(&e, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["fields"]["n"], -3);
         assert_eq!(v["fields"]["u"], u64::MAX);

@@ -1,8 +1,11 @@
 //! The pipeline: the stages wired together.
 //!
 //! [`replay`] runs the stages once over whole files, in order: read (large chunks) → frame
-//! (lines, multi-line records) → match (typed events) → the caller's sink. It is synchronous:
-//! there is nothing to wait for, and a single thread keeps events in file order.
+//! (lines, multi-line records) → match (typed events) → the caller's sink. Two threads share the
+//! work: one reads, frames and matches, and hands each chunk's events as one batch over a
+//! bounded channel to the caller's thread, which feeds the sink. Batches keep the channel cheap;
+//! the bound (a few batches) keeps memory flat when the sink is slower than matching; one
+//! producer and one consumer keep events in file order.
 //!
 //! How it fails: a file that cannot be read (missing, a directory, binary, an I/O error
 //! part-way) is reported in [`ReplaySummary::file_errors`] and the other files are still
@@ -11,8 +14,9 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use thiserror::Error;
 
@@ -66,22 +70,79 @@ pub enum ReplayError {
     Sink(#[source] io::Error),
 }
 
-/// Replays `paths` start to end through the match stage, handing every event to `sink`.
+/// Batches in flight between the matching thread and the sink.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// What the matching thread sends to the sink's thread.
+enum Batch {
+    /// The events of one chunk, in file order.
+    Events(Vec<Event>),
+}
+
+/// Replays `paths` start to end through the match stage, handing every event to `sink` on the
+/// calling thread.
 pub fn replay(
     paths: &[PathBuf],
     patterns: &PatternSet,
     options: &ReplayOptions,
     mut sink: impl FnMut(&Event) -> io::Result<()>,
 ) -> Result<ReplaySummary, ReplayError> {
+    let (tx, rx) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || read_and_match(paths, patterns, options, &tx));
+
+        let mut counts: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+        let mut sink_error = None;
+        for Batch::Events(events) in rx.iter() {
+            for event in &events {
+                if let Err(e) = sink(event) {
+                    sink_error = Some(e);
+                    break;
+                }
+                match counts.get_mut(&event.event_type) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(event.event_type.clone(), 1);
+                    }
+                }
+            }
+            if sink_error.is_some() {
+                // Dropping the receiver makes the producer's next send fail: it stops reading.
+                break;
+            }
+        }
+        drop(rx);
+        let mut summary = match producer.join() {
+            Ok(summary) => summary,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Some(e) = sink_error {
+            return Err(ReplayError::Sink(e));
+        }
+        summary.events_by_type = counts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Ok(summary)
+    })
+}
+
+/// The matching thread: read, frame and match every file, sending one batch per chunk. Stops
+/// early when the receiver is gone.
+fn read_and_match(
+    paths: &[PathBuf],
+    patterns: &PatternSet,
+    options: &ReplayOptions,
+    tx: &mpsc::SyncSender<Batch>,
+) -> ReplaySummary {
     let mut summary = ReplaySummary::default();
-    let mut counts: BTreeMap<Arc<str>, u64> = BTreeMap::new();
     for path in paths {
         let source = Arc::new(LogSource {
             server: options.server.clone(),
             path: path.to_string_lossy().into(),
         });
         let bar = options.progress.then(|| progress_bar(path)).flatten();
-        let mut sink_error = None;
+        let mut receiver_gone = false;
         let result = read_records(
             path,
             options.limits,
@@ -91,25 +152,20 @@ pub fn replay(
                 }
             },
             |records, read_time| {
-                if sink_error.is_some() {
-                    return;
-                }
                 let read_time = options.read_time.unwrap_or(read_time);
-                for record in records.drain(..) {
-                    let event = patterns.to_event(record, &source, read_time);
-                    if let Err(e) = sink(&event) {
-                        sink_error = Some(e);
-                        return;
-                    }
-                    *counts.entry(event.event_type).or_insert(0) += 1;
+                let events = records
+                    .drain(..)
+                    .map(|record| patterns.to_event(record, &source, read_time))
+                    .collect();
+                if tx.send(Batch::Events(events)).is_err() {
+                    receiver_gone = true;
+                    return ControlFlow::Break(());
                 }
+                ControlFlow::Continue(())
             },
         );
         if let Some(bar) = bar {
             bar.finish_and_clear();
-        }
-        if let Some(e) = sink_error {
-            return Err(ReplayError::Sink(e));
         }
         match result {
             Ok(stats) => {
@@ -122,12 +178,11 @@ pub fn replay(
             }
             Err(e) => summary.file_errors.push(e),
         }
+        if receiver_gone {
+            break;
+        }
     }
-    summary.events_by_type = counts
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    Ok(summary)
+    summary
 }
 
 fn progress_bar(path: &std::path::Path) -> Option<indicatif::ProgressBar> {
@@ -147,4 +202,86 @@ fn progress_bar(path: &std::path::Path) -> Option<indicatif::ProgressBar> {
     bar.set_style(style);
     bar.set_message(path.display().to_string());
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn options() -> ReplayOptions {
+        ReplayOptions {
+            server: "t".into(),
+            limits: FramingLimits::default(),
+            read_time: Some(Timestamp(0)),
+            progress: false,
+        }
+    }
+
+    fn file(lines: impl Iterator<Item = String>) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+        f
+    }
+
+    #[test]
+    fn events_arrive_in_file_order_across_chunks_and_files() {
+        let set = crate::patterns::shipped().unwrap();
+        let a = file((0..50_000).map(|i| format!("2025-01-01 00:00:00 [CHAT] a: {i}")));
+        let b = file((0..50_000).map(|i| format!("2025-01-01 00:00:00 [CHAT] b: {i}")));
+        let paths = [a.path().to_owned(), b.path().to_owned()];
+        let mut seen = Vec::new();
+        let summary = replay(&paths, &set, &options(), |e| {
+            seen.push(e.raw.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(summary.files_read, 2);
+        assert_eq!(summary.events(), 100_000);
+        assert_eq!(summary.events_by_type["chat"], 100_000);
+        for (i, raw) in seen.iter().enumerate() {
+            let (who, n) = if i < 50_000 {
+                ("a", i)
+            } else {
+                ("b", i - 50_000)
+            };
+            assert_eq!(raw, &format!("2025-01-01 00:00:00 [CHAT] {who}: {n}"));
+        }
+    }
+
+    #[test]
+    fn a_failing_sink_stops_the_replay_with_its_error() {
+        let set = crate::patterns::shipped().unwrap();
+        let a = file((0..200_000).map(|i| format!("line {i}")));
+        let mut n = 0;
+        let err = replay(&[a.path().to_owned()], &set, &options(), |_| {
+            n += 1;
+            if n == 10 {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(err, ReplayError::Sink(ref e) if e.kind() == io::ErrorKind::BrokenPipe));
+        assert_eq!(n, 10, "no event after the failing one");
+    }
+
+    #[test]
+    fn unreadable_files_are_reported_and_the_rest_replayed() {
+        let set = crate::patterns::shipped().unwrap();
+        let good = file(std::iter::once("hello".to_owned()));
+        let paths = [PathBuf::from("/nonexistent/x.log"), good.path().to_owned()];
+        let mut n = 0;
+        let summary = replay(&paths, &set, &options(), |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(summary.files_read, 1);
+        assert_eq!(summary.file_errors.len(), 1);
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use factorio_isr::event::{ServiceInfo, Timestamp};
+use factorio_isr::event::{EventEncoder, ServiceInfo, Timestamp};
 use factorio_isr::patterns;
 use factorio_isr::pipeline::{ReplayOptions, replay};
 use factorio_isr::tail::frame::FramingLimits;
@@ -74,11 +74,11 @@ fn replay_fixture(path: &Path) -> Vec<(u64, String, String)> {
         read_time: Some(READ_TIME),
         progress: false,
     };
-    let service = ServiceInfo {
+    let encoder = EventEncoder::new(&ServiceInfo {
         name: "factorio-isr".into(),
         version: "test".into(),
         environment: "test".into(),
-    };
+    });
     let rel = path.strip_prefix(root()).unwrap().to_path_buf();
     // Replay through a relative path so `log.path` does not depend on the checkout location.
     let abs_rel = root().join(&rel);
@@ -93,7 +93,7 @@ fn replay_fixture(path: &Path) -> Vec<(u64, String, String)> {
     );
     let summary = replay(&[cwd_rel], &set, &opts, |e| {
         let mut line = Vec::new();
-        e.write_json_line(&service, &mut line);
+        encoder.write_line(e, &mut line);
         out.push((
             e.offset,
             e.event_type.to_string(),

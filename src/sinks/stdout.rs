@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 
-use crate::event::{Event, ServiceInfo};
+use crate::event::{Event, EventEncoder, ServiceInfo};
 
 /// Size of the output buffer.
 const BUFFER_BYTES: usize = 256 * 1024;
@@ -14,7 +14,7 @@ const BUFFER_BYTES: usize = 256 * 1024;
 /// Writes events as JSON lines to any writer (standard output in production).
 pub struct StdoutSink<W: Write> {
     out: W,
-    service: ServiceInfo,
+    encoder: EventEncoder,
     buf: Vec<u8>,
 }
 
@@ -23,14 +23,14 @@ impl<W: Write> StdoutSink<W> {
     pub fn new(out: W, service: ServiceInfo) -> Self {
         StdoutSink {
             out,
-            service,
+            encoder: EventEncoder::new(&service),
             buf: Vec::with_capacity(BUFFER_BYTES + 4096),
         }
     }
 
     /// Queues one event; writes the buffer out when it is full.
     pub fn write(&mut self, event: &Event) -> io::Result<()> {
-        event.write_json_line(&self.service, &mut self.buf);
+        self.encoder.write_line(event, &mut self.buf);
         if self.buf.len() >= BUFFER_BYTES {
             self.out.write_all(&self.buf)?;
             self.buf.clear();

@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -67,12 +68,14 @@ pub enum ReadError {
 }
 
 /// Reads `path` from start to end, handing the records of every chunk to `on_records` with the
-/// time the chunk was read, and the number of bytes read so far to `on_progress`.
+/// time the chunk was read, and the number of bytes read so far to `on_progress`. When
+/// `on_records` returns [`ControlFlow::Break`], reading stops there and the counters so far
+/// are returned.
 pub fn read_records(
     path: &Path,
     limits: FramingLimits,
     mut on_progress: impl FnMut(u64),
-    mut on_records: impl FnMut(&mut Vec<Record>, Timestamp),
+    mut on_records: impl FnMut(&mut Vec<Record>, Timestamp) -> ControlFlow<()>,
 ) -> Result<FrameStats, ReadError> {
     let open_err = |source| ReadError::Open {
         path: path.to_owned(),
@@ -99,7 +102,7 @@ pub fn read_records(
                 // Hand out what was framed before the failure, then report it.
                 framer.finish(&mut |line| asm.push_line(line, &mut records));
                 asm.flush(&mut records);
-                on_records(&mut records, Timestamp::now());
+                let _ = on_records(&mut records, Timestamp::now());
                 return Err(ReadError::Read {
                     path: path.to_owned(),
                     offset: total,
@@ -121,15 +124,18 @@ pub fn read_records(
         let now = Timestamp::now();
         framer.push(chunk, &mut |line| asm.push_line(line, &mut records));
         if !records.is_empty() {
-            on_records(&mut records, now);
+            let flow = on_records(&mut records, now);
             records.clear();
+            if flow.is_break() {
+                return Ok(framer.stats());
+            }
         }
         on_progress(total);
     }
     framer.finish(&mut |line| asm.push_line(line, &mut records));
     asm.flush(&mut records);
     if !records.is_empty() {
-        on_records(&mut records, Timestamp::now());
+        let _ = on_records(&mut records, Timestamp::now());
     }
     let mut stats = framer.stats();
     stats.lines_invalid_utf8 = asm.invalid_utf8_lines();
@@ -149,7 +155,10 @@ mod tests {
             f.path(),
             FramingLimits::default(),
             |_| {},
-            |recs, _| out.extend(recs.drain(..).map(|r| r.text)),
+            |recs, _| {
+                out.extend(recs.drain(..).map(|r| r.text));
+                ControlFlow::Continue(())
+            },
         )?;
         Ok(out)
     }
@@ -192,10 +201,21 @@ mod tests {
     fn missing_files_and_directories_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.log");
-        let err = read_records(&missing, FramingLimits::default(), |_| {}, |_, _| {}).unwrap_err();
+        let err = read_records(
+            &missing,
+            FramingLimits::default(),
+            |_| {},
+            |_, _| ControlFlow::Continue(()),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("nope.log"), "{err}");
-        let err =
-            read_records(dir.path(), FramingLimits::default(), |_| {}, |_, _| {}).unwrap_err();
+        let err = read_records(
+            dir.path(),
+            FramingLimits::default(),
+            |_| {},
+            |_, _| ControlFlow::Continue(()),
+        )
+        .unwrap_err();
         assert!(matches!(err, ReadError::IsDirectory { .. }), "{err}");
     }
 }
