@@ -1,11 +1,19 @@
 //! The pipeline: the stages wired together.
 //!
 //! [`replay`] runs the stages once over whole files, in order: read (large chunks) → frame
-//! (lines, multi-line records) → match (typed events) → the caller's sink. Two threads share the
-//! work: one reads, frames and matches, and hands each chunk's events as one batch over a
-//! bounded channel to the caller's thread, which feeds the sink. Batches keep the channel cheap;
-//! the bound (a few batches) keeps memory flat when the sink is slower than matching; one
-//! producer and one consumer keep events in file order.
+//! (lines, multi-line records) → match (typed events) → the caller's sink. Work moves in
+//! batches (the records of one chunk) over bounded channels:
+//!
+//! ```text
+//!  reader thread ──(seq, records)──► match workers ×N ──(seq, events)──► caller's thread
+//!  read + frame                      match                               reorder by seq → sink
+//! ```
+//!
+//! Matching is where the time goes, so it runs on as many workers as there are cores; reading
+//! and framing stay on one thread because a file's records depend on the lines before them.
+//! Every batch carries a sequence number and the caller's thread hands events to the sink in
+//! that order, so the output is in file order whatever the workers' timing. The channel bounds
+//! keep memory flat when the sink is slower than matching.
 //!
 //! How it fails: a file that cannot be read (missing, a directory, binary, an I/O error
 //! part-way) is reported in [`ReplaySummary::file_errors`] and the other files are still
@@ -16,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use thiserror::Error;
 
@@ -70,49 +78,79 @@ pub enum ReplayError {
     Sink(#[source] io::Error),
 }
 
-/// Batches in flight between the matching thread and the sink.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Batches queued between two stages, per match worker.
+const BATCHES_PER_WORKER: usize = 2;
 
-/// What the matching thread sends to the sink's thread.
-enum Batch {
-    /// The events of one chunk, in file order.
-    Events(Vec<Event>),
+/// Most match workers, whatever the core count.
+const MAX_WORKERS: usize = 8;
+
+/// The records of one chunk, numbered in reading order.
+struct Work {
+    seq: u64,
+    source: Arc<LogSource>,
+    read_time: Timestamp,
+    records: Vec<crate::tail::frame::Record>,
+}
+
+/// The events of one chunk.
+struct Matched {
+    seq: u64,
+    events: Vec<Event>,
 }
 
 /// Replays `paths` start to end through the match stage, handing every event to `sink` on the
-/// calling thread.
+/// calling thread, in file order.
 pub fn replay(
     paths: &[PathBuf],
     patterns: &PatternSet,
     options: &ReplayOptions,
     mut sink: impl FnMut(&Event) -> io::Result<()>,
 ) -> Result<ReplaySummary, ReplayError> {
-    let (tx, rx) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_WORKERS);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * BATCHES_PER_WORKER);
+    let (done_tx, done_rx) = mpsc::sync_channel::<Matched>(workers * BATCHES_PER_WORKER);
+    // Only the workers own the work receiver: when the last of them stops (the caller is
+    // gone), it is dropped and the reader's next send fails, so the reader stops too.
+    let work_rx = Arc::new(Mutex::new(work_rx));
+
     std::thread::scope(|scope| {
-        let producer = scope.spawn(move || read_and_match(paths, patterns, options, &tx));
+        let reader = scope.spawn(move || read_and_frame(paths, options, &work_tx));
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let work_rx = Arc::clone(&work_rx);
+            scope.spawn(move || match_worker(patterns, &work_rx, &done_tx));
+        }
+        drop(done_tx);
+        drop(work_rx);
 
         let mut counts: BTreeMap<Arc<str>, u64> = BTreeMap::new();
         let mut sink_error = None;
-        for Batch::Events(events) in rx.iter() {
-            for event in &events {
-                if let Err(e) = sink(event) {
-                    sink_error = Some(e);
-                    break;
-                }
-                match counts.get_mut(&event.event_type) {
-                    Some(n) => *n += 1,
-                    None => {
-                        counts.insert(event.event_type.clone(), 1);
+        let mut next_seq = 0u64;
+        let mut waiting: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+        'batches: for Matched { seq, events } in done_rx.iter() {
+            waiting.insert(seq, events);
+            while let Some(events) = waiting.remove(&next_seq) {
+                next_seq += 1;
+                for event in &events {
+                    if let Err(e) = sink(event) {
+                        sink_error = Some(e);
+                        break 'batches;
+                    }
+                    match counts.get_mut(&event.event_type) {
+                        Some(n) => *n += 1,
+                        None => {
+                            counts.insert(event.event_type.clone(), 1);
+                        }
                     }
                 }
             }
-            if sink_error.is_some() {
-                // Dropping the receiver makes the producer's next send fail: it stops reading.
-                break;
-            }
         }
-        drop(rx);
-        let mut summary = match producer.join() {
+        // Dropping the receiver makes the workers' sends fail; they stop, and with them the
+        // reader, whose sends then fail too.
+        drop(done_rx);
+        let mut summary = match reader.join() {
             Ok(summary) => summary,
             Err(panic) => std::panic::resume_unwind(panic),
         };
@@ -127,15 +165,47 @@ pub fn replay(
     })
 }
 
-/// The matching thread: read, frame and match every file, sending one batch per chunk. Stops
-/// early when the receiver is gone.
-fn read_and_match(
-    paths: &[PathBuf],
+/// A match worker: takes batches of records until the reader is done or the caller is gone.
+fn match_worker(
     patterns: &PatternSet,
+    work: &Mutex<mpsc::Receiver<Work>>,
+    done: &mpsc::SyncSender<Matched>,
+) {
+    loop {
+        // Hold the lock only to take one batch. A poisoned lock means another worker
+        // panicked; the scope re-raises that panic, so this one just stops.
+        let next = match work.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(Work {
+            seq,
+            source,
+            read_time,
+            records,
+        }) = next
+        else {
+            return;
+        };
+        let events = records
+            .into_iter()
+            .map(|record| patterns.to_event(record, &source, read_time))
+            .collect();
+        if done.send(Matched { seq, events }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The reader: read and frame every file, sending one numbered batch per chunk. Stops early
+/// when the workers are gone.
+fn read_and_frame(
+    paths: &[PathBuf],
     options: &ReplayOptions,
-    tx: &mpsc::SyncSender<Batch>,
+    tx: &mpsc::SyncSender<Work>,
 ) -> ReplaySummary {
     let mut summary = ReplaySummary::default();
+    let mut seq = 0u64;
     for path in paths {
         let source = Arc::new(LogSource {
             server: options.server.clone(),
@@ -152,12 +222,14 @@ fn read_and_match(
                 }
             },
             |records, read_time| {
-                let read_time = options.read_time.unwrap_or(read_time);
-                let events = records
-                    .drain(..)
-                    .map(|record| patterns.to_event(record, &source, read_time))
-                    .collect();
-                if tx.send(Batch::Events(events)).is_err() {
+                let work = Work {
+                    seq,
+                    source: source.clone(),
+                    read_time: options.read_time.unwrap_or(read_time),
+                    records: std::mem::take(records),
+                };
+                seq += 1;
+                if tx.send(work).is_err() {
                     receiver_gone = true;
                     return ControlFlow::Break(());
                 }
@@ -267,6 +339,27 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ReplayError::Sink(ref e) if e.kind() == io::ErrorKind::BrokenPipe));
         assert_eq!(n, 10, "no event after the failing one");
+    }
+
+    #[test]
+    fn stopping_early_never_deadlocks_whatever_the_point() {
+        let set = crate::patterns::shipped().unwrap();
+        let a = file((0..60_000).map(|i| format!("line {i}")));
+        let b = file((0..60_000).map(|i| format!("other {i}")));
+        let paths = [a.path().to_owned(), b.path().to_owned()];
+        for stop_at in [1, 2, 100, 4_000, 30_000, 59_999, 60_001, 119_999] {
+            let mut n = 0;
+            let result = replay(&paths, &set, &options(), |_| {
+                n += 1;
+                if n == stop_at {
+                    Err(io::Error::other("stop"))
+                } else {
+                    Ok(())
+                }
+            });
+            assert!(result.is_err(), "stop at {stop_at}");
+            assert_eq!(n, stop_at);
+        }
     }
 
     #[test]
