@@ -33,6 +33,42 @@ use serde::ser::Serializer;
 /// The `event_type` of a record that no pattern matched.
 pub const LOG_EVENT_TYPE: &str = "log";
 
+/// The event types the shipped patterns produce and other tools (dashboards, alert rules,
+/// Logstash pipelines) rely on. Custom pattern sets may add others; `check` says which of these
+/// a set does not produce.
+pub const BUILT_IN_EVENT_TYPES: &[&str] = &[
+    "player_join",
+    "player_leave",
+    "chat",
+    "shout",
+    "whisper",
+    "command",
+    "player_kicked",
+    "player_banned",
+    "player_unbanned",
+    "player_promoted",
+    "player_demoted",
+    "server_started",
+    "server_ready",
+    "server_stopping",
+    "server_stopped",
+    "server_crashed",
+    "save_started",
+    "save_finished",
+    "connection_refused",
+    "desync",
+    "mod_error",
+    "script_error",
+    "rcon_ready",
+    "research_started",
+    "research_finished",
+    "rocket_launched",
+    "player_died",
+    "achievement",
+    "engine_error",
+    "engine_warning",
+];
+
 /// A point in time: milliseconds since the Unix epoch, UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use factorio_isr::config::Config;
+use factorio_isr::event::BUILT_IN_EVENT_TYPES;
 use factorio_isr::patterns::{self, PatternErrors, PatternSet};
 use factorio_isr::pipeline::{self, ReplayError, ReplayOptions};
 use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
@@ -211,8 +212,20 @@ fn write_summary(out: &mut impl Write, dir: Option<&Path>, set: &PatternSet) -> 
     }
     let types = set.event_types();
     writeln!(out, "event types ({}):", types.len())?;
-    for (t, n) in types {
-        writeln!(out, "  {t:<20} {}", plural(n, "pattern", "patterns"))?;
+    for (t, n) in &types {
+        writeln!(out, "  {t:<20} {}", plural(*n, "pattern", "patterns"))?;
+    }
+    let missing: Vec<&str> = BUILT_IN_EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|t| !types.contains_key(t))
+        .collect();
+    if !missing.is_empty() {
+        writeln!(
+            out,
+            "note: no enabled pattern produces these built-in event types: {}",
+            missing.join(", ")
+        )?;
     }
     Ok(())
 }

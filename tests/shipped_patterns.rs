@@ -6,7 +6,7 @@
 //! events-logger and FactoCord mod lines. The lines below follow those formats exactly; each case
 //! names where the format comes from.
 
-use factorio_isr::event::FieldValue;
+use factorio_isr::event::{BUILT_IN_EVENT_TYPES, FieldValue};
 use factorio_isr::patterns::{self, PatternSet};
 
 fn set() -> PatternSet {
@@ -208,38 +208,7 @@ fn mod_lines_cannot_be_faked_from_chat() {
 fn every_built_in_event_type_has_a_shipped_pattern() {
     let set = set();
     let types = set.event_types();
-    for t in [
-        "player_join",
-        "player_leave",
-        "chat",
-        "shout",
-        "whisper",
-        "command",
-        "player_kicked",
-        "player_banned",
-        "player_unbanned",
-        "player_promoted",
-        "player_demoted",
-        "server_started",
-        "server_ready",
-        "server_stopping",
-        "server_stopped",
-        "server_crashed",
-        "save_started",
-        "save_finished",
-        "connection_refused",
-        "desync",
-        "mod_error",
-        "script_error",
-        "rcon_ready",
-        "research_started",
-        "research_finished",
-        "rocket_launched",
-        "player_died",
-        "achievement",
-        "engine_error",
-        "engine_warning",
-    ] {
+    for t in BUILT_IN_EVENT_TYPES {
         assert!(
             types.contains_key(t),
             "no enabled shipped pattern produces `{t}`"
