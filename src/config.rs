@@ -7,10 +7,13 @@
 //! ```toml
 //! # factorio-isr.toml
 //! patterns_dir = "/etc/factorio-isr/patterns"
-//! server_tag = "primary"
 //!
-//! [framing]
-//! max_line_bytes = 1048576
+//! [[servers]]
+//! tag = "primary"
+//! log_dir = "/srv/factorio/primary"
+//!
+//! [tail]
+//! state_dir = "/var/lib/factorio-isr"
 //!
 //! [service]
 //! environment = "staging"
@@ -26,6 +29,8 @@ use thiserror::Error;
 
 use crate::event::ServiceInfo;
 use crate::tail::frame::{self, FramingLimits};
+use crate::tail::tailer;
+use crate::tail::watch;
 
 /// Default tag of events' `server` when neither `--server` nor `server_tag` names one.
 pub fn default_server_tag() -> String {
@@ -60,6 +65,12 @@ pub struct Config {
     /// The `service` object every event carries.
     #[serde(default)]
     pub service: ServiceConfig,
+    /// The servers whose logs `run` follows, when no LOG_DIR is given on the command line.
+    #[serde(default)]
+    pub servers: Vec<ServerConfig>,
+    /// How `run` follows files.
+    #[serde(default)]
+    pub tail: TailConfig,
 }
 
 impl Default for Config {
@@ -69,8 +80,136 @@ impl Default for Config {
             server_tag: default_server_tag(),
             framing: FramingConfig::default(),
             service: ServiceConfig::default(),
+            servers: Vec::new(),
+            tail: TailConfig::default(),
         }
     }
+}
+
+/// One Factorio server whose log directory `run` follows.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The `server` tag of its events. Letters, digits, `_`, `-` and `.`.
+    pub tag: String,
+    /// Its log directory (Factorio's write-data directory, or wherever `--console-log` writes).
+    /// Relative to the config file's directory when relative.
+    pub log_dir: PathBuf,
+    /// Which files of the directory to follow, as globs on the file name. Default:
+    /// `factorio-current.log`, `factorio-previous.log`, `console.log`, `*.log`.
+    #[serde(default = "tailer::default_globs")]
+    pub globs: Vec<String>,
+}
+
+/// Default of [`TailConfig::discovery_interval_ms`].
+pub const fn default_discovery_interval_ms() -> u64 {
+    1000
+}
+
+/// Default of [`TailConfig::rotate_wait_ms`].
+pub const fn default_rotate_wait_ms() -> u64 {
+    10_000
+}
+
+/// Default of [`TailConfig::record_flush_ms`].
+pub const fn default_record_flush_ms() -> u64 {
+    1000
+}
+
+/// Default of [`TailConfig::checkpoint_interval_ms`].
+pub const fn default_checkpoint_interval_ms() -> u64 {
+    1000
+}
+
+/// Default of [`TailConfig::read_chunk_bytes`]: 256 KiB.
+pub const fn default_read_chunk_bytes() -> usize {
+    256 * 1024
+}
+
+/// Default of [`TailConfig::shutdown_timeout_ms`].
+pub const fn default_shutdown_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Default of [`TailConfig::reload_poll_interval_ms`].
+pub const fn default_reload_poll_interval_ms() -> u64 {
+    1000
+}
+
+/// How `run` follows log files.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TailConfig {
+    /// Where checkpoints are kept; `--state-dir` overrides it. Default: `$STATE_DIRECTORY`
+    /// (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/factorio-isr`, else
+    /// `~/.local/state/factorio-isr`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Never use file-system notifications, only polling: for Docker bind mounts and network
+    /// file systems, where notifications do not arrive. `--poll` sets it.
+    #[serde(default)]
+    pub poll_only: bool,
+    /// Longest wait between two looks at the files when nothing happens (with notifications,
+    /// new lines are usually seen within milliseconds). Default 250.
+    #[serde(default = "watch::default_poll_interval_max_ms")]
+    pub poll_interval_max_ms: u64,
+    /// How often the directories are listed for new, renamed and deleted files. Default 1000.
+    #[serde(default = "default_discovery_interval_ms")]
+    pub discovery_interval_ms: u64,
+    /// How long a deleted or renamed-away file is kept open after its last new data. Default
+    /// 10000.
+    #[serde(default = "default_rotate_wait_ms")]
+    pub rotate_wait_ms: u64,
+    /// A multi-line error record is emitted after this much quiet. Default 1000.
+    #[serde(default = "default_record_flush_ms")]
+    pub record_flush_ms: u64,
+    /// Checkpoints are saved at most this often. Default 1000.
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// Size of one read. Default 256 KiB.
+    #[serde(default = "default_read_chunk_bytes")]
+    pub read_chunk_bytes: usize,
+    /// On SIGTERM, how long draining may take before factorio-isr saves its checkpoints and
+    /// exits anyway. Default 10000.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+    /// How often the patterns directory is checked for edits when no notification arrives.
+    /// Default 1000.
+    #[serde(default = "default_reload_poll_interval_ms")]
+    pub reload_poll_interval_ms: u64,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        TailConfig {
+            state_dir: None,
+            poll_only: false,
+            poll_interval_max_ms: watch::default_poll_interval_max_ms(),
+            discovery_interval_ms: default_discovery_interval_ms(),
+            rotate_wait_ms: default_rotate_wait_ms(),
+            record_flush_ms: default_record_flush_ms(),
+            checkpoint_interval_ms: default_checkpoint_interval_ms(),
+            read_chunk_bytes: default_read_chunk_bytes(),
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            reload_poll_interval_ms: default_reload_poll_interval_ms(),
+        }
+    }
+}
+
+/// The default state directory (see [`TailConfig::state_dir`]), from `env`.
+pub fn default_state_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(d) = non_empty("STATE_DIRECTORY") {
+        // systemd may pass several, separated by ':'; the first is ours.
+        return PathBuf::from(d.split(':').next().unwrap_or(&d));
+    }
+    if let Some(d) = non_empty("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("factorio-isr");
+    }
+    if let Some(h) = non_empty("HOME") {
+        return PathBuf::from(h).join(".local/state/factorio-isr");
+    }
+    PathBuf::from(".factorio-isr-state")
 }
 
 /// Limits on lines and multi-line records.
@@ -208,10 +347,19 @@ impl Config {
         })?;
         let mut config = Config::parse(path, &text)?;
         let base = path.parent().unwrap_or(Path::new(""));
-        if let Some(dir) = &config.patterns_dir
-            && dir.is_relative()
-        {
-            config.patterns_dir = Some(base.join(dir));
+        let absolute = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(dir) = &mut config.patterns_dir {
+            absolute(dir);
+        }
+        if let Some(dir) = &mut config.tail.state_dir {
+            absolute(dir);
+        }
+        for s in &mut config.servers {
+            absolute(&mut s.log_dir);
         }
         Ok(config)
     }
@@ -241,11 +389,115 @@ impl Config {
                 "must be at least 1 (1 turns multi-line records off)",
             ));
         }
-        if config.server_tag.trim().is_empty() {
-            return Err(invalid("server_tag", "must not be empty"));
+        if !valid_tag(&config.server_tag) {
+            return Err(invalid("server_tag", TAG_RULE));
+        }
+        let mut tags = std::collections::HashSet::new();
+        for s in &config.servers {
+            if !valid_tag(&s.tag) {
+                return Err(invalid("servers.tag", TAG_RULE));
+            }
+            if !tags.insert(s.tag.as_str()) {
+                return Err(invalid(
+                    "servers.tag",
+                    "is used twice: every server needs its own tag",
+                ));
+            }
+            if s.globs.is_empty() {
+                return Err(invalid(
+                    "servers.globs",
+                    "must name at least one glob, e.g. \"*.log\"",
+                ));
+            }
+            for g in &s.globs {
+                if globset::Glob::new(g).is_err() {
+                    return Err(invalid("servers.globs", "holds a glob that does not parse"));
+                }
+            }
+        }
+        if config.tail.read_chunk_bytes < 4096 {
+            return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));
         }
         Ok(config)
     }
+}
+
+/// `run`'s servers had no source, or the command line contradicts itself.
+#[derive(Debug, Error)]
+pub enum ServersError {
+    /// Neither LOG_DIR arguments nor `[[servers]]`.
+    #[error("no log directory to follow: give LOG_DIR arguments or [[servers]] in the config file")]
+    None,
+    /// `--server TAG` with several directories.
+    #[error(
+        "--server names the server of a single LOG_DIR; with several, each gets its directory's name as tag (or use [[servers]] in the config file)"
+    )]
+    TagWithSeveralDirs,
+    /// A tag that is not allowed.
+    #[error("`{0}` cannot be a server tag: it {TAG_RULE}")]
+    BadTag(String),
+    /// Two directories give the same tag.
+    #[error(
+        "two log directories get the tag `{0}`; give them distinct names or use [[servers]] in the config file"
+    )]
+    DuplicateTag(String),
+}
+
+impl Config {
+    /// The servers `run` follows: one per LOG_DIR argument (tagged `--server TAG`, else the
+    /// config's `server_tag` for a single directory, else each directory's name), or else the
+    /// config's `[[servers]]`.
+    pub fn run_servers(
+        &self,
+        dirs: &[PathBuf],
+        server_flag: Option<&str>,
+    ) -> Result<Vec<ServerConfig>, ServersError> {
+        if dirs.is_empty() {
+            if self.servers.is_empty() {
+                return Err(ServersError::None);
+            }
+            return Ok(self.servers.clone());
+        }
+        if dirs.len() > 1 && server_flag.is_some() {
+            return Err(ServersError::TagWithSeveralDirs);
+        }
+        let mut out: Vec<ServerConfig> = Vec::new();
+        for dir in dirs {
+            let tag = match (server_flag, dirs.len()) {
+                (Some(t), _) => t.to_owned(),
+                (None, 1) => self.server_tag.clone(),
+                (None, _) => dir
+                    .canonicalize()
+                    .unwrap_or_else(|_| dir.clone())
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(default_server_tag),
+            };
+            if !valid_tag(&tag) {
+                return Err(ServersError::BadTag(tag));
+            }
+            if out.iter().any(|s| s.tag == tag) {
+                return Err(ServersError::DuplicateTag(tag));
+            }
+            out.push(ServerConfig {
+                tag,
+                log_dir: dir.clone(),
+                globs: tailer::default_globs(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+const TAG_RULE: &str = "must be 1 to 64 letters, digits, `_`, `-` or `.`";
+
+/// Whether `tag` can be a server tag.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 64
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -313,6 +565,88 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("framing.max_line_bytes"), "{err}");
+    }
+
+    #[test]
+    fn servers_and_tail_settings_are_read_and_checked() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[[servers]]\ntag = \"a\"\nlog_dir = \"/srv/a\"\n[[servers]]\ntag = \"b\"\nlog_dir = \"/srv/b\"\nglobs = [\"console.log\"]\n[tail]\npoll_only = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[0].globs, tailer::default_globs());
+        assert_eq!(c.servers[1].globs, vec!["console.log".to_owned()]);
+        assert!(c.tail.poll_only);
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[[servers]]\ntag = \"a\"\nlog_dir = \"/x\"\n[[servers]]\ntag = \"a\"\nlog_dir = \"/y\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[[servers]]\ntag = \"a b\"\nlog_dir = \"/x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("servers.tag"), "{err}");
+    }
+
+    #[test]
+    fn run_servers_come_from_arguments_or_the_config() {
+        let c = Config::default();
+        assert!(matches!(c.run_servers(&[], None), Err(ServersError::None)));
+        let one = c
+            .run_servers(&[PathBuf::from("/srv/a")], Some("primary"))
+            .unwrap();
+        assert_eq!(one[0].tag, "primary");
+        let one = c.run_servers(&[PathBuf::from("/srv/a")], None).unwrap();
+        assert_eq!(one[0].tag, "default");
+        let two = c
+            .run_servers(
+                &[PathBuf::from("/srv/alpha"), PathBuf::from("/srv/beta")],
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            (two[0].tag.as_str(), two[1].tag.as_str()),
+            ("alpha", "beta")
+        );
+        assert!(matches!(
+            c.run_servers(&[PathBuf::from("/a/x"), PathBuf::from("/b/x")], None),
+            Err(ServersError::DuplicateTag(_))
+        ));
+        assert!(matches!(
+            c.run_servers(&[PathBuf::from("/a"), PathBuf::from("/b")], Some("t")),
+            Err(ServersError::TagWithSeveralDirs)
+        ));
+    }
+
+    #[test]
+    fn state_dir_defaults_follow_systemd_then_xdg_then_home() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            default_state_dir(env(&[
+                ("STATE_DIRECTORY", "/var/lib/factorio-isr"),
+                ("HOME", "/root")
+            ])),
+            PathBuf::from("/var/lib/factorio-isr")
+        );
+        assert_eq!(
+            default_state_dir(env(&[("XDG_STATE_HOME", "/x"), ("HOME", "/root")])),
+            PathBuf::from("/x/factorio-isr")
+        );
+        assert_eq!(
+            default_state_dir(env(&[("HOME", "/home/f")])),
+            PathBuf::from("/home/f/.local/state/factorio-isr")
+        );
     }
 
     #[test]

@@ -7,15 +7,22 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 
-use factorio_isr::config::Config;
+use factorio_isr::config::{Config, default_state_dir};
 use factorio_isr::event::BUILT_IN_EVENT_TYPES;
+use factorio_isr::patterns::reload::{self, Reloader};
 use factorio_isr::patterns::{self, PatternErrors, PatternSet};
-use factorio_isr::pipeline::{self, ReplayError, ReplayOptions};
+use factorio_isr::pipeline::{
+    self, Pipeline, ReplayError, ReplayOptions, RunError, RunOptions, Stopper, default_workers,
+};
 use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
+use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
 
 /// Follows Factorio server logs and turns them into typed events.
 #[derive(Parser)]
@@ -27,6 +34,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Follow the log directories of Factorio servers and write every record as a JSON event.
+    Run {
+        /// Log directories to follow, one per server (default: the config's [[servers]]).
+        #[arg(value_name = "LOG_DIR")]
+        dirs: Vec<PathBuf>,
+        /// Config file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Directory of pattern files, reloaded when edited (default: the config's
+        /// `patterns_dir`, else the patterns built into factorio-isr).
+        #[arg(long, value_name = "DIR")]
+        patterns: Option<PathBuf>,
+        /// Where checkpoints are kept (default: the config's `tail.state_dir`, else
+        /// $STATE_DIRECTORY, $XDG_STATE_HOME/factorio-isr or ~/.local/state/factorio-isr).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// The `server` tag of a single LOG_DIR's events.
+        #[arg(long, value_name = "TAG")]
+        server: Option<String>,
+        /// Read files seen for the first time from their start instead of their end.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Poll only, without file-system notifications (Docker bind mounts, NFS).
+        #[arg(long)]
+        poll: bool,
+    },
     /// Print every record of the files as one JSON event per line on stdout, then exit.
     Replay {
         /// Log files to read, start to end, in this order.
@@ -58,6 +91,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run {
+            dirs,
+            config,
+            patterns,
+            state_dir,
+            server,
+            from_beginning,
+            poll,
+        } => run(RunArgs {
+            dirs,
+            config,
+            patterns,
+            state_dir,
+            server,
+            from_beginning,
+            poll,
+        }),
         Command::Replay {
             files,
             patterns,
@@ -73,6 +123,137 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+struct RunArgs {
+    dirs: Vec<PathBuf>,
+    config: Option<PathBuf>,
+    patterns: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    server: Option<String>,
+    from_beginning: bool,
+    poll: bool,
+}
+
+/// factorio-isr's own logs: to stderr, filtered by `LOG_LEVEL` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    init_logging();
+    let config = load_config(args.config.as_deref())?;
+    let env = |k: &str| std::env::var(k).ok();
+    let servers = config
+        .run_servers(&args.dirs, args.server.as_deref())?
+        .into_iter()
+        .map(|s| {
+            ServerSource::new(&s.tag, s.log_dir.clone(), &s.globs)
+                .with_context(|| format!("server `{}`: invalid globs", s.tag))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dir = patterns_dir(args.patterns, &config);
+    let patterns = Arc::new(ArcSwap::from_pointee(load_patterns(dir.as_deref())?));
+    let tail = &config.tail;
+    let ms = Duration::from_millis;
+    let opts = RunOptions {
+        servers,
+        tail: TailOptions {
+            limits: config.framing.limits(),
+            read_chunk_bytes: tail.read_chunk_bytes,
+            discovery_interval: ms(tail.discovery_interval_ms),
+            rotate_wait: ms(tail.rotate_wait_ms),
+            record_flush: ms(tail.record_flush_ms),
+            start_at: if args.from_beginning {
+                StartAt::Beginning
+            } else {
+                StartAt::End
+            },
+            ..TailOptions::default()
+        },
+        state_dir: args
+            .state_dir
+            .or_else(|| tail.state_dir.clone())
+            .unwrap_or_else(|| default_state_dir(env)),
+        poll_only: args.poll || tail.poll_only,
+        poll_interval_max: ms(tail.poll_interval_max_ms),
+        checkpoint_interval: ms(tail.checkpoint_interval_ms),
+        workers: default_workers(),
+    };
+    let service = config.service.resolve(env);
+    let (pipeline, stopper) = Pipeline::new(opts)?;
+
+    let stop_reload = Arc::new(AtomicBool::new(false));
+    let reloader = dir.map(|dir| {
+        let reloader = Reloader::new(dir, patterns.clone());
+        let stop = stop_reload.clone();
+        let poll = ms(tail.reload_poll_interval_ms);
+        std::thread::spawn(move || {
+            reload::watch(reloader, ms(reload::default_debounce_ms()), poll, &stop)
+        })
+    });
+
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let worker = {
+        let patterns = patterns.clone();
+        std::thread::spawn(move || {
+            let mut sink = StdoutSink::new(io::stdout().lock(), service);
+            let result = pipeline.run(&patterns, &mut sink);
+            let _ = done_tx.send(());
+            result
+        })
+    };
+
+    let shutdown_timeout = ms(tail.shutdown_timeout_ms);
+    let drained = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal handler")?
+        .block_on(wait_for_stop(stopper.clone(), done_rx, shutdown_timeout))?;
+    stop_reload.store(true, Ordering::Release);
+    if !drained {
+        tracing::error!(
+            "Draining took longer than {shutdown_timeout:?}; saving the checkpoints of what was delivered and exiting."
+        );
+        stopper.save_checkpoints().context("saving checkpoints")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(r) = reloader {
+        let _ = r.join();
+    }
+    match worker.join() {
+        Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
+        Ok(Err(RunError::Sink(e))) if is_closed_pipe(&e) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => Err(e.into()),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (then stops the pipeline and waits up to `timeout` for it to
+/// drain) or for the pipeline to end by itself. Returns whether it finished in time.
+async fn wait_for_stop(
+    stopper: Stopper,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+    timeout: Duration,
+) -> Result<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = &mut done => return Ok(true),
+    };
+    tracing::info!("{name} received; stopping: draining what was read, saving checkpoints.");
+    stopper.stop();
+    Ok(tokio::time::timeout(timeout, done).await.is_ok())
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -113,7 +294,7 @@ fn replay(
 
     let stdout = io::stdout().lock();
     let mut sink = StdoutSink::new(stdout, service);
-    let result = pipeline::replay(files, &set, &options, |event| sink.write(event));
+    let result = pipeline::replay(files, Arc::new(set), &options, |event| sink.write(event));
     let flushed = sink.flush();
     let summary = match result {
         Ok(summary) => summary,

@@ -57,7 +57,7 @@ fn replay_fixture(path: &Path) -> Vec<(u64, String, String)> {
         root(),
         "cargo runs integration tests from the package root"
     );
-    let summary = replay(&[cwd_rel], &set, &opts, |e| {
+    let summary = replay(&[cwd_rel], Arc::new(set), &opts, |e| {
         let mut line = Vec::new();
         encoder.write_line(e, &mut line);
         out.push((

@@ -12,8 +12,10 @@
 //!
 //! - [`load`]: TOML → validated [`Pattern`]s, with errors located in the file.
 //! - [`set`]: the compiled [`PatternSet`] and the match stage (record → [`crate::event::Event`]).
+//! - [`reload`]: hot reload of a patterns directory while `run` runs.
 
 pub mod load;
+pub mod reload;
 pub mod set;
 
 use std::path::{Path, PathBuf};

@@ -7,3 +7,19 @@
 //! closed stdout (`factorio-isr replay … | head`) is a normal end, not an error.
 
 pub mod stdout;
+
+use std::io;
+
+use crate::event::Event;
+
+/// Where the pipeline delivers events.
+///
+/// The pipeline calls [`Sink::write`] for every event of a batch, then [`Sink::flush`]; a file's
+/// checkpoint moves past a batch only after `flush` returned `Ok`, so a sink must not report
+/// success for events it has not handed on.
+pub trait Sink {
+    /// Takes one event (it may be buffered).
+    fn write(&mut self, event: &Event) -> io::Result<()>;
+    /// Hands on everything taken so far.
+    fn flush(&mut self) -> io::Result<()>;
+}

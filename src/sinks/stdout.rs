@@ -52,6 +52,16 @@ impl<W: Write> StdoutSink<W> {
     }
 }
 
+impl<W: Write> super::Sink for StdoutSink<W> {
+    fn write(&mut self, event: &Event) -> io::Result<()> {
+        StdoutSink::write(self, event)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        StdoutSink::flush(self)
+    }
+}
+
 /// Whether an error means the reader of our output went away.
 pub fn is_closed_pipe(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe

@@ -302,6 +302,17 @@ impl RecordAssembler {
         self.open.is_some()
     }
 
+    /// The date of the last run header seen, ms since the epoch.
+    pub fn run_start_ms(&self) -> Option<i64> {
+        self.run_start_ms
+    }
+
+    /// Sets the run date engine lines are timed from (a restart resuming mid-file, or a file
+    /// opened at its end whose first line is the run header).
+    pub fn set_run_start_ms(&mut self, run_start_ms: Option<i64>) {
+        self.run_start_ms = run_start_ms;
+    }
+
     /// Takes one line; pushes every record it completes onto `out`.
     pub fn push_line(&mut self, line: Line<'_>, out: &mut Vec<Record>) {
         let shape = shape::classify(line.bytes);

@@ -12,6 +12,10 @@
 //! a file that looks binary is refused before any event is made from it. Content never fails:
 //! invalid UTF-8 is replaced, over-long lines are cut, and both are counted.
 
+pub mod checkpoint;
+pub mod fingerprint;
 pub mod frame;
 pub mod read;
 pub mod shape;
+pub mod tailer;
+pub mod watch;

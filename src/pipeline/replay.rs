@@ -1,19 +1,4 @@
-//! The pipeline: the stages wired together.
-//!
-//! [`replay`] runs the stages once over whole files, in order: read (large chunks) → frame
-//! (lines, multi-line records) → match (typed events) → the caller's sink. Work moves in
-//! batches (the records of one chunk) over bounded channels:
-//!
-//! ```text
-//!  reader thread ──(seq, records)──► match workers ×N ──(seq, events)──► caller's thread
-//!  read + frame                      match                               reorder by seq → sink
-//! ```
-//!
-//! Matching is where the time goes, so it runs on as many workers as there are cores; reading
-//! and framing stay on one thread because a file's records depend on the lines before them.
-//! Every batch carries a sequence number and the caller's thread hands events to the sink in
-//! that order, so the output is in file order whatever the workers' timing. The channel bounds
-//! keep memory flat when the sink is slower than matching.
+//! `replay`: files read once, start to end, through the stages.
 //!
 //! How it fails: a file that cannot be read (missing, a directory, binary, an I/O error
 //! part-way) is reported in [`ReplaySummary::file_errors`] and the other files are still
@@ -24,7 +9,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use thiserror::Error;
 
@@ -32,6 +19,8 @@ use crate::event::{Event, LogSource, Timestamp};
 use crate::patterns::PatternSet;
 use crate::tail::frame::{FrameStats, FramingLimits};
 use crate::tail::read::{ReadError, read_records};
+
+use super::stages::{Sequencer, default_workers, run_stages};
 
 /// Files smaller than this get no progress bar.
 pub const PROGRESS_MIN_BYTES: u64 = 16 * 1024 * 1024;
@@ -78,141 +67,56 @@ pub enum ReplayError {
     Sink(#[source] io::Error),
 }
 
-/// Batches queued between two stages, per match worker.
-const BATCHES_PER_WORKER: usize = 2;
-
-/// Most match workers, whatever the core count.
-const MAX_WORKERS: usize = 8;
-
-/// The records of one chunk, numbered in reading order.
-struct Work {
-    seq: u64,
-    source: Arc<LogSource>,
-    read_time: Timestamp,
-    records: Vec<crate::tail::frame::Record>,
-}
-
-/// The events of one chunk.
-struct Matched {
-    seq: u64,
-    events: Vec<Event>,
-}
-
 /// Replays `paths` start to end through the match stage, handing every event to `sink` on the
 /// calling thread, in file order.
 pub fn replay(
     paths: &[PathBuf],
-    patterns: &PatternSet,
+    patterns: Arc<PatternSet>,
     options: &ReplayOptions,
     mut sink: impl FnMut(&Event) -> io::Result<()>,
 ) -> Result<ReplaySummary, ReplayError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, MAX_WORKERS);
-    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * BATCHES_PER_WORKER);
-    let (done_tx, done_rx) = mpsc::sync_channel::<Matched>(workers * BATCHES_PER_WORKER);
-    // Only the workers own the work receiver: when the last of them stops (the caller is
-    // gone), it is dropped and the reader's next send fails, so the reader stops too.
-    let work_rx = Arc::new(Mutex::new(work_rx));
-
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_and_frame(paths, options, &work_tx));
-        for _ in 0..workers {
-            let done_tx = done_tx.clone();
-            let work_rx = Arc::clone(&work_rx);
-            scope.spawn(move || match_worker(patterns, &work_rx, &done_tx));
-        }
-        drop(done_tx);
-        drop(work_rx);
-
-        let mut counts: BTreeMap<Arc<str>, u64> = BTreeMap::new();
-        let mut sink_error = None;
-        let mut next_seq = 0u64;
-        let mut waiting: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
-        'batches: for Matched { seq, events } in done_rx.iter() {
-            waiting.insert(seq, events);
-            while let Some(events) = waiting.remove(&next_seq) {
-                next_seq += 1;
-                for event in &events {
-                    if let Err(e) = sink(event) {
-                        sink_error = Some(e);
-                        break 'batches;
-                    }
-                    match counts.get_mut(&event.event_type) {
-                        Some(n) => *n += 1,
-                        None => {
-                            counts.insert(event.event_type.clone(), 1);
-                        }
+    let patterns = ArcSwap::new(patterns);
+    let mut counts: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+    let (mut summary, result) = run_stages(
+        default_workers(),
+        &patterns,
+        |seq| read_and_frame(paths, options, seq),
+        |matched| {
+            for event in &matched.events {
+                sink(event)?;
+                match counts.get_mut(&event.event_type) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(event.event_type.clone(), 1);
                     }
                 }
             }
-        }
-        // Dropping the receiver makes the workers' sends fail; they stop, and with them the
-        // reader, whose sends then fail too.
-        drop(done_rx);
-        let mut summary = match reader.join() {
-            Ok(summary) => summary,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        if let Some(e) = sink_error {
-            return Err(ReplayError::Sink(e));
-        }
-        summary.events_by_type = counts
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        Ok(summary)
-    })
+            Ok(())
+        },
+    );
+    result.map_err(ReplayError::Sink)?;
+    summary.events_by_type = counts
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    Ok(summary)
 }
 
-/// A match worker: takes batches of records until the reader is done or the caller is gone.
-fn match_worker(
-    patterns: &PatternSet,
-    work: &Mutex<mpsc::Receiver<Work>>,
-    done: &mpsc::SyncSender<Matched>,
-) {
-    loop {
-        // Hold the lock only to take one batch. A poisoned lock means another worker
-        // panicked; the scope re-raises that panic, so this one just stops.
-        let next = match work.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(Work {
-            seq,
-            source,
-            read_time,
-            records,
-        }) = next
-        else {
-            return;
-        };
-        let events = records
-            .into_iter()
-            .map(|record| patterns.to_event(record, &source, read_time))
-            .collect();
-        if done.send(Matched { seq, events }).is_err() {
-            return;
-        }
-    }
-}
-
-/// The reader: read and frame every file, sending one numbered batch per chunk. Stops early
-/// when the workers are gone.
+/// The source: read and frame every file, one batch per chunk. Stops early when the pipeline
+/// is gone.
 fn read_and_frame(
     paths: &[PathBuf],
     options: &ReplayOptions,
-    tx: &mpsc::SyncSender<Work>,
+    seq: &mut Sequencer<'_>,
 ) -> ReplaySummary {
     let mut summary = ReplaySummary::default();
-    let mut seq = 0u64;
     for path in paths {
         let source = Arc::new(LogSource {
             server: options.server.clone(),
             path: path.to_string_lossy().into(),
         });
         let bar = options.progress.then(|| progress_bar(path)).flatten();
-        let mut receiver_gone = false;
+        let mut pipeline_gone = false;
         let result = read_records(
             path,
             options.limits,
@@ -222,18 +126,13 @@ fn read_and_frame(
                 }
             },
             |records, read_time| {
-                let work = Work {
-                    seq,
-                    source: source.clone(),
-                    read_time: options.read_time.unwrap_or(read_time),
-                    records: std::mem::take(records),
-                };
-                seq += 1;
-                if tx.send(work).is_err() {
-                    receiver_gone = true;
-                    return ControlFlow::Break(());
+                let read_time = options.read_time.unwrap_or(read_time);
+                if seq.send(source.clone(), read_time, std::mem::take(records), None) {
+                    ControlFlow::Continue(())
+                } else {
+                    pipeline_gone = true;
+                    ControlFlow::Break(())
                 }
-                ControlFlow::Continue(())
             },
         );
         if let Some(bar) = bar {
@@ -250,7 +149,7 @@ fn read_and_frame(
             }
             Err(e) => summary.file_errors.push(e),
         }
-        if receiver_gone {
+        if pipeline_gone {
             break;
         }
     }
@@ -300,12 +199,12 @@ mod tests {
 
     #[test]
     fn events_arrive_in_file_order_across_chunks_and_files() {
-        let set = crate::patterns::shipped().unwrap();
+        let set = Arc::new(crate::patterns::shipped().unwrap());
         let a = file((0..50_000).map(|i| format!("2025-01-01 00:00:00 [CHAT] a: {i}")));
         let b = file((0..50_000).map(|i| format!("2025-01-01 00:00:00 [CHAT] b: {i}")));
         let paths = [a.path().to_owned(), b.path().to_owned()];
         let mut seen = Vec::new();
-        let summary = replay(&paths, &set, &options(), |e| {
+        let summary = replay(&paths, set.clone(), &options(), |e| {
             seen.push(e.raw.clone());
             Ok(())
         })
@@ -325,10 +224,10 @@ mod tests {
 
     #[test]
     fn a_failing_sink_stops_the_replay_with_its_error() {
-        let set = crate::patterns::shipped().unwrap();
+        let set = Arc::new(crate::patterns::shipped().unwrap());
         let a = file((0..200_000).map(|i| format!("line {i}")));
         let mut n = 0;
-        let err = replay(&[a.path().to_owned()], &set, &options(), |_| {
+        let err = replay(&[a.path().to_owned()], set.clone(), &options(), |_| {
             n += 1;
             if n == 10 {
                 Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"))
@@ -343,13 +242,13 @@ mod tests {
 
     #[test]
     fn stopping_early_never_deadlocks_whatever_the_point() {
-        let set = crate::patterns::shipped().unwrap();
+        let set = Arc::new(crate::patterns::shipped().unwrap());
         let a = file((0..60_000).map(|i| format!("line {i}")));
         let b = file((0..60_000).map(|i| format!("other {i}")));
         let paths = [a.path().to_owned(), b.path().to_owned()];
         for stop_at in [1, 2, 100, 4_000, 30_000, 59_999, 60_001, 119_999] {
             let mut n = 0;
-            let result = replay(&paths, &set, &options(), |_| {
+            let result = replay(&paths, set.clone(), &options(), |_| {
                 n += 1;
                 if n == stop_at {
                     Err(io::Error::other("stop"))
@@ -364,11 +263,11 @@ mod tests {
 
     #[test]
     fn unreadable_files_are_reported_and_the_rest_replayed() {
-        let set = crate::patterns::shipped().unwrap();
+        let set = Arc::new(crate::patterns::shipped().unwrap());
         let good = file(std::iter::once("hello".to_owned()));
         let paths = [PathBuf::from("/nonexistent/x.log"), good.path().to_owned()];
         let mut n = 0;
-        let summary = replay(&paths, &set, &options(), |_| {
+        let summary = replay(&paths, set.clone(), &options(), |_| {
             n += 1;
             Ok(())
         })

@@ -1,0 +1,237 @@
+//! `run`: follow log directories, deliver every record as an event, checkpoint what was
+//! delivered.
+//!
+//! [`Pipeline::new`] builds everything that can fail before anything runs: it opens (and if
+//! needed creates) the state directory and its checkpoints, and sets up the tailer and the file
+//! watcher. [`Pipeline::run`] then runs the stages until a [`Stopper`] stops it.
+//!
+//! Delivery: after the sink has written and flushed a batch, the batch's file checkpoint (the
+//! offset just past the records in it, never past a held partial line or multi-line record)
+//! is recorded, and the checkpoint file is saved at most every `checkpoint_interval` and once
+//! more at the end. A clean stop therefore resumes exactly where delivery stopped: no line lost,
+//! none twice. After a crash, lines delivered since the last save are delivered again.
+//!
+//! Stopping: [`Stopper::stop`] makes the tailer stop reading; batches already read drain through
+//! the match workers to the sink, the checkpoints are saved, and `run` returns.
+//!
+//! How it fails: an unusable state directory is a [`RunError::StateDir`] from `new`; a
+//! corrupt checkpoint file is logged and ignored; a sink error ends `run` with
+//! [`RunError::Sink`] after saving the checkpoints of what was delivered; a failed checkpoint
+//! save is logged and retried at the next interval.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use super::stages::{Matched, run_stages};
+use crate::event::Timestamp;
+use crate::patterns::PatternSet;
+use crate::sinks::Sink;
+use crate::tail::checkpoint::CheckpointStore;
+use crate::tail::tailer::{ServerSource, TailOptions, TailStats, Tailer};
+use crate::tail::watch::{WakeHandle, Waker, follow};
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The servers to follow.
+    pub servers: Vec<ServerSource>,
+    /// Tailer behaviour.
+    pub tail: TailOptions,
+    /// Where checkpoints are kept.
+    pub state_dir: PathBuf,
+    /// Never use file-system notifications (Docker bind mounts, network file systems).
+    pub poll_only: bool,
+    /// Longest wait between two looks at the files when nothing happens.
+    pub poll_interval_max: Duration,
+    /// Checkpoints are saved at most this often.
+    pub checkpoint_interval: Duration,
+    /// Match workers.
+    pub workers: usize,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// The tailer's counters.
+    pub tail: TailStats,
+    /// Events delivered.
+    pub events: u64,
+    /// Checkpoint files written.
+    pub checkpoint_saves: u64,
+}
+
+/// `run` could not start or stopped on an error.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The state directory cannot hold checkpoints.
+    #[error("{}: cannot use the state directory: {source}; pass --state-dir DIR with a writable directory", path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The sink failed; checkpoints of what it took were saved.
+    #[error("writing events failed: {0}")]
+    Sink(#[source] io::Error),
+}
+
+/// Stops a running pipeline from another thread (a signal handler, a test).
+#[derive(Clone)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    wake: WakeHandle,
+    store: Arc<Mutex<CheckpointStore>>,
+}
+
+impl Stopper {
+    /// Asks the pipeline to stop reading, drain and save its checkpoints.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.wake();
+    }
+
+    /// Saves the checkpoints of what has been delivered so far, now. For a forced exit when
+    /// draining does not finish in time.
+    pub fn save_checkpoints(&self) -> io::Result<()> {
+        lock(&self.store).save(Timestamp::now())
+    }
+}
+
+/// A built pipeline, ready to run.
+pub struct Pipeline {
+    tailer: Tailer,
+    waker: Waker,
+    stop: Arc<AtomicBool>,
+    store: Arc<Mutex<CheckpointStore>>,
+    poll_interval_max: Duration,
+    checkpoint_interval: Duration,
+    workers: usize,
+}
+
+impl Pipeline {
+    /// Opens the state directory and sets up the tailer and the watcher.
+    pub fn new(opts: RunOptions) -> Result<(Pipeline, Stopper), RunError> {
+        let (store, warning) =
+            CheckpointStore::open(&opts.state_dir).map_err(|source| RunError::StateDir {
+                path: opts.state_dir.clone(),
+                source,
+            })?;
+        if let Some(w) = warning {
+            warn!("{w}");
+        }
+        // Fail now, not at the first save, when the directory is not writable.
+        let probe = opts.state_dir.join(".write-test");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|source| RunError::StateDir {
+                path: opts.state_dir.clone(),
+                source,
+            })?;
+        let tailer = Tailer::new(opts.servers, opts.tail, &store);
+        let waker = Waker::new(opts.poll_only);
+        let stop = Arc::new(AtomicBool::new(false));
+        let store = Arc::new(Mutex::new(store));
+        let stopper = Stopper {
+            stop: stop.clone(),
+            wake: waker.handle(),
+            store: store.clone(),
+        };
+        Ok((
+            Pipeline {
+                tailer,
+                waker,
+                stop,
+                store,
+                poll_interval_max: opts.poll_interval_max,
+                checkpoint_interval: opts.checkpoint_interval,
+                workers: opts.workers,
+            },
+            stopper,
+        ))
+    }
+
+    /// Runs until stopped or the sink fails; the sink runs on the calling thread.
+    pub fn run(
+        self,
+        patterns: &ArcSwap<PatternSet>,
+        sink: &mut dyn Sink,
+    ) -> Result<RunSummary, RunError> {
+        let Pipeline {
+            tailer,
+            waker,
+            stop,
+            store,
+            poll_interval_max,
+            checkpoint_interval,
+            workers,
+        } = self;
+        let mut summary = RunSummary::default();
+        let mut last_save = Instant::now();
+        let save = |summary: &mut RunSummary| {
+            let mut store = lock(&store);
+            if !store.is_dirty() {
+                return;
+            }
+            match store.save(Timestamp::now()) {
+                Ok(()) => summary.checkpoint_saves += 1,
+                Err(e) => warn!(error = %e, "Saving checkpoints failed; will retry."),
+            }
+        };
+
+        let (tail_stats, result) = run_stages(
+            workers,
+            patterns,
+            |seq| {
+                follow(tailer, waker, poll_interval_max, &stop, |batch| {
+                    seq.send(
+                        batch.source,
+                        batch.read_time,
+                        batch.records,
+                        batch.checkpoint,
+                    )
+                })
+            },
+            |Matched { events, checkpoint }| {
+                for event in &events {
+                    sink.write(event)?;
+                }
+                sink.flush()?;
+                summary.events += events.len() as u64;
+                if let Some(cp) = checkpoint {
+                    lock(&store).update(cp);
+                }
+                if last_save.elapsed() >= checkpoint_interval {
+                    save(&mut summary);
+                    last_save = Instant::now();
+                }
+                Ok(())
+            },
+        );
+        summary.tail = tail_stats;
+        save(&mut summary);
+        result.map_err(RunError::Sink)?;
+        info!(
+            events = summary.events,
+            files_opened = summary.tail.files_opened,
+            truncations = summary.tail.truncations,
+            "Stopped; checkpoints saved."
+        );
+        Ok(summary)
+    }
+}
+
+/// Locks the store; a panic elsewhere while holding it leaves data that is still consistent
+/// (every update is one map insert), so a poisoned lock is used as is.
+fn lock(store: &Mutex<CheckpointStore>) -> MutexGuard<'_, CheckpointStore> {
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

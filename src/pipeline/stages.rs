@@ -1,0 +1,169 @@
+//! The stage machinery shared by `replay` and `run`: a source thread, match workers, and an
+//! in-order consumer on the calling thread.
+//!
+//! How it stops: when the source returns, its sender is dropped and the workers drain and stop;
+//! when the consumer returns an error, its receiver is dropped, the workers' sends fail and they
+//! stop, the last one drops the work receiver, and the source's next send fails. No thread can
+//! be left blocked.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, mpsc};
+
+use arc_swap::ArcSwap;
+
+use crate::event::{Event, LogSource, Timestamp};
+use crate::patterns::PatternSet;
+use crate::tail::checkpoint::FileCheckpoint;
+use crate::tail::frame::Record;
+
+/// Batches queued between two stages, per match worker.
+const BATCHES_PER_WORKER: usize = 2;
+
+/// Most match workers, whatever the core count.
+const MAX_WORKERS: usize = 8;
+
+/// Match workers to use: one per core, at most [`MAX_WORKERS`].
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_WORKERS)
+}
+
+/// The records of one batch, numbered in source order.
+struct Work {
+    seq: u64,
+    source: Arc<LogSource>,
+    read_time: Timestamp,
+    records: Vec<Record>,
+    checkpoint: Option<FileCheckpoint>,
+}
+
+/// The events of one batch, and where its file stands once they are delivered.
+pub struct Matched {
+    /// Events in file order.
+    pub events: Vec<Event>,
+    /// The file's checkpoint after these events.
+    pub checkpoint: Option<FileCheckpoint>,
+}
+
+struct Done {
+    seq: u64,
+    matched: Matched,
+}
+
+/// Numbers batches and hands them to the match workers.
+pub struct Sequencer<'a> {
+    tx: &'a mpsc::SyncSender<Work>,
+    next: u64,
+}
+
+impl Sequencer<'_> {
+    /// Sends one batch; blocks while the workers are busy. Returns false when the pipeline is
+    /// gone and the source should stop.
+    pub fn send(
+        &mut self,
+        source: Arc<LogSource>,
+        read_time: Timestamp,
+        records: Vec<Record>,
+        checkpoint: Option<FileCheckpoint>,
+    ) -> bool {
+        let work = Work {
+            seq: self.next,
+            source,
+            read_time,
+            records,
+            checkpoint,
+        };
+        self.next += 1;
+        self.tx.send(work).is_ok()
+    }
+}
+
+/// Runs `produce` on its own thread and `workers` match workers, and hands every batch to
+/// `consume` on the calling thread in source order. Stops early when `consume` fails.
+pub fn run_stages<R: Send, E>(
+    workers: usize,
+    patterns: &ArcSwap<PatternSet>,
+    produce: impl FnOnce(&mut Sequencer<'_>) -> R + Send,
+    mut consume: impl FnMut(Matched) -> Result<(), E>,
+) -> (R, Result<(), E>) {
+    let workers = workers.max(1);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * BATCHES_PER_WORKER);
+    let (done_tx, done_rx) = mpsc::sync_channel::<Done>(workers * BATCHES_PER_WORKER);
+    // Only the workers own the work receiver: when the last of them stops, it is dropped and
+    // the source's next send fails.
+    let work_rx = Arc::new(Mutex::new(work_rx));
+
+    std::thread::scope(|scope| {
+        let source = scope.spawn(move || {
+            let mut seq = Sequencer {
+                tx: &work_tx,
+                next: 0,
+            };
+            produce(&mut seq)
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let work_rx = Arc::clone(&work_rx);
+            scope.spawn(move || match_worker(patterns, &work_rx, &done_tx));
+        }
+        drop(done_tx);
+        drop(work_rx);
+
+        let mut result = Ok(());
+        let mut next_seq = 0u64;
+        let mut waiting: BTreeMap<u64, Matched> = BTreeMap::new();
+        'batches: for Done { seq, matched } in done_rx.iter() {
+            waiting.insert(seq, matched);
+            while let Some(matched) = waiting.remove(&next_seq) {
+                next_seq += 1;
+                if let Err(e) = consume(matched) {
+                    result = Err(e);
+                    break 'batches;
+                }
+            }
+        }
+        drop(done_rx);
+        let produced = match source.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (produced, result)
+    })
+}
+
+/// A match worker: takes batches until the source is done or the consumer is gone. The
+/// pattern set is loaded per batch, so a reload applies from the next batch on.
+fn match_worker(
+    patterns: &ArcSwap<PatternSet>,
+    work: &Mutex<mpsc::Receiver<Work>>,
+    done: &mpsc::SyncSender<Done>,
+) {
+    loop {
+        // Hold the lock only to take one batch. A poisoned lock means another worker panicked;
+        // the scope re-raises that panic, so this one just stops.
+        let next = match work.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(Work {
+            seq,
+            source,
+            read_time,
+            records,
+            checkpoint,
+        }) = next
+        else {
+            return;
+        };
+        let set = patterns.load();
+        let events = records
+            .into_iter()
+            .map(|record| set.to_event(record, &source, read_time))
+            .collect();
+        let matched = Matched { events, checkpoint };
+        if done.send(Done { seq, matched }).is_err() {
+            return;
+        }
+    }
+}

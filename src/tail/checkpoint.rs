@@ -1,0 +1,360 @@
+//! Checkpoints: where to resume each file after a restart.
+//!
+//! The store is one JSON file, `checkpoints.json` in the state directory, holding for every file
+//! its server tag, fingerprint, device and inode, last path, the offset up to which its events
+//! were delivered, and the date of the run header seen in it (so engine lines keep their time
+//! after a restart). Offsets only ever reach a record boundary that the sink has taken: a
+//! partial last line or a held multi-line error is read again after a restart.
+//!
+//! Saving is atomic: the whole store is written to `checkpoints.json.tmp`, fsynced, renamed over
+//! `checkpoints.json`, and the directory fsynced, with mode 0600. A crash leaves either the old or
+//! the new file, never half of one; a `.tmp` left by a crash after its fsync is newer and is
+//! preferred when it parses.
+//!
+//! How it fails: a checkpoint file that is empty, truncated or not valid JSON is reported (as a
+//! [`LoadWarning`]) and ignored, as if factorio-isr had never run, never a crash. Errors writing
+//! it are returned to the caller, who logs them and keeps running (the next save retries).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::{FileKey, Fingerprint};
+use crate::event::Timestamp;
+
+/// File name of the store inside the state directory.
+pub const CHECKPOINT_FILE: &str = "checkpoints.json";
+
+/// Checkpoints of files not seen for this long are forgotten: 30 days.
+pub const EXPIRE_AFTER_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Format version written into the file.
+const VERSION: u32 = 1;
+
+/// Where one file stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheckpoint {
+    /// The server tag the file belongs to.
+    pub server: String,
+    /// The path it was last seen at.
+    pub path: PathBuf,
+    /// Its fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Device and inode.
+    pub key: FileKey,
+    /// Events up to this byte offset were delivered.
+    pub offset: u64,
+    /// The date of the last run header seen in the file, ms since the epoch.
+    #[serde(default)]
+    pub run_start_ms: Option<i64>,
+    /// When this entry last changed, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoreFile {
+    version: u32,
+    saved_ms: i64,
+    files: Vec<FileCheckpoint>,
+}
+
+/// Why a checkpoint file was ignored.
+#[derive(Debug)]
+pub struct LoadWarning {
+    /// The file.
+    pub path: PathBuf,
+    /// What was wrong with it.
+    pub problem: String,
+}
+
+impl std::fmt::Display for LoadWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}; ignoring it and starting without checkpoints",
+            self.path.display(),
+            self.problem
+        )
+    }
+}
+
+/// The checkpoints of all files.
+#[derive(Clone, Debug)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    entries: HashMap<(String, Fingerprint, FileKey), FileCheckpoint>,
+    previous_save_ms: Option<i64>,
+    dirty: bool,
+}
+
+impl CheckpointStore {
+    /// Opens the store in `state_dir`, creating the directory. A corrupt store is ignored with
+    /// a warning.
+    pub fn open(state_dir: &Path) -> io::Result<(Self, Option<LoadWarning>)> {
+        fs::create_dir_all(state_dir)?;
+        let mut store = CheckpointStore {
+            dir: state_dir.to_owned(),
+            entries: HashMap::new(),
+            previous_save_ms: None,
+            dirty: false,
+        };
+        let main = state_dir.join(CHECKPOINT_FILE);
+        let tmp = tmp_path(&main);
+        // A complete tmp file is a save that crashed between fsync and rename: it is newer.
+        let loaded = match read_store(&tmp) {
+            Ok(Some(s)) => Ok(Some(s)),
+            _ => read_store(&main),
+        };
+        let warning = match loaded {
+            Ok(Some(file)) => {
+                store.previous_save_ms = Some(file.saved_ms);
+                for cp in file.files {
+                    store
+                        .entries
+                        .insert((cp.server.clone(), cp.fingerprint, cp.key), cp);
+                }
+                None
+            }
+            Ok(None) => None,
+            Err(problem) => Some(LoadWarning {
+                path: main,
+                problem,
+            }),
+        };
+        Ok((store, warning))
+    }
+
+    /// When the store was last saved before this process started; `None` on a first run.
+    pub fn previous_save_ms(&self) -> Option<i64> {
+        self.previous_save_ms
+    }
+
+    /// The checkpoint of a file: the entry with the same fingerprint, device and inode; else
+    /// the only entry with that fingerprint whose device and inode are not in `taken` (the
+    /// file was copied, or its device number changed, as with some container mounts).
+    pub fn find(
+        &self,
+        server: &str,
+        fingerprint: Fingerprint,
+        key: FileKey,
+        taken: impl Fn(FileKey) -> bool,
+    ) -> Option<&FileCheckpoint> {
+        if let Some(cp) = self.entries.get(&(server.to_owned(), fingerprint, key)) {
+            return Some(cp);
+        }
+        let mut candidates = self
+            .entries
+            .values()
+            .filter(|cp| cp.server == server && cp.fingerprint == fingerprint && !taken(cp.key));
+        match (candidates.next(), candidates.next()) {
+            (Some(cp), None) => Some(cp),
+            _ => None,
+        }
+    }
+
+    /// Records where a file stands.
+    pub fn update(&mut self, cp: FileCheckpoint) {
+        let key = (cp.server.clone(), cp.fingerprint, cp.key);
+        if self.entries.get(&key) != Some(&cp) {
+            self.entries.insert(key, cp);
+            self.dirty = true;
+        }
+    }
+
+    /// Whether there are changes not saved yet.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Every checkpoint.
+    pub fn entries(&self) -> impl Iterator<Item = &FileCheckpoint> {
+        self.entries.values()
+    }
+
+    /// Writes the store atomically and forgets entries older than [`EXPIRE_AFTER_MS`].
+    pub fn save(&mut self, now: Timestamp) -> io::Result<()> {
+        self.entries
+            .retain(|_, cp| now.as_millis() - cp.updated_ms < EXPIRE_AFTER_MS);
+        let mut files: Vec<FileCheckpoint> = self.entries.values().cloned().collect();
+        files.sort_by(|a, b| (&a.server, &a.path).cmp(&(&b.server, &b.path)));
+        let body = serde_json::to_vec_pretty(&StoreFile {
+            version: VERSION,
+            saved_ms: now.as_millis(),
+            files,
+        })
+        .map_err(io::Error::other)?;
+        let main = self.dir.join(CHECKPOINT_FILE);
+        let tmp = tmp_path(&main);
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &main)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+fn tmp_path(main: &Path) -> PathBuf {
+    let mut p = main.as_os_str().to_owned();
+    p.push(".tmp");
+    PathBuf::from(p)
+}
+
+/// `Ok(None)` when the file does not exist; `Err(problem)` when it exists but is unusable.
+fn read_store(path: &Path) -> Result<Option<StoreFile>, String> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("the file is empty".to_owned());
+    }
+    let file: StoreFile =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a valid checkpoint file: {e}"))?;
+    if file.version != VERSION {
+        return Err(format!("unknown format version {}", file.version));
+    }
+    Ok(Some(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(server: &str, fp: u64, offset: u64) -> FileCheckpoint {
+        FileCheckpoint {
+            server: server.into(),
+            path: PathBuf::from("/srv/factorio-current.log"),
+            fingerprint: Fingerprint(fp),
+            key: FileKey { dev: 1, ino: 2 },
+            offset,
+            run_start_ms: Some(5),
+            updated_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, warning) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(warning.is_none());
+        assert_eq!(store.previous_save_ms(), None);
+        store.update(cp("a", 1, 10));
+        store.update(cp("b", 1, 20));
+        assert!(store.is_dirty());
+        store.save(Timestamp(2000)).unwrap();
+        assert!(!store.is_dirty());
+        assert!(!dir.path().join("checkpoints.json.tmp").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join(CHECKPOINT_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let (again, warning) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(warning.is_none());
+        assert_eq!(again.previous_save_ms(), Some(2000));
+        let key = FileKey { dev: 1, ino: 2 };
+        let get = |s: &str| again.find(s, Fingerprint(1), key, |_| false).unwrap();
+        assert_eq!(get("a").offset, 10);
+        assert_eq!(get("b").offset, 20);
+        assert_eq!(get("a").run_start_ms, Some(5));
+    }
+
+    #[test]
+    fn corrupt_or_empty_stores_are_reported_and_ignored() {
+        for content in [
+            &b""[..],
+            b"   \n",
+            b"{\"version\":1,\"saved_ms\":",
+            b"\xff\xfe garbage",
+            b"[]",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(CHECKPOINT_FILE), content).unwrap();
+            let (store, warning) = CheckpointStore::open(dir.path()).unwrap();
+            let warning = warning.expect("a warning");
+            assert!(
+                warning.to_string().contains("checkpoints.json"),
+                "{warning}"
+            );
+            assert_eq!(store.entries().count(), 0);
+            assert_eq!(store.previous_save_ms(), None);
+        }
+    }
+
+    #[test]
+    fn a_complete_tmp_file_left_by_a_crash_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CheckpointStore::open(dir.path()).unwrap();
+        store.update(cp("a", 1, 10));
+        store.save(Timestamp(2000)).unwrap();
+        // A newer save that crashed after fsync, before rename.
+        store.update(cp("a", 1, 99));
+        store.save(Timestamp(3000)).unwrap();
+        fs::rename(
+            dir.path().join(CHECKPOINT_FILE),
+            dir.path().join("checkpoints.json.tmp"),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            b"{\"version\":1,\"saved_ms\":2000,\"files\":[]}",
+        )
+        .unwrap();
+        let (again, _) = CheckpointStore::open(dir.path()).unwrap();
+        let key = FileKey { dev: 1, ino: 2 };
+        assert_eq!(
+            again
+                .find("a", Fingerprint(1), key, |_| false)
+                .unwrap()
+                .offset,
+            99
+        );
+    }
+
+    #[test]
+    fn same_first_line_in_two_files_keeps_two_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CheckpointStore::open(dir.path()).unwrap();
+        let mut a = cp("s", 7, 10);
+        a.key = FileKey { dev: 1, ino: 100 };
+        let mut b = cp("s", 7, 20);
+        b.key = FileKey { dev: 1, ino: 200 };
+        store.update(a.clone());
+        store.update(b.clone());
+        assert_eq!(store.find("s", Fingerprint(7), a.key, |_| false), Some(&a));
+        assert_eq!(store.find("s", Fingerprint(7), b.key, |_| false), Some(&b));
+        // Unknown inode and two candidates: no guess.
+        let other = FileKey { dev: 9, ino: 9 };
+        assert_eq!(store.find("s", Fingerprint(7), other, |_| false), None);
+        // One candidate left (the other is open under its own inode): that one.
+        assert_eq!(
+            store.find("s", Fingerprint(7), other, |k| k == a.key),
+            Some(&b)
+        );
+    }
+
+    #[test]
+    fn old_entries_expire_on_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CheckpointStore::open(dir.path()).unwrap();
+        store.update(cp("a", 1, 10));
+        store.save(Timestamp(1000 + EXPIRE_AFTER_MS + 1)).unwrap();
+        assert_eq!(store.entries().count(), 0);
+    }
+}
