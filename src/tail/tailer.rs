@@ -422,7 +422,7 @@ impl Tailer {
         } else if self
             .resume
             .previous_save_ms()
-            .is_some_and(|saved| mtime_ms(&meta).is_some_and(|m| m > saved))
+            .is_some_and(|saved| mtime_ms(&meta).is_some_and(|m| m >= saved))
         {
             (0, "written while factorio-isr was stopped: from the start")
         } else {
