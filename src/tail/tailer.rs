@@ -577,3 +577,191 @@ fn mtime_ms(meta: &fs::Metadata) -> Option<i64> {
     let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
     i64::try_from(d.as_millis()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    struct Setup {
+        _root: tempfile::TempDir,
+        dir: PathBuf,
+        state: PathBuf,
+    }
+
+    fn setup() -> Setup {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("logs");
+        let state = root.path().join("state");
+        fs::create_dir_all(&dir).unwrap();
+        Setup {
+            dir,
+            state,
+            _root: root,
+        }
+    }
+
+    fn tailer(s: &Setup, start_at: StartAt) -> Tailer {
+        let (store, _) = CheckpointStore::open(&s.state).unwrap();
+        let server = ServerSource::new("t", s.dir.clone(), &default_globs()).unwrap();
+        let opts = TailOptions {
+            discovery_interval: Duration::ZERO,
+            rotate_wait: Duration::from_secs(5),
+            record_flush: Duration::from_secs(1),
+            start_at,
+            ..TailOptions::default()
+        };
+        Tailer::new(vec![server], opts, &store)
+    }
+
+    fn texts(batches: &[TailBatch]) -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| b.records.iter().map(|r| r.text.clone()))
+            .collect()
+    }
+
+    fn append(path: &Path, data: &[u8]) {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(data).unwrap();
+    }
+
+    #[test]
+    fn files_present_at_start_begin_at_their_last_complete_line() {
+        let s = setup();
+        let log = s.dir.join("console.log");
+        append(&log, b"old 1\nold 2\npart");
+        let mut t = tailer(&s, StartAt::End);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        t.poll(now, &mut out);
+        // Nothing old is read; the start is recorded as a checkpoint right away.
+        assert!(texts(&out).is_empty());
+        assert_eq!(out[0].checkpoint.as_ref().unwrap().offset, 12);
+        append(&log, b"ial\nnew\n");
+        out.clear();
+        t.poll(now, &mut out);
+        assert_eq!(texts(&out), vec!["partial", "new"]);
+    }
+
+    #[test]
+    fn from_beginning_reads_everything() {
+        let s = setup();
+        append(&s.dir.join("console.log"), b"a\nb\n");
+        let mut t = tailer(&s, StartAt::Beginning);
+        let mut out = Vec::new();
+        t.poll(Instant::now(), &mut out);
+        assert_eq!(texts(&out), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn non_matching_names_and_directories_are_ignored() {
+        let s = setup();
+        append(&s.dir.join("notes.txt"), b"x\n");
+        fs::create_dir(s.dir.join("sub.log")).unwrap();
+        let mut t = tailer(&s, StartAt::Beginning);
+        let mut out = Vec::new();
+        t.poll(Instant::now(), &mut out);
+        assert!(out.is_empty());
+        assert!(t.open_files().is_empty());
+    }
+
+    #[test]
+    fn a_checkpoint_past_the_end_restarts_at_zero() {
+        let s = setup();
+        let log = s.dir.join("console.log");
+        append(&log, b"first line\nsecond line\n");
+        {
+            let mut t = tailer(&s, StartAt::Beginning);
+            let mut out = Vec::new();
+            t.poll(Instant::now(), &mut out);
+            let (mut store, _) = CheckpointStore::open(&s.state).unwrap();
+            store.update(out.pop().unwrap().checkpoint.unwrap());
+            store.save(Timestamp::now()).unwrap();
+        }
+        // Truncated while stopped, rewritten shorter with the same first line.
+        fs::write(&log, b"first line\n").unwrap();
+        let mut t = tailer(&s, StartAt::End);
+        let mut out = Vec::new();
+        t.poll(Instant::now(), &mut out);
+        assert_eq!(texts(&out), vec!["first line"]);
+        assert_eq!(t.stats().truncations, 1);
+    }
+
+    #[test]
+    fn a_held_error_record_is_emitted_after_quiet() {
+        let s = setup();
+        let log = s.dir.join("factorio-current.log");
+        let mut t = tailer(&s, StartAt::Beginning);
+        let now = Instant::now();
+        t.poll(now, &mut Vec::new());
+        append(&log, b"1.000 Error X.cpp:1: boom\n\ttraceback\n");
+        let mut out = Vec::new();
+        t.poll(now, &mut out);
+        assert!(texts(&out).is_empty(), "held while it may continue");
+        t.poll(now + Duration::from_millis(500), &mut out);
+        assert!(texts(&out).is_empty());
+        t.poll(now + Duration::from_secs(2), &mut out);
+        assert_eq!(texts(&out), vec!["1.000 Error X.cpp:1: boom\n\ttraceback"]);
+    }
+
+    #[test]
+    fn a_deleted_file_is_read_to_its_end_and_let_go_with_its_partial_line() {
+        let s = setup();
+        let log = s.dir.join("console.log");
+        let mut t = tailer(&s, StartAt::Beginning);
+        let now = Instant::now();
+        append(&log, b"a\n");
+        let mut out = Vec::new();
+        t.poll(now, &mut out);
+        append(&log, b"b\nlast without newline");
+        fs::remove_file(&log).unwrap();
+        out.clear();
+        t.poll(now, &mut out);
+        assert_eq!(texts(&out), vec!["b"]);
+        assert_eq!(t.open_files().len(), 1, "kept open for the rotate wait");
+        out.clear();
+        t.poll(now + Duration::from_secs(6), &mut out);
+        assert_eq!(texts(&out), vec!["last without newline"]);
+        assert!(t.open_files().is_empty());
+        assert_eq!(t.stats().files_closed, 1);
+    }
+
+    #[test]
+    fn a_missing_directory_is_retried_and_recovered() {
+        let s = setup();
+        fs::remove_dir(&s.dir).unwrap();
+        let mut t = tailer(&s, StartAt::End);
+        let now = Instant::now();
+        t.poll(now, &mut Vec::new());
+        assert_eq!(t.stats().errors, 1);
+        t.poll(now, &mut Vec::new());
+        assert_eq!(t.stats().errors, 1, "logged and counted once");
+        fs::create_dir(&s.dir).unwrap();
+        append(&s.dir.join("console.log"), b"back\n");
+        let mut out = Vec::new();
+        t.poll(now, &mut out);
+        assert_eq!(
+            texts(&out),
+            vec!["back"],
+            "a file in a recreated directory is new"
+        );
+    }
+
+    #[test]
+    fn last_line_start_finds_the_line_boundary() {
+        let f = |data: &[u8]| {
+            let mut tmp = tempfile::NamedTempFile::new().unwrap();
+            tmp.write_all(data).unwrap();
+            last_line_start(tmp.as_file(), data.len() as u64)
+        };
+        assert_eq!(f(b""), 0);
+        assert_eq!(f(b"a\nb\n"), 4);
+        assert_eq!(f(b"a\nbc"), 2);
+        assert_eq!(f(b"no newline at all"), 0);
+    }
+}
