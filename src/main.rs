@@ -26,40 +26,44 @@ use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
 
 /// Follows Factorio server logs and turns them into typed events.
 #[derive(Parser)]
-#[command(name = "factorio-isr", version, about, long_about = None)]
+#[command(name = "factorio-isr", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// `factorio-isr run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Log directories to follow, one per server (default: the config's [[servers]]).
+    #[arg(value_name = "LOG_DIR")]
+    dirs: Vec<PathBuf>,
+    /// Config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of pattern files, reloaded when edited (default: the config's
+    /// `patterns_dir`, else the patterns built into factorio-isr).
+    #[arg(long, value_name = "DIR")]
+    patterns: Option<PathBuf>,
+    /// Where checkpoints are kept (default: the config's `tail.state_dir`, else
+    /// $STATE_DIRECTORY, $XDG_STATE_HOME/factorio-isr or ~/.local/state/factorio-isr).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The `server` tag of a single LOG_DIR's events.
+    #[arg(long, value_name = "TAG")]
+    server: Option<String>,
+    /// Read files seen for the first time from their start instead of their end.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Poll only, without file-system notifications (Docker bind mounts, NFS).
+    #[arg(long)]
+    poll: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Follow the log directories of Factorio servers and write every record as a JSON event.
-    Run {
-        /// Log directories to follow, one per server (default: the config's [[servers]]).
-        #[arg(value_name = "LOG_DIR")]
-        dirs: Vec<PathBuf>,
-        /// Config file.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Directory of pattern files, reloaded when edited (default: the config's
-        /// `patterns_dir`, else the patterns built into factorio-isr).
-        #[arg(long, value_name = "DIR")]
-        patterns: Option<PathBuf>,
-        /// Where checkpoints are kept (default: the config's `tail.state_dir`, else
-        /// $STATE_DIRECTORY, $XDG_STATE_HOME/factorio-isr or ~/.local/state/factorio-isr).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
-        /// The `server` tag of a single LOG_DIR's events.
-        #[arg(long, value_name = "TAG")]
-        server: Option<String>,
-        /// Read files seen for the first time from their start instead of their end.
-        #[arg(long)]
-        from_beginning: bool,
-        /// Poll only, without file-system notifications (Docker bind mounts, NFS).
-        #[arg(long)]
-        poll: bool,
-    },
+    Run(RunArgs),
     /// Print every record of the files as one JSON event per line on stdout, then exit.
     Replay {
         /// Log files to read, start to end, in this order.
@@ -91,23 +95,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run {
-            dirs,
-            config,
-            patterns,
-            state_dir,
-            server,
-            from_beginning,
-            poll,
-        } => run(RunArgs {
-            dirs,
-            config,
-            patterns,
-            state_dir,
-            server,
-            from_beginning,
-            poll,
-        }),
+        Command::Run(args) => run(args),
         Command::Replay {
             files,
             patterns,
@@ -123,16 +111,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-struct RunArgs {
-    dirs: Vec<PathBuf>,
-    config: Option<PathBuf>,
-    patterns: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
-    server: Option<String>,
-    from_beginning: bool,
-    poll: bool,
 }
 
 /// factorio-isr's own logs: to stderr, filtered by `LOG_LEVEL` (default `info`).
