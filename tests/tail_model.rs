@@ -77,7 +77,9 @@ struct World {
 
 fn options() -> TailOptions {
     TailOptions {
-        discovery_interval: Duration::ZERO,
+        // As in production: directories are listed every second, and at once when the watcher
+        // reports a file created, renamed or deleted (the model asks for that itself).
+        discovery_interval: Duration::from_secs(1),
         rotate_wait: ROTATE_WAIT,
         record_flush: Duration::from_millis(100),
         start_at: StartAt::End,
@@ -126,6 +128,7 @@ impl World {
                 .open(self.current_path())
                 .unwrap();
             self.current = Some(f);
+            self.tailer.request_discovery();
         }
         self.current.as_mut().unwrap()
     }
@@ -207,10 +210,12 @@ impl World {
                 if self.current_path().exists() {
                     fs::rename(self.current_path(), self.dir.join("factorio-previous.log"))
                         .unwrap();
+                    self.tailer.request_discovery();
                 }
                 self.current = None;
             }
             Op::CopyTruncate => {
+                // A truncation is only a data change to the watcher: no discovery is asked for.
                 if let Some(f) = &self.current {
                     f.set_len(0).unwrap();
                     // Lines the tailer had not looked at, and a half line, are in the window.
@@ -225,6 +230,7 @@ impl World {
                 self.poll();
                 if self.current_path().exists() {
                     fs::remove_file(self.current_path()).unwrap();
+                    self.tailer.request_discovery();
                 }
                 self.current = None;
             }
@@ -304,6 +310,18 @@ fn a_file_created_while_stopped_is_read_from_its_start() {
         Op::Rotate,
         Op::Restart,
         Op::Write(3),
+        Op::Poll,
+    ])
+    .unwrap();
+}
+
+#[test]
+fn a_truncation_rewritten_past_the_old_offset_is_read_once() {
+    check(&[
+        Op::Write(3),
+        Op::Poll,
+        Op::CopyTruncate,
+        Op::Write(10),
         Op::Poll,
     ])
     .unwrap();

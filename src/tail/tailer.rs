@@ -19,8 +19,8 @@
 //!   its offset under its new name and is read to its end, writes to the old handle included; the
 //!   new file is new and starts at 0. Within a pass older files are read first.
 //! - **Truncation** (copytruncate, `> file`): a size below the read offset, or a first line that
-//!   changed (truncated and rewritten past the old offset between two looks), restarts the file
-//!   at 0 and is counted. Lines written between the copy and the truncation are lost to any
+//!   changed (truncated and rewritten past the old offset between two looks; checked before
+//!   every read of new data and at every discovery), restarts the file at 0 and is counted. Lines written between the copy and the truncation are lost to any
 //!   tailer; they are in the copy.
 //! - **Deletion**, or a rename to a name the globs do not match: the open file is read to its end
 //!   and let go once it has had no new data for `rotate_wait`; a partial last line is then
@@ -481,6 +481,16 @@ impl Tailer {
         };
         if len < f.read_offset {
             warn!(path = %f.path.display(), size = len, offset = f.read_offset, "Log file truncated; reading it from the start.");
+            stats.truncations += 1;
+            f.restart_at_zero();
+        } else if len > f.read_offset
+            && let Some(old) = f.fingerprint
+            && fingerprint::fingerprint(&f.file).is_ok_and(|now| now != Some(old))
+        {
+            // Truncated and rewritten past the old offset since the last look: the size alone
+            // does not show it, the first line does. Checked before reading, so nothing of the
+            // new content is read from the old offset.
+            warn!(path = %f.path.display(), "Log file content replaced (truncated and rewritten); reading it from the start.");
             stats.truncations += 1;
             f.restart_at_zero();
         }
