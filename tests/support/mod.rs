@@ -1,0 +1,726 @@
+//! Helpers for tests that run the real `factorio-isr run` against real files: a writer of
+//! sequence-numbered log lines that can rotate and truncate its file, a handle on a running
+//! `factorio-isr run` process that collects its events, and a checker that every sequence number
+//! arrived exactly once.
+//!
+//! Every log line a [`SeqWriter`] writes is a console chat line,
+//!
+//! ```text
+//! 2025-10-08 08:58:34 [CHAT] w1: seq=000042 xxxxxxxx
+//! ```
+//!
+//! so the shipped patterns turn it into a `chat` event whose `fields.player` is the writer's id
+//! and whose `fields.message` starts with `seq=NNNNNN`. [`Isr::seqs`] reads them back.
+
+// Shared by test crates that each use part of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle, sleep};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+// --- writing log files ------------------------------------------------------------------------
+
+/// Bytes of padding after the number, so lines are about 80 bytes long.
+const PADDING: usize = 40;
+
+/// Writes sequence-numbered chat lines to one log file, through an `O_APPEND` handle as Factorio
+/// does, and remembers which sequence numbers it completed.
+pub struct SeqWriter {
+    /// The path the writer opened (and re-creates after a rename rotation).
+    pub path: PathBuf,
+    id: String,
+    file: File,
+    /// The handle of the file before the last `rotate_rename`, still open.
+    old: Option<File>,
+    next: u64,
+    written: Vec<u64>,
+    /// The rest of a line begun with `write_partial`.
+    pending: Option<(u64, Vec<u8>)>,
+    windows: Vec<Range<u64>>,
+}
+
+impl SeqWriter {
+    /// Opens (creating it if needed) `path` for appending; lines carry `id` as the player name,
+    /// which must not contain `:`.
+    pub fn create(path: impl Into<PathBuf>, id: &str) -> SeqWriter {
+        let path = path.into();
+        assert!(
+            !id.contains(':') && !id.contains(' '),
+            "bad writer id {id:?}"
+        );
+        SeqWriter {
+            file: open_append(&path),
+            path,
+            id: id.to_owned(),
+            old: None,
+            next: 1,
+            written: Vec::new(),
+            pending: None,
+            windows: Vec::new(),
+        }
+    }
+
+    /// The writer's id (the `player` of its chat lines).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The full line for `seq`, without its newline.
+    pub fn line(&self, seq: u64) -> String {
+        format!(
+            "2025-10-08 08:58:34 [CHAT] {}: seq={seq:06} {}",
+            self.id,
+            "x".repeat(PADDING)
+        )
+    }
+
+    /// Every sequence number written as a complete line, in order.
+    pub fn written(&self) -> &[u64] {
+        &self.written
+    }
+
+    /// The sequence number the next line will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// The copy→truncate windows of every `copytruncate` so far.
+    pub fn windows(&self) -> &[Range<u64>] {
+        &self.windows
+    }
+
+    /// Writes the next line whole, in one `write`. Returns its number.
+    pub fn write_line(&mut self) -> u64 {
+        let seq = self.take_seq();
+        let line = format!("{}\n", self.line(seq));
+        write_all(&mut self.file, line.as_bytes(), &self.path);
+        self.written.push(seq);
+        seq
+    }
+
+    /// Writes `n` lines in one `write`. Returns their numbers.
+    pub fn write_lines(&mut self, n: usize) -> Range<u64> {
+        let (seqs, buf) = self.next_lines(n);
+        write_all(&mut self.file, buf.as_bytes(), &self.path);
+        self.written.extend(seqs.clone());
+        seqs
+    }
+
+    /// Numbers and formats the next `n` lines.
+    fn next_lines(&mut self, n: usize) -> (Range<u64>, String) {
+        let first = self.next;
+        let mut buf = String::new();
+        for _ in 0..n {
+            let seq = self.take_seq();
+            buf.push_str(&self.line(seq));
+            buf.push('\n');
+        }
+        (first..self.next, buf)
+    }
+
+    /// Writes the first `at` bytes of the next line; `finish_partial` writes the rest.
+    pub fn write_partial(&mut self, at: usize) -> u64 {
+        assert!(self.pending.is_none(), "a partial line is already pending");
+        let seq = self.take_seq();
+        let line = format!("{}\n", self.line(seq));
+        assert!(
+            at > 0 && at < line.len() - 1,
+            "split point {at} is not inside the line"
+        );
+        write_all(&mut self.file, &line.as_bytes()[..at], &self.path);
+        self.pending = Some((seq, line.as_bytes()[at..].to_vec()));
+        seq
+    }
+
+    /// Writes the rest of the line begun with `write_partial`, newline included.
+    pub fn finish_partial(&mut self) -> u64 {
+        let (seq, rest) = self.pending.take().expect("no partial line is pending");
+        write_all(&mut self.file, &rest, &self.path);
+        self.written.push(seq);
+        seq
+    }
+
+    /// Writes bytes as they are (not counted as a sequence line).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        write_all(&mut self.file, bytes, &self.path);
+    }
+
+    /// Rename rotation: renames the file to `to` (replacing what is there), keeps the old handle
+    /// open for `write_line_old`, and creates a new, empty file at the original path.
+    pub fn rotate_rename(&mut self, to: &Path) {
+        fs::rename(&self.path, to).unwrap_or_else(|e| {
+            panic!("renaming {} to {}: {e}", self.path.display(), to.display())
+        });
+        let new = open_append(&self.path);
+        self.old = Some(std::mem::replace(&mut self.file, new));
+    }
+
+    /// Writes the next line to the handle the last `rotate_rename` kept open.
+    pub fn write_line_old(&mut self) -> u64 {
+        let seq = self.take_seq();
+        let line = format!("{}\n", self.line(seq));
+        let old = self.old.as_mut().expect("no rotate_rename before");
+        write_all(old, line.as_bytes(), Path::new("<old handle>"));
+        self.written.push(seq);
+        seq
+    }
+
+    /// copytruncate as logrotate does it: copies the file to `copy_to`, then (as if the copy
+    /// took `copy_time` while the writer went on) writes `lines_during_copy` more lines paced
+    /// over `copy_time`, then truncates the original in place with `set_len(0)`. The lines
+    /// written from the start of the copy to the truncation are in the original only until the
+    /// truncation: they are recorded as the window, and returned.
+    pub fn copytruncate(
+        &mut self,
+        copy_to: &Path,
+        lines_during_copy: usize,
+        copy_time: Duration,
+    ) -> Range<u64> {
+        let start = self.next;
+        let began = Instant::now();
+        fs::copy(&self.path, copy_to).unwrap_or_else(|e| {
+            panic!(
+                "copying {} to {}: {e}",
+                self.path.display(),
+                copy_to.display()
+            )
+        });
+        for i in 0..lines_during_copy {
+            let due = began + copy_time.mul_f64(i as f64 / lines_during_copy as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                sleep(wait);
+            }
+            self.write_line();
+        }
+        if let Some(wait) = (began + copy_time).checked_duration_since(Instant::now()) {
+            sleep(wait);
+        }
+        self.file
+            .set_len(0)
+            .unwrap_or_else(|e| panic!("truncating {}: {e}", self.path.display()));
+        let window = start..self.next;
+        self.windows.push(window.clone());
+        window
+    }
+
+    /// Truncates the file in place and at once writes `n` new lines in one `write`: the lines
+    /// are formatted first, so the two system calls follow each other within microseconds.
+    pub fn truncate_and_write(&mut self, n: usize) -> Range<u64> {
+        let (seqs, buf) = self.next_lines(n);
+        self.truncate();
+        write_all(&mut self.file, buf.as_bytes(), &self.path);
+        self.written.extend(seqs.clone());
+        seqs
+    }
+
+    /// Truncates the file in place (`> file`).
+    pub fn truncate(&mut self) {
+        self.file
+            .set_len(0)
+            .unwrap_or_else(|e| panic!("truncating {}: {e}", self.path.display()));
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next;
+        self.next += 1;
+        seq
+    }
+}
+
+fn open_append(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening {} for appending: {e}", path.display()))
+}
+
+fn write_all(file: &mut File, bytes: &[u8], path: &Path) {
+    file.write_all(bytes)
+        .unwrap_or_else(|e| panic!("writing to {}: {e}", path.display()));
+}
+
+/// Runs `step(i)` for `i` in `0..n`, paced at `per_sec` calls a second (in bursts of about
+/// 10 ms, so the pace holds without sleeping for every call).
+pub fn paced(n: usize, per_sec: u32, mut step: impl FnMut(usize)) {
+    let start = Instant::now();
+    let per_burst = (per_sec as usize / 100).max(1);
+    let mut i = 0;
+    while i < n {
+        let due = start + Duration::from_secs_f64(i as f64 / f64::from(per_sec));
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            sleep(wait);
+        }
+        for _ in 0..per_burst.min(n - i) {
+            step(i);
+            i += 1;
+        }
+    }
+}
+
+/// Writes a config file with fast timings for tests into `dir` and returns its path.
+pub fn fast_config(dir: &Path) -> PathBuf {
+    const FAST: &str = "[tail]\n\
+                        discovery_interval_ms = 100\n\
+                        rotate_wait_ms = 500\n\
+                        poll_interval_max_ms = 50\n\
+                        checkpoint_interval_ms = 100\n\
+                        record_flush_ms = 200\n\
+                        reload_poll_interval_ms = 200\n";
+    let path = dir.join("factorio-isr.toml");
+    fs::write(&path, FAST).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
+// --- running factorio-isr ---------------------------------------------------------------------
+
+/// How to start `factorio-isr run`.
+pub struct IsrCmd {
+    dirs: Vec<PathBuf>,
+    state: PathBuf,
+    server: String,
+    from_beginning: bool,
+    config: Option<PathBuf>,
+    extra: Vec<OsString>,
+}
+
+impl IsrCmd {
+    /// `factorio-isr run DIR --state-dir STATE --server test`.
+    pub fn new(dir: &Path, state: &Path) -> IsrCmd {
+        IsrCmd {
+            dirs: vec![dir.to_owned()],
+            state: state.to_owned(),
+            server: "test".to_owned(),
+            from_beginning: false,
+            config: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds `--from-beginning`.
+    pub fn start_at_beginning(mut self) -> IsrCmd {
+        self.from_beginning = true;
+        self
+    }
+
+    /// Adds `--config FILE`.
+    pub fn config(mut self, file: &Path) -> IsrCmd {
+        self.config = Some(file.to_owned());
+        self
+    }
+
+    /// Adds any other argument.
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> IsrCmd {
+        self.extra.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Starts the process.
+    pub fn spawn(&self) -> Isr {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_factorio-isr"));
+        cmd.arg("run")
+            .args(&self.dirs)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--server")
+            .arg(&self.server);
+        if self.from_beginning {
+            cmd.arg("--from-beginning");
+        }
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LOG_LEVEL", "info")
+            .env_remove("SERVICE_NAME")
+            .env_remove("SERVICE_VERSION")
+            .env_remove("SERVICE_ENVIRONMENT");
+        let mut child = cmd.spawn().expect("the factorio-isr binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let bad_lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let out_thread = {
+            let events = events.clone();
+            let bad_lines = bad_lines.clone();
+            thread::spawn(move || read_events(stdout, &events, &bad_lines))
+        };
+        let err_thread = {
+            let stderr = stderr.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr_pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    lock(&stderr).extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        Isr {
+            pid: child.id(),
+            child,
+            events,
+            bad_lines,
+            stderr,
+            readers: vec![out_thread, err_thread],
+            status: None,
+        }
+    }
+}
+
+fn read_events(stdout: ChildStdout, events: &Mutex<Vec<Value>>, bad: &Mutex<Vec<String>>) {
+    for line in BufReader::new(stdout).split(b'\n') {
+        let Ok(line) = line else { break };
+        match serde_json::from_slice::<Value>(&line) {
+            Ok(v) if v.is_object() => lock(events).push(v),
+            _ => lock(bad).push(String::from_utf8_lossy(&line).chars().take(300).collect()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running `factorio-isr run`, its events and its stderr. Killed when dropped.
+pub struct Isr {
+    child: Child,
+    pid: u32,
+    events: Arc<Mutex<Vec<Value>>>,
+    bad_lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl Isr {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits until `pred` holds for the events so far, checking every 20 ms. Returns whether it
+    /// did within `timeout`.
+    pub fn wait_for(&self, mut pred: impl FnMut(&[Value]) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.events()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until stderr contains `needle`. Returns whether it did within `timeout`.
+    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_for_stderr_count(needle, 1, timeout)
+    }
+
+    /// Waits until stderr contains `needle` at least `n` times.
+    pub fn wait_for_stderr_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr().matches(needle).count() >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every number of `want` has a chat event from writer `id`.
+    pub fn wait_for_seqs(&self, id: &str, want: &[u64], timeout: Duration) -> bool {
+        self.wait_for(
+            |events| {
+                let got: HashSet<u64> = seqs_in(events, id).into_iter().collect();
+                want.iter().all(|s| got.contains(s))
+            },
+            timeout,
+        )
+    }
+
+    /// The events printed so far. Panics if stdout held a line that is not a JSON object.
+    pub fn events(&self) -> Vec<Value> {
+        let bad = lock(&self.bad_lines);
+        assert!(
+            bad.is_empty(),
+            "stdout lines that are not JSON objects: {:?}",
+            &bad[..bad.len().min(3)]
+        );
+        lock(&self.events).clone()
+    }
+
+    /// The sequence numbers of writer `id`'s chat events, in the order they were printed.
+    pub fn seqs(&self, id: &str) -> Vec<u64> {
+        seqs_in(&self.events(), id)
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Waits up to `timeout` for the process to exit; once it has, waits for its stdout and
+    /// stderr to be read to their end.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.status {
+                return Some(s);
+            }
+            if let Some(s) = self.child.try_wait().expect("the child can be waited on") {
+                self.status = Some(s);
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the process with SIGSTOP and waits until every thread of it is stopped, so that
+    /// it looks at no file until `thaw`.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.all_threads_stopped() {
+            assert!(
+                Instant::now() < deadline,
+                "SIGSTOP did not stop {}",
+                self.pid
+            );
+            sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return false;
+        };
+        tasks.filter_map(Result::ok).all(|t| {
+            fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                let state = stat[stat.rfind(')').unwrap_or(0) + 1..].trim_start();
+                state.starts_with('T') || state.starts_with('t')
+            })
+        })
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{name} {} failed", self.pid);
+    }
+
+    /// SIGTERM, then the exit status within `timeout`; panics (with stderr) if it does not exit.
+    pub fn stop(&mut self, timeout: Duration) -> ExitStatus {
+        self.sigterm();
+        let started = Instant::now();
+        self.wait_exit(timeout).unwrap_or_else(|| {
+            panic!(
+                "factorio-isr did not exit within {:?} of SIGTERM ({:?} waited); stderr:\n{}",
+                timeout,
+                started.elapsed(),
+                self.stderr()
+            )
+        })
+    }
+
+    /// Resident set size and its peak (`VmRSS`, `VmHWM` of `/proc/PID/status`), in KiB.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("/proc/PID/status is readable");
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in /proc/PID/status"))
+        };
+        (kib("VmRSS:"), kib("VmHWM:"))
+    }
+
+    /// CPU time used so far (user + system), in clock ticks (`/proc/PID/stat`).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .expect("/proc/PID/stat is readable");
+        // Fields after the command name, which is in parentheses and may hold spaces: the
+        // first is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+        let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+        n(11) + n(12)
+    }
+
+    /// The targets of the process's open file descriptors (`/proc/PID/fd`).
+    pub fn fd_targets(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(format!("/proc/{}/fd", self.pid)) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .map(|t| t.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+impl Drop for Isr {
+    fn drop(&mut self) {
+        // SIGKILL ends a frozen (SIGSTOP) process too.
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The sequence numbers of writer `id`'s chat events in `events`, in order.
+pub fn seqs_in(events: &[Value], id: &str) -> Vec<u64> {
+    events
+        .iter()
+        .filter(|e| e["event_type"] == "chat" && e["fields"]["player"] == id)
+        .filter_map(|e| {
+            let msg = e["fields"]["message"].as_str()?;
+            let digits = msg.strip_prefix("seq=")?.split(' ').next()?;
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// The clock ticks per second of `/proc/PID/stat` (`getconf CLK_TCK`).
+pub fn clock_ticks_per_sec() -> u64 {
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("getconf CLK_TCK prints a number")
+}
+
+// --- checking sequence numbers ----------------------------------------------------------------
+
+/// Checks that every number of `once` occurs exactly once in `got`, every number of `at_most_once`
+/// at most once, and nothing else occurs. Returns a compact description of what is wrong.
+pub fn check_seqs(once: &[u64], at_most_once: &[u64], got: &[u64]) -> Result<(), String> {
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for &s in got {
+        *counts.entry(s).or_default() += 1;
+    }
+    let missing: Vec<u64> = once
+        .iter()
+        .copied()
+        .filter(|s| !counts.contains_key(s))
+        .collect();
+    let duplicated: Vec<(u64, usize)> = counts
+        .iter()
+        .filter(|&(_, &n)| n > 1)
+        .map(|(&s, &n)| (s, n))
+        .collect();
+    let known: HashSet<u64> = once.iter().chain(at_most_once).copied().collect();
+    let unexpected: Vec<u64> = counts
+        .keys()
+        .copied()
+        .filter(|s| !known.contains(s))
+        .collect();
+    if missing.is_empty() && duplicated.is_empty() && unexpected.is_empty() {
+        return Ok(());
+    }
+    let mut report = format!(
+        "{} events for {} expected numbers ({} more allowed at most once):",
+        got.len(),
+        once.len(),
+        at_most_once.len()
+    );
+    if !missing.is_empty() {
+        report += &format!("\n  missing ({}): {}", missing.len(), ranges(&missing));
+    }
+    if !duplicated.is_empty() {
+        let seqs: Vec<u64> = duplicated.iter().map(|d| d.0).collect();
+        let most = duplicated.iter().map(|d| d.1).max().unwrap_or(0);
+        report += &format!(
+            "\n  duplicated ({}, up to {most} times each): {}",
+            duplicated.len(),
+            ranges(&seqs)
+        );
+    }
+    if !unexpected.is_empty() {
+        report += &format!(
+            "\n  never written ({}): {}",
+            unexpected.len(),
+            ranges(&unexpected)
+        );
+    }
+    Err(report)
+}
+
+/// Asserts that every number of `want` occurs exactly once in `got` and nothing else does;
+/// the message names what is missing, duplicated or unknown, then `context` (stderr, say).
+#[track_caller]
+pub fn assert_each_once(what: &str, want: &[u64], got: &[u64], context: &str) {
+    if let Err(report) = check_seqs(want, &[], got) {
+        panic!("{what}: {report}\n{context}");
+    }
+}
+
+/// `3, 5-9, 12` for `[3, 5, 6, 7, 8, 9, 12]` (sorted and deduplicated first).
+pub fn ranges(nums: &[u64]) -> String {
+    let mut v = nums.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        while i + 1 < v.len() && v[i + 1] == v[i] + 1 {
+            i += 1;
+        }
+        parts.push(if v[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", v[i])
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}
