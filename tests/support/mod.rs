@@ -288,7 +288,7 @@ pub fn fast_config(dir: &Path) -> PathBuf {
 pub struct IsrCmd {
     dirs: Vec<PathBuf>,
     state: PathBuf,
-    server: String,
+    server: Option<String>,
     from_beginning: bool,
     config: Option<PathBuf>,
     extra: Vec<OsString>,
@@ -300,11 +300,23 @@ impl IsrCmd {
         IsrCmd {
             dirs: vec![dir.to_owned()],
             state: state.to_owned(),
-            server: "test".to_owned(),
+            server: Some("test".to_owned()),
             from_beginning: false,
             config: None,
             extra: Vec::new(),
         }
+    }
+
+    /// Another log directory (another server).
+    pub fn dir(mut self, dir: &Path) -> IsrCmd {
+        self.dirs.push(dir.to_owned());
+        self
+    }
+
+    /// Leaves out `--server`, so each directory is tagged with its name.
+    pub fn without_server(mut self) -> IsrCmd {
+        self.server = None;
+        self
     }
 
     /// Adds `--from-beginning`.
@@ -331,9 +343,10 @@ impl IsrCmd {
         cmd.arg("run")
             .args(&self.dirs)
             .arg("--state-dir")
-            .arg(&self.state)
-            .arg("--server")
-            .arg(&self.server);
+            .arg(&self.state);
+        if let Some(server) = &self.server {
+            cmd.arg("--server").arg(server);
+        }
         if self.from_beginning {
             cmd.arg("--from-beginning");
         }
