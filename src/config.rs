@@ -28,6 +28,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::event::ServiceInfo;
+use crate::sinks::logstash::LogstashConfig;
 use crate::tail::frame::{self, FramingLimits};
 use crate::tail::tailer;
 use crate::tail::watch;
@@ -71,6 +72,9 @@ pub struct Config {
     /// How `run` follows files.
     #[serde(default)]
     pub tail: TailConfig,
+    /// The Logstash sink; without an address, events go to stdout.
+    #[serde(default)]
+    pub logstash: LogstashConfig,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             service: ServiceConfig::default(),
             servers: Vec::new(),
             tail: TailConfig::default(),
+            logstash: LogstashConfig::default(),
         }
     }
 }
@@ -414,6 +419,14 @@ impl Config {
                     return Err(invalid("servers.globs", "holds a glob that does not parse"));
                 }
             }
+        }
+        if let Some(addr) = &config.logstash.address
+            && crate::sinks::logstash::check_address(addr).is_err()
+        {
+            return Err(invalid(
+                "logstash.address",
+                "must be HOST:PORT, for example \"127.0.0.1:5044\"",
+            ));
         }
         if config.tail.read_chunk_bytes < 4096 {
             return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));

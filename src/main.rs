@@ -21,6 +21,7 @@ use factorio_isr::patterns::{self, PatternErrors, PatternSet};
 use factorio_isr::pipeline::{
     self, Pipeline, ReplayError, ReplayOptions, RunError, RunOptions, Stopper, default_workers,
 };
+use factorio_isr::sinks::logstash::{LogstashSink, check_address};
 use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
 use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
 
@@ -58,6 +59,14 @@ struct RunArgs {
     /// Poll only, without file-system notifications (Docker bind mounts, NFS).
     #[arg(long)]
     poll: bool,
+    /// Send events to Logstash's tcp input (json_lines) at HOST:PORT instead of stdout
+    /// (default: $LOGSTASH_ADDR, else the config's `logstash.address`).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_logstash_address)]
+    logstash: Option<String>,
+}
+
+fn parse_logstash_address(s: &str) -> Result<String, String> {
+    check_address(s).map(|()| s.to_owned())
 }
 
 #[derive(Subcommand)]
@@ -178,12 +187,31 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         })
     });
 
+    let logstash_address = match args.logstash {
+        Some(a) => Some(a),
+        None => match env("LOGSTASH_ADDR").filter(|a| !a.is_empty()) {
+            Some(a) => Some(
+                parse_logstash_address(&a).map_err(|e| anyhow::anyhow!("LOGSTASH_ADDR: {e}"))?,
+            ),
+            None => config.logstash.address.clone(),
+        },
+    };
+    let logstash_config = config.logstash.clone();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let worker = {
         let patterns = patterns.clone();
         std::thread::spawn(move || {
-            let mut sink = StdoutSink::new(io::stdout().lock(), service);
-            let result = pipeline.run(&patterns, &mut sink);
+            let result = match logstash_address {
+                Some(address) => {
+                    tracing::info!(%address, "Sending events to Logstash.");
+                    let mut sink = LogstashSink::new(address, &logstash_config, &service);
+                    pipeline.run(&patterns, &mut sink)
+                }
+                None => {
+                    let mut sink = StdoutSink::new(io::stdout().lock(), service);
+                    pipeline.run(&patterns, &mut sink)
+                }
+            };
             let _ = done_tx.send(());
             result
         })

@@ -1,0 +1,420 @@
+//! The Logstash sink: every event as one JSON line over TCP, for Logstash's `tcp` input with
+//! the `json_lines` codec.
+//!
+//! Events of a batch are encoded into one buffer and written with one `write_all` when the
+//! pipeline flushes the batch. [`Sink::flush`] returns only once the whole batch is written to
+//! the socket, so a file's checkpoint never moves past events that were not handed to the
+//! kernel.
+//!
+//! Connection handling:
+//!
+//! - The connection is made when the first batch is flushed, with `connect_timeout_ms`, and made
+//!   again after any failure with exponential backoff (`backoff_initial_ms` doubling up to
+//!   `backoff_max_ms`, each wait randomised between half and all of it, so many instances do not
+//!   reconnect in step). While it is down, `flush` keeps retrying and blocks: the pipeline
+//!   stops, the tailer stops reading, and the log file is the buffer. Nothing is dropped.
+//! - Before every batch the socket is checked without blocking: a peer that closed or reset the
+//!   connection (Logstash restarted) is noticed before the batch is written into a dead socket.
+//! - A write that fails part-way drops the connection, and the whole batch is written again on
+//!   the next one: at-least-once. The events of such a batch are counted as possibly duplicated.
+//! - Writes have no timeout: a Logstash that accepts but does not read (its pipeline is full)
+//!   blocks the pipeline through TCP flow control, which is backpressure, not a failure.
+//!
+//! What plain TCP cannot promise: bytes the kernel accepted just before the peer died are lost
+//! without any error, because the `json_lines` input acknowledges nothing. That is the limit
+//! of this protocol; the at-least-once promise holds up to the socket.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::Sink;
+use crate::event::{Event, EventEncoder, LOG_EVENT_TYPE, ServiceInfo};
+
+/// Default of [`LogstashConfig::connect_timeout_ms`].
+pub const fn default_connect_timeout_ms() -> u64 {
+    5000
+}
+
+/// Default of [`LogstashConfig::backoff_initial_ms`].
+pub const fn default_backoff_initial_ms() -> u64 {
+    100
+}
+
+/// Default of [`LogstashConfig::backoff_max_ms`].
+pub const fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// The `[logstash]` section of the config file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogstashConfig {
+    /// `HOST:PORT` of Logstash's tcp input. `--logstash HOST:PORT` and `LOGSTASH_ADDR`
+    /// override it. Unset: events go to stdout.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// How long one connection attempt may take. Default 5000.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// First wait after a failed connection; doubles with every failure. Default 100.
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Longest wait between two connection attempts. Default 30000.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Send records no pattern matched (`event_type = "log"`). Default true.
+    #[serde(default = "default_true")]
+    pub forward_unmatched: bool,
+}
+
+impl Default for LogstashConfig {
+    fn default() -> Self {
+        LogstashConfig {
+            address: None,
+            connect_timeout_ms: default_connect_timeout_ms(),
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            forward_unmatched: true,
+        }
+    }
+}
+
+/// Checks that `address` has the form `HOST:PORT` (IPv6 hosts in brackets).
+pub fn check_address(address: &str) -> Result<(), String> {
+    let problem = || format!("`{address}` is not HOST:PORT (for example 127.0.0.1:5044)");
+    let (host, port) = address.rsplit_once(':').ok_or_else(problem)?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(problem());
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(problem());
+    }
+    Ok(())
+}
+
+/// Counters of the Logstash sink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogstashStats {
+    /// Connections made.
+    pub connects: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Connections lost (closed by the peer, reset, write errors).
+    pub disconnects: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Events written.
+    pub events: u64,
+    /// Events written again after a failed write (possible duplicates at Logstash).
+    pub events_resent: u64,
+    /// Events not sent because `forward_unmatched` is off.
+    pub events_skipped: u64,
+}
+
+/// Sends events to Logstash. See the module docs.
+pub struct LogstashSink {
+    address: String,
+    connect_timeout: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    forward_unmatched: bool,
+    encoder: EventEncoder,
+    buf: Vec<u8>,
+    /// Events in `buf`.
+    pending: u64,
+    conn: Option<TcpStream>,
+    stats: LogstashStats,
+}
+
+impl LogstashSink {
+    /// A sink for `address` (`HOST:PORT`). Nothing connects until the first flush.
+    pub fn new(address: String, config: &LogstashConfig, service: &ServiceInfo) -> Self {
+        LogstashSink {
+            address,
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            backoff_initial: Duration::from_millis(config.backoff_initial_ms.max(1)),
+            backoff_max: Duration::from_millis(config.backoff_max_ms.max(1)),
+            forward_unmatched: config.forward_unmatched,
+            encoder: EventEncoder::new(service),
+            buf: Vec::with_capacity(256 * 1024),
+            pending: 0,
+            conn: None,
+            stats: LogstashStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> LogstashStats {
+        self.stats
+    }
+
+    /// Whether a connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Connects, retrying with backoff until it works.
+    fn connect(&mut self) -> &mut TcpStream {
+        let mut wait = self.backoff_initial;
+        loop {
+            match self.try_connect() {
+                Ok(stream) => {
+                    self.stats.connects += 1;
+                    info!(address = %self.address, "Connected to Logstash.");
+                    return self.conn.insert(stream);
+                }
+                Err(e) => {
+                    self.stats.connect_failures += 1;
+                    // Half of the wait is fixed, half random.
+                    let jittered = wait / 2 + wait.mul_f64(fastrand::f64() / 2.0);
+                    warn!(address = %self.address, error = %e, retry_in_ms = jittered.as_millis() as u64, "Cannot connect to Logstash; retrying.");
+                    std::thread::sleep(jittered);
+                    wait = (wait * 2).min(self.backoff_max);
+                }
+            }
+        }
+    }
+
+    fn try_connect(&self) -> io::Result<TcpStream> {
+        let addrs: Vec<SocketAddr> = self.address.to_socket_addrs()?.collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing");
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, self.connect_timeout) {
+                Ok(s) => {
+                    s.set_nodelay(true)?;
+                    return Ok(s);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Drops the connection after a failure.
+    fn disconnect(&mut self, why: &io::Error) {
+        if self.conn.take().is_some() {
+            self.stats.disconnects += 1;
+            warn!(address = %self.address, error = %why, "Lost the connection to Logstash; reconnecting.");
+        }
+    }
+}
+
+/// Whether the peer is still there: `Err` when it closed or reset the connection. Reads and
+/// discards anything Logstash sent (it sends nothing on a tcp input).
+fn check_alive(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nonblocking(true)?;
+    let mut scratch = [0u8; 512];
+    let result = loop {
+        match stream.peek(&mut scratch) {
+            Ok(0) => {
+                break Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "Logstash closed the connection",
+                ));
+            }
+            Ok(n) => {
+                // Unexpected data: drain it so the check can see a close behind it.
+                let mut r = stream;
+                let _ = io::Read::read(&mut r, &mut scratch[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    stream.set_nonblocking(false)?;
+    result
+}
+
+impl Sink for LogstashSink {
+    fn write(&mut self, event: &Event) -> io::Result<()> {
+        if !self.forward_unmatched && &*event.event_type == LOG_EVENT_TYPE {
+            self.stats.events_skipped += 1;
+            return Ok(());
+        }
+        self.encoder.write_line(event, &mut self.buf);
+        self.pending += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0u32;
+        loop {
+            if self.conn.is_none() {
+                self.connect();
+            }
+            let Some(stream) = self.conn.as_mut() else {
+                continue;
+            };
+            let result = check_alive(stream).and_then(|()| stream.write_all(&self.buf));
+            match result {
+                Ok(()) => {
+                    self.stats.batches += 1;
+                    self.stats.events += self.pending;
+                    if attempt > 0 {
+                        self.stats.events_resent += self.pending;
+                    }
+                    self.buf.clear();
+                    self.pending = 0;
+                    return Ok(());
+                }
+                Err(e) => {
+                    attempt += 1;
+                    self.disconnect(&e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{LogSource, Severity, Timestamp};
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    fn event(i: u64, event_type: &str) -> Event {
+        Event {
+            timestamp: Timestamp(0),
+            event_type: event_type.into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields: vec![],
+            raw: format!("line {i}"),
+            message_start: 0,
+            source: Arc::new(LogSource {
+                server: "s".into(),
+                path: "p".into(),
+            }),
+            offset: i,
+            trace: None,
+        }
+    }
+
+    fn config() -> LogstashConfig {
+        LogstashConfig {
+            backoff_initial_ms: 5,
+            backoff_max_ms: 20,
+            ..LogstashConfig::default()
+        }
+    }
+
+    fn read_lines(listener: &TcpListener, n: usize) -> Vec<serde_json::Value> {
+        let (conn, _) = listener.accept().unwrap();
+        BufReader::new(conn)
+            .lines()
+            .take(n)
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn addresses_must_be_host_and_port() {
+        for ok in ["127.0.0.1:5044", "logstash:5044", "[::1]:5044"] {
+            assert!(check_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1",
+            ":5044",
+            "logstash:0",
+            "logstash:http",
+            "::1:5044",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_batch_is_json_lines_on_one_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let reader = std::thread::spawn(move || read_lines(&listener, 3));
+        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default());
+        for i in 0..3 {
+            sink.write(&event(i, "chat")).unwrap();
+        }
+        sink.flush().unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2]["log"]["offset"], 2);
+        assert_eq!(sink.stats().batches, 1);
+        assert_eq!(sink.stats().events, 3);
+    }
+
+    #[test]
+    fn unmatched_events_can_be_left_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let reader = std::thread::spawn(move || read_lines(&listener, 1));
+        let cfg = LogstashConfig {
+            forward_unmatched: false,
+            ..config()
+        };
+        let mut sink = LogstashSink::new(addr, &cfg, &ServiceInfo::default());
+        sink.write(&event(0, "log")).unwrap();
+        sink.write(&event(1, "chat")).unwrap();
+        sink.flush().unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got[0]["event_type"], "chat");
+        assert_eq!(sink.stats().events_skipped, 1);
+    }
+
+    #[test]
+    fn a_closed_peer_is_noticed_and_the_batch_goes_to_the_next_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default());
+        let first = std::thread::spawn({
+            let l = listener.try_clone().unwrap();
+            move || read_lines(&l, 1)
+        });
+        sink.write(&event(0, "chat")).unwrap();
+        sink.flush().unwrap();
+        // The first connection is read, then closed by the peer.
+        assert_eq!(first.join().unwrap().len(), 1);
+        std::thread::sleep(Duration::from_millis(50));
+        let second = std::thread::spawn(move || read_lines(&listener, 1));
+        sink.write(&event(1, "chat")).unwrap();
+        sink.flush().unwrap();
+        let got = second.join().unwrap();
+        assert_eq!(got[0]["log"]["offset"], 1);
+        assert_eq!(sink.stats().connects, 2);
+        assert_eq!(sink.stats().disconnects, 1);
+    }
+
+    #[test]
+    fn connection_refused_is_retried_until_a_listener_comes() {
+        // Take a free port, then let it go so nothing listens there.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut sink = LogstashSink::new(addr.clone(), &config(), &ServiceInfo::default());
+        sink.write(&event(7, "chat")).unwrap();
+        let flusher = std::thread::spawn(move || {
+            sink.flush().unwrap();
+            sink
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        let listener = TcpListener::bind(&addr).unwrap();
+        let got = read_lines(&listener, 1);
+        let sink = flusher.join().unwrap();
+        assert_eq!(got[0]["log"]["offset"], 7);
+        assert!(sink.stats().connect_failures >= 2, "{:?}", sink.stats());
+    }
+}
