@@ -190,7 +190,7 @@ impl World {
 
     fn poll(&mut self) {
         let mut out = Vec::new();
-        self.tailer.poll(self.now, &mut out);
+        self.tailer.poll(self.now, &mut |b| out.push(b));
         self.deliver(out);
         // Everything complete in the current file has been looked at now.
         self.unread_in_current.clear();

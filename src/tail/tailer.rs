@@ -2,7 +2,8 @@
 //!
 //! [`Tailer::poll`] does one pass: discovery when it is due, then for every open file a read of
 //! what is new (at most `max_read_bytes_per_file`, so one busy file cannot starve the others),
-//! framed into records and handed out as one [`TailBatch`] per file. It never sleeps and never
+//! framed into records and handed out as one [`TailBatch`] per chunk read, each as soon as it
+//! is made: a caller that blocks on a batch stops the tailer reading. It never sleeps and never
 //! spawns: the driver loop (`tail::follow`) decides when to poll, and tests step it directly.
 //!
 //! What it does about each file hazard:
@@ -264,16 +265,17 @@ impl Tailer {
         self.next_discovery = None;
     }
 
-    /// One pass; pushes a batch per file that produced records. Returns the bytes read.
-    pub fn poll(&mut self, now: Instant, out: &mut Vec<TailBatch>) -> u64 {
+    /// One pass; hands `emit` a batch per chunk read (and per file with a record to flush) as
+    /// soon as it is made, so a blocking `emit` is backpressure. Returns the bytes read.
+    pub fn poll(&mut self, now: Instant, emit: &mut dyn FnMut(TailBatch)) -> u64 {
         if self.next_discovery.is_none_or(|t| now >= t) {
-            self.discover(now, out);
+            self.discover(now, emit);
             self.next_discovery = Some(now + self.opts.discovery_interval);
         }
         let mut total = 0;
         let mut closed = Vec::new();
         for i in 0..self.files.len() {
-            let n = self.read_file(i, now, out);
+            let n = self.read_file(i, now, emit);
             total += n;
             let f = &self.files[i];
             if n == 0
@@ -284,14 +286,14 @@ impl Tailer {
             }
         }
         for i in closed.into_iter().rev() {
-            self.close(i, out);
+            self.close(i, emit);
         }
         total
     }
 
     /// Lists the directories, opens new files, follows renames, notices deletions and content
     /// replacement.
-    fn discover(&mut self, now: Instant, out: &mut Vec<TailBatch>) {
+    fn discover(&mut self, now: Instant, emit: &mut dyn FnMut(TailBatch)) {
         let first_scan = !self.scanned_once;
         let mut seen: HashSet<FileKey> = HashSet::new();
         for si in 0..self.servers.len() {
@@ -339,7 +341,7 @@ impl Tailer {
                     f.gone_since = None;
                     continue;
                 }
-                self.open(si, path, first_scan, now, out);
+                self.open(si, path, first_scan, now, emit);
             }
         }
         for f in &mut self.files {
@@ -372,7 +374,7 @@ impl Tailer {
         path: PathBuf,
         first_scan: bool,
         now: Instant,
-        out: &mut Vec<TailBatch>,
+        emit: &mut dyn FnMut(TailBatch),
     ) {
         let opened = File::open(&path).and_then(|file| {
             let meta = file.metadata()?;
@@ -450,7 +452,7 @@ impl Tailer {
         };
         // Record where a file that starts at its end stands, so a restart knows it.
         if offset > 0 && checkpoint.is_none() {
-            out.push(TailBatch {
+            emit(TailBatch {
                 source: f.source.clone(),
                 records: Vec::new(),
                 read_time: Timestamp::now(),
@@ -461,7 +463,7 @@ impl Tailer {
     }
 
     /// Reads what is new in file `i`. Returns the bytes read.
-    fn read_file(&mut self, i: usize, now: Instant, out: &mut Vec<TailBatch>) -> u64 {
+    fn read_file(&mut self, i: usize, now: Instant, emit: &mut dyn FnMut(TailBatch)) -> u64 {
         let Tailer {
             files,
             servers,
@@ -513,6 +515,19 @@ impl Tailer {
             let asm = &mut f.asm;
             f.framer
                 .push(&buf[..n], &mut |line| asm.push_line(line, &mut records));
+            // One batch per chunk read: batches stay small, so the few in flight between the
+            // stages bound memory whatever the backlog.
+            if !records.is_empty() {
+                if f.fingerprint.is_none() {
+                    f.fingerprint = fingerprint::fingerprint(&f.file).ok().flatten();
+                }
+                emit(TailBatch {
+                    source: f.source.clone(),
+                    records: std::mem::take(&mut records),
+                    read_time: Timestamp::now(),
+                    checkpoint: f.checkpoint(&servers[f.server].tag),
+                });
+            }
         }
         if total > 0 {
             f.last_data = now;
@@ -533,7 +548,7 @@ impl Tailer {
             warn!(path = %f.path.display(), max_line_bytes = opts.limits.max_line_bytes, "A line longer than the limit was cut.");
         }
         if !records.is_empty() {
-            out.push(TailBatch {
+            emit(TailBatch {
                 source: f.source.clone(),
                 records,
                 read_time: Timestamp::now(),
@@ -544,7 +559,7 @@ impl Tailer {
     }
 
     /// Lets go of a deleted file, emitting its partial last line and held record.
-    fn close(&mut self, i: usize, out: &mut Vec<TailBatch>) {
+    fn close(&mut self, i: usize, emit: &mut dyn FnMut(TailBatch)) {
         let mut f = self.files.remove(i);
         let mut records = Vec::new();
         let asm = &mut f.asm;
@@ -554,7 +569,7 @@ impl Tailer {
         info!(path = %f.path.display(), "Let go of deleted or rotated log file.");
         self.stats.files_closed += 1;
         let tag = self.servers[f.server].tag.clone();
-        out.push(TailBatch {
+        emit(TailBatch {
             source: f.source.clone(),
             records,
             read_time: Timestamp::now(),
@@ -648,13 +663,13 @@ mod tests {
         let mut t = tailer(&s, StartAt::End);
         let mut out = Vec::new();
         let now = Instant::now();
-        t.poll(now, &mut out);
+        t.poll(now, &mut |b| out.push(b));
         // Nothing old is read; the start is recorded as a checkpoint right away.
         assert!(texts(&out).is_empty());
         assert_eq!(out[0].checkpoint.as_ref().unwrap().offset, 12);
         append(&log, b"ial\nnew\n");
         out.clear();
-        t.poll(now, &mut out);
+        t.poll(now, &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["partial", "new"]);
     }
 
@@ -664,7 +679,7 @@ mod tests {
         append(&s.dir.join("console.log"), b"a\nb\n");
         let mut t = tailer(&s, StartAt::Beginning);
         let mut out = Vec::new();
-        t.poll(Instant::now(), &mut out);
+        t.poll(Instant::now(), &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["a", "b"]);
     }
 
@@ -675,7 +690,7 @@ mod tests {
         fs::create_dir(s.dir.join("sub.log")).unwrap();
         let mut t = tailer(&s, StartAt::Beginning);
         let mut out = Vec::new();
-        t.poll(Instant::now(), &mut out);
+        t.poll(Instant::now(), &mut |b| out.push(b));
         assert!(out.is_empty());
         assert!(t.open_files().is_empty());
     }
@@ -688,7 +703,7 @@ mod tests {
         {
             let mut t = tailer(&s, StartAt::Beginning);
             let mut out = Vec::new();
-            t.poll(Instant::now(), &mut out);
+            t.poll(Instant::now(), &mut |b| out.push(b));
             let (mut store, _) = CheckpointStore::open(&s.state).unwrap();
             store.update(out.pop().unwrap().checkpoint.unwrap());
             store.save(Timestamp::now()).unwrap();
@@ -697,7 +712,7 @@ mod tests {
         fs::write(&log, b"first line\n").unwrap();
         let mut t = tailer(&s, StartAt::End);
         let mut out = Vec::new();
-        t.poll(Instant::now(), &mut out);
+        t.poll(Instant::now(), &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["first line"]);
         assert_eq!(t.stats().truncations, 1);
     }
@@ -708,14 +723,14 @@ mod tests {
         let log = s.dir.join("factorio-current.log");
         let mut t = tailer(&s, StartAt::Beginning);
         let now = Instant::now();
-        t.poll(now, &mut Vec::new());
+        t.poll(now, &mut |_| {});
         append(&log, b"1.000 Error X.cpp:1: boom\n\ttraceback\n");
         let mut out = Vec::new();
-        t.poll(now, &mut out);
+        t.poll(now, &mut |b| out.push(b));
         assert!(texts(&out).is_empty(), "held while it may continue");
-        t.poll(now + Duration::from_millis(500), &mut out);
+        t.poll(now + Duration::from_millis(500), &mut |b| out.push(b));
         assert!(texts(&out).is_empty());
-        t.poll(now + Duration::from_secs(2), &mut out);
+        t.poll(now + Duration::from_secs(2), &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["1.000 Error X.cpp:1: boom\n\ttraceback"]);
     }
 
@@ -727,15 +742,15 @@ mod tests {
         let now = Instant::now();
         append(&log, b"a\n");
         let mut out = Vec::new();
-        t.poll(now, &mut out);
+        t.poll(now, &mut |b| out.push(b));
         append(&log, b"b\nlast without newline");
         fs::remove_file(&log).unwrap();
         out.clear();
-        t.poll(now, &mut out);
+        t.poll(now, &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["b"]);
         assert_eq!(t.open_files().len(), 1, "kept open for the rotate wait");
         out.clear();
-        t.poll(now + Duration::from_secs(6), &mut out);
+        t.poll(now + Duration::from_secs(6), &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["last without newline"]);
         assert!(t.open_files().is_empty());
         assert_eq!(t.stats().files_closed, 1);
@@ -747,14 +762,14 @@ mod tests {
         fs::remove_dir(&s.dir).unwrap();
         let mut t = tailer(&s, StartAt::End);
         let now = Instant::now();
-        t.poll(now, &mut Vec::new());
+        t.poll(now, &mut |_| {});
         assert_eq!(t.stats().errors, 1);
-        t.poll(now, &mut Vec::new());
+        t.poll(now, &mut |_| {});
         assert_eq!(t.stats().errors, 1, "logged and counted once");
         fs::create_dir(&s.dir).unwrap();
         append(&s.dir.join("console.log"), b"back\n");
         let mut out = Vec::new();
-        t.poll(now, &mut out);
+        t.poll(now, &mut |b| out.push(b));
         assert_eq!(
             texts(&out),
             vec!["back"],

@@ -157,7 +157,7 @@ pub fn follow(
     mut send: impl FnMut(TailBatch) -> bool,
 ) -> TailStats {
     let mut wait = MIN_WAIT;
-    let mut batches = Vec::new();
+    let mut pipeline_alive = true;
     loop {
         if stop.load(Ordering::Acquire) {
             return tailer.stats();
@@ -165,11 +165,13 @@ pub fn follow(
         if waker.take_rescan() {
             tailer.request_discovery();
         }
-        let read = tailer.poll(Instant::now(), &mut batches);
-        for batch in batches.drain(..) {
-            if !send(batch) {
-                return tailer.stats();
+        let read = tailer.poll(Instant::now(), &mut |batch| {
+            if pipeline_alive {
+                pipeline_alive = send(batch);
             }
+        });
+        if !pipeline_alive {
+            return tailer.stats();
         }
         waker.ensure_watched(tailer.dirs());
         if read > 0 {
