@@ -1,0 +1,95 @@
+//! End to end in one process: a log file → `run`'s pipeline (tailer, match workers, Logstash
+//! sink) → a json_lines receiver on loopback that counts lines.
+//!
+//! Each iteration starts from an empty state directory, so the whole file is read from its
+//! start (`--from-beginning`), and ends when the receiver has counted every record. Throughput
+//! is in log lines per second. Run: `cargo bench --bench pipeline`. Whole-process figures with
+//! peak memory, and against syslog-ng, are in README.md ("Benchmarks").
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use factorio_isr::event::ServiceInfo;
+use factorio_isr::patterns;
+use factorio_isr::pipeline::{Pipeline, RunOptions, default_workers};
+use factorio_isr::sinks::logstash::{LogstashConfig, LogstashSink};
+use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions, default_globs};
+
+#[path = "support/mix.rs"]
+mod support;
+
+const LINES: usize = 200_000;
+
+fn bench_file_to_logstash(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("creating logs/");
+    let data = support::mix(LINES);
+    let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+    std::fs::write(logs.join("factorio-current.log"), &data).expect("writing the log");
+    let patterns = ArcSwap::from_pointee(patterns::shipped().expect("shipped patterns load"));
+    // Records, not lines: a crash record spans several lines and is one event.
+    let records = factorio_isr::tail::frame::frame_all(&data, Default::default()).len();
+
+    let mut group = c.benchmark_group("end_to_end");
+    group.throughput(Throughput::Elements(lines));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function("file_to_logstash", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                let state = dir.path().join(format!("state-{i}-{}", fastrand::u64(..)));
+                let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+                let address = listener.local_addr().expect("its address").to_string();
+                let receiver = std::thread::spawn(move || {
+                    let (mut conn, _) = listener.accept().expect("factorio-isr connects");
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut seen = 0usize;
+                    while seen < records {
+                        let n = conn.read(&mut buf).expect("reading");
+                        assert!(n > 0, "the connection closed early");
+                        seen += buf[..n].iter().filter(|&&b| b == b'\n').count();
+                    }
+                });
+                let opts = RunOptions {
+                    servers: vec![
+                        ServerSource::new("bench", logs.clone(), &default_globs()).expect("globs"),
+                    ],
+                    tail: TailOptions {
+                        start_at: StartAt::Beginning,
+                        ..TailOptions::default()
+                    },
+                    state_dir: state,
+                    poll_only: true,
+                    poll_interval_max: Duration::from_millis(50),
+                    checkpoint_interval: Duration::from_secs(1),
+                    workers: default_workers(),
+                };
+                let (pipeline, stopper) = Pipeline::new(opts).expect("the pipeline builds");
+                let mut sink =
+                    LogstashSink::new(address, &LogstashConfig::default(), &ServiceInfo::default());
+                let start = Instant::now();
+                let stop_when_received = std::thread::spawn(move || {
+                    receiver.join().expect("the receiver");
+                    let elapsed = start.elapsed();
+                    stopper.stop();
+                    elapsed
+                });
+                pipeline
+                    .run(&patterns, &mut sink)
+                    .expect("the pipeline runs");
+                total += stop_when_received.join().expect("timing");
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_file_to_logstash);
+criterion_main!(benches);
