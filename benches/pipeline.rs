@@ -8,7 +8,6 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
