@@ -428,6 +428,12 @@ impl Config {
                 "must be HOST:PORT, for example \"127.0.0.1:5044\"",
             ));
         }
+        if config.logstash.connect_timeout_ms == 0 {
+            return Err(invalid(
+                "logstash.connect_timeout_ms",
+                "must be at least 1 (a connection attempt needs some time)",
+            ));
+        }
         if config.tail.read_chunk_bytes < 4096 {
             return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));
         }
