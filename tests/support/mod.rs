@@ -15,6 +15,8 @@
 // Shared by test crates that each use part of it.
 #![allow(dead_code)]
 
+pub mod logstash;
+
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -270,15 +272,28 @@ pub fn paced(n: usize, per_sec: u32, mut step: impl FnMut(usize)) {
 
 /// Writes a config file with fast timings for tests into `dir` and returns its path.
 pub fn fast_config(dir: &Path) -> PathBuf {
-    const FAST: &str = "[tail]\n\
-                        discovery_interval_ms = 100\n\
-                        rotate_wait_ms = 500\n\
-                        poll_interval_max_ms = 50\n\
-                        checkpoint_interval_ms = 100\n\
-                        record_flush_ms = 200\n\
-                        reload_poll_interval_ms = 200\n";
     let path = dir.join("factorio-isr.toml");
     fs::write(&path, FAST).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
+
+const FAST: &str = "[tail]\n\
+                    discovery_interval_ms = 100\n\
+                    rotate_wait_ms = 500\n\
+                    poll_interval_max_ms = 50\n\
+                    checkpoint_interval_ms = 100\n\
+                    record_flush_ms = 200\n\
+                    reload_poll_interval_ms = 200\n";
+
+/// Writes a config file into `dir` with the fast timings of [`fast_config`] plus `tail_extra`
+/// (more `[tail]` lines), and a `[logstash]` section with small backoffs (20 ms, at most
+/// 200 ms) plus `logstash_extra` (more `[logstash]` lines). Returns its path.
+pub fn logstash_config(dir: &Path, tail_extra: &str, logstash_extra: &str) -> PathBuf {
+    let text = format!(
+        "{FAST}{tail_extra}\n[logstash]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n{logstash_extra}\n"
+    );
+    let path = dir.join("factorio-isr.toml");
+    fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     path
 }
 
@@ -292,6 +307,7 @@ pub struct IsrCmd {
     from_beginning: bool,
     config: Option<PathBuf>,
     extra: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl IsrCmd {
@@ -304,6 +320,7 @@ impl IsrCmd {
             from_beginning: false,
             config: None,
             extra: Vec::new(),
+            envs: Vec::new(),
         }
     }
 
@@ -337,6 +354,18 @@ impl IsrCmd {
         self
     }
 
+    /// Adds `--logstash ADDR`.
+    pub fn logstash(self, addr: impl std::fmt::Display) -> IsrCmd {
+        self.arg("--logstash").arg(addr.to_string())
+    }
+
+    /// Sets an environment variable of the process.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> IsrCmd {
+        self.envs
+            .push((OsString::from(key), value.as_ref().to_owned()));
+        self
+    }
+
     /// Starts the process.
     pub fn spawn(&self) -> Isr {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_factorio-isr"));
@@ -360,7 +389,9 @@ impl IsrCmd {
             .env("LOG_LEVEL", "info")
             .env_remove("SERVICE_NAME")
             .env_remove("SERVICE_VERSION")
-            .env_remove("SERVICE_ENVIRONMENT");
+            .env_remove("SERVICE_ENVIRONMENT")
+            .env_remove("LOGSTASH_ADDR")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("the factorio-isr binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr_pipe = child.stderr.take().expect("stderr is piped");

@@ -1,0 +1,910 @@
+//! The Logstash sink, end to end: the real `factorio-isr run --logstash ADDR` follows real files
+//! and sends every event as one JSON line over TCP to a fake Logstash (`support::logstash`: a
+//! `tcp` input with the `json_lines` codec that parses every line it receives), which the tests
+//! pause, kill and restart.
+//!
+//! Every test has its own temporary directory, its own fake (an OS-assigned port) and a config
+//! with fast timings and small backoffs (20 ms, at most 200 ms). Every wait is bounded; the
+//! only plain sleeps are outages a scenario needs (Logstash down for half a second) and the
+//! pacing of writers.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::thread::{self, sleep};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use support::logstash::{CLOSE_GRACE, Chat, Logstash, SCHEMA_KEYS};
+use support::{Isr, IsrCmd, SeqWriter, assert_each_once, check_seqs, logstash_config, paced};
+
+/// How long lines may take to arrive (normally milliseconds; generous for a loaded machine
+/// running the suite in parallel with a debug build).
+const ARRIVE: Duration = Duration::from_secs(30);
+
+/// How long hundreds of thousands of lines may take to arrive (seconds normally; a debug build
+/// and a fake that parses every line, on a loaded machine, can take a minute).
+const BULK: Duration = Duration::from_secs(180);
+
+/// How long after SIGTERM the process must have exited when Logstash is up (the default
+/// `shutdown_timeout_ms` is 10 s).
+const EXIT: Duration = Duration::from_secs(15);
+
+/// Peak resident memory allowed while Logstash does not read.
+const RSS_LIMIT_KIB: u64 = 128 * 1024;
+
+/// A test's directories: `logs/` (created), `state/` (created by factorio-isr) and a config.
+struct Env {
+    _tmp: TempDir,
+    logs: PathBuf,
+    state: PathBuf,
+    config: PathBuf,
+}
+
+impl Env {
+    /// Fast timings and small backoffs.
+    fn new() -> Env {
+        Env::with("", "")
+    }
+
+    /// Fast timings and small backoffs, plus `tail_extra` in `[tail]` and `logstash_extra` in
+    /// `[logstash]`.
+    fn with(tail_extra: &str, logstash_extra: &str) -> Env {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let logs = tmp.path().join("logs");
+        fs::create_dir(&logs).expect("creating logs/");
+        let state = tmp.path().join("state");
+        let config = logstash_config(tmp.path(), tail_extra, logstash_extra);
+        Env {
+            _tmp: tmp,
+            logs,
+            state,
+            config,
+        }
+    }
+
+    /// `factorio-isr run logs/ --state-dir state/ --server test --config … --from-beginning`:
+    /// the logs are created after the start, possibly before the first scan, which would read
+    /// them from their end otherwise. A restart resumes from checkpoints whatever the flag.
+    fn isr(&self) -> IsrCmd {
+        IsrCmd::new(&self.logs, &self.state)
+            .config(&self.config)
+            .start_at_beginning()
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.logs.join(name)
+    }
+}
+
+/// The last lines of stderr, for failure messages.
+fn stderr_tail(isr: &Isr) -> String {
+    let s = isr.stderr();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// What the fake received, in a few words, for failure messages.
+fn summary(fake: &Logstash) -> String {
+    let r = fake.received();
+    format!(
+        "fake Logstash: {} connections accepted, {} lines, {} chat events, {} parse failures {:?}, {} schema failures {:?}",
+        fake.accepted(),
+        r.lines,
+        r.chats.len(),
+        r.parse_failures.len(),
+        &r.parse_failures[..r.parse_failures.len().min(2)],
+        r.schema_failures.len(),
+        &r.schema_failures[..r.schema_failures.len().min(2)],
+    )
+}
+
+/// Waits until every number of `want` from writer `id` has reached the fake; panics with what
+/// is missing otherwise.
+#[track_caller]
+fn expect_arrive(fake: &Logstash, isr: &Isr, id: &str, want: &[u64], timeout: Duration) {
+    if !fake.wait_for_seqs(id, want, timeout) {
+        let report = check_seqs(want, &[], &fake.seqs(id))
+            .err()
+            .unwrap_or_default();
+        panic!(
+            "writer {id}: not every line reached Logstash within {timeout:?}: {report}\n{}\nstderr (end):\n{}",
+            summary(fake),
+            stderr_tail(isr)
+        );
+    }
+}
+
+/// Waits until the fake has received nothing new for 500 ms (at most 10 s), so that late
+/// duplicates show before counting.
+fn settle(fake: &Logstash) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = fake.received().lines;
+    let mut since = Instant::now();
+    while Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+        let now = fake.received().lines;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_millis(500) {
+            return;
+        }
+    }
+}
+
+/// Every line was JSON and every event an object with the schema keys.
+#[track_caller]
+fn assert_well_formed(fake: &Logstash) {
+    let r = fake.received();
+    assert!(
+        r.parse_failures.is_empty() && r.schema_failures.is_empty(),
+        "lines Logstash would tag _jsonparsefailure: {} {:?}; events without every key of {SCHEMA_KEYS:?}: {} {:?}",
+        r.parse_failures.len(),
+        &r.parse_failures[..r.parse_failures.len().min(3)],
+        r.schema_failures.len(),
+        &r.schema_failures[..r.schema_failures.len().min(3)],
+    );
+}
+
+/// Nothing on stdout: with a Logstash sink, events go only to Logstash.
+#[track_caller]
+fn assert_no_stdout(isr: &Isr) {
+    let events = isr.events();
+    assert!(
+        events.is_empty(),
+        "{} events printed on stdout with --logstash, e.g. {}",
+        events.len(),
+        events[0]
+    );
+}
+
+/// Lines of stderr that report a failed or lost connection to Logstash ("Cannot connect to
+/// Logstash; retrying.", "Lost the connection to Logstash; reconnecting.").
+fn connection_failures(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("logstash")
+                && (l.contains("cannot connect") || l.contains("lost the connection"))
+        })
+        .count()
+}
+
+/// Waits until stderr reports a failed connection to Logstash.
+#[track_caller]
+fn expect_connection_failure_logged(isr: &Isr, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while connection_failures(&isr.stderr()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no failed connection to Logstash logged within {timeout:?}; stderr:\n{}",
+            stderr_tail(isr)
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// A port nothing listens on: bound by the OS, then let go.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    l.local_addr().expect("an address").port()
+}
+
+/// Waits (at most a minute) until factorio-isr uses under 10 % of a CPU over half a second:
+/// it is blocked. Returns the clock ticks it used in the last half second; panics if it never
+/// got that quiet.
+#[track_caller]
+fn wait_until_blocked(isr: &Isr, why: &str) -> u64 {
+    let tps = support::clock_ticks_per_sec();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = isr.cpu_ticks();
+        sleep(Duration::from_millis(500));
+        let busy = isr.cpu_ticks() - before;
+        if busy * 20 <= tps {
+            return busy;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "factorio-isr still used {busy} ticks per 500 ms after a minute {why}:\n{}",
+            stderr_tail(isr)
+        );
+    }
+}
+
+/// Bytes queued on the loopback connections to `port` (`/proc/net/tcp`): (not yet sent or
+/// acknowledged by the client, received but not read by the server).
+fn socket_queues(port: u16) -> (u64, u64) {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let (mut tx, mut rx) = (0, 0);
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let port_of = |addr: &str| {
+            addr.rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+        };
+        let Some((t, r)) = cols.get(4).and_then(|q| q.split_once(':')) else {
+            continue;
+        };
+        let (t, r) = (
+            u64::from_str_radix(t, 16).unwrap_or(0),
+            u64::from_str_radix(r, 16).unwrap_or(0),
+        );
+        if cols.get(2).and_then(|a| port_of(a)) == Some(port) {
+            tx += t;
+        }
+        if cols.get(1).and_then(|a| port_of(a)) == Some(port) {
+            rx += r;
+        }
+    }
+    (tx, rx)
+}
+
+/// Whether `seqs` is strictly increasing.
+fn increasing(seqs: &[u64]) -> bool {
+    seqs.windows(2).all(|w| w[0] < w[1])
+}
+
+/// Duplicates of writer `id` after a reconnect: checks that every number of `want` arrived, no
+/// other number did, none more than twice; that each connection delivered its numbers in
+/// increasing order; and that every duplicate arrived first on one connection and again among
+/// the first events of a later one (the batch that was being written when the connection
+/// died, sent again). Returns the duplicated numbers.
+fn check_reconnect_duplicates(chats: &[Chat], id: &str, want: &[u64]) -> Result<Vec<u64>, String> {
+    let mine: Vec<&Chat> = chats.iter().filter(|c| c.player == id).collect();
+    let got: Vec<u64> = mine.iter().map(|c| c.seq).collect();
+    let mut counts: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for c in &mine {
+        counts.entry(c.seq).or_default().push(c.conn);
+    }
+    let dups: Vec<u64> = counts
+        .iter()
+        .filter(|(_, conns)| conns.len() > 1)
+        .map(|(&s, _)| s)
+        .collect();
+    // Missing or unknown numbers (duplicates are judged below).
+    let missing: Vec<u64> = want
+        .iter()
+        .copied()
+        .filter(|s| !counts.contains_key(s))
+        .collect();
+    let known: HashSet<u64> = want.iter().copied().collect();
+    let unknown: Vec<u64> = counts
+        .keys()
+        .copied()
+        .filter(|s| !known.contains(s))
+        .collect();
+    if !missing.is_empty() || !unknown.is_empty() {
+        return Err(format!(
+            "{} events for {} numbers: missing ({}): {}; never written ({}): {}",
+            got.len(),
+            want.len(),
+            missing.len(),
+            support::ranges(&missing),
+            unknown.len(),
+            support::ranges(&unknown)
+        ));
+    }
+    let mut by_conn: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for c in &mine {
+        by_conn.entry(c.conn).or_default().push(c.seq);
+    }
+    for (conn, seqs) in &by_conn {
+        if !increasing(seqs) {
+            return Err(format!(
+                "connection {conn} delivered numbers out of order: {:?}…",
+                &seqs[..seqs.len().min(20)]
+            ));
+        }
+    }
+    for &d in &dups {
+        let conns = &counts[&d];
+        if conns.len() > 2 {
+            return Err(format!("seq {d} arrived {} times", conns.len()));
+        }
+        if conns[0] >= conns[1] {
+            return Err(format!(
+                "seq {d} arrived twice on connection {}: a duplicate not caused by a reconnect",
+                conns[0]
+            ));
+        }
+        // Its second arrival is among the first events of the later connection.
+        let later = &by_conn[&conns[1]];
+        let pos = later.iter().position(|&s| s == d).unwrap_or(usize::MAX);
+        if pos >= dups.len() {
+            return Err(format!(
+                "seq {d} arrived again as event {pos} of connection {}, not with the batch re-sent after the reconnect ({} duplicates in all: {})",
+                conns[1],
+                dups.len(),
+                support::ranges(&dups)
+            ));
+        }
+    }
+    Ok(dups)
+}
+
+// --- delivery ---------------------------------------------------------------------------------
+
+#[test]
+fn a_hundred_thousand_lines_arrive_in_order_once_each_as_schema_events() {
+    let env = Env::new();
+    let fake = Logstash::start();
+    let mut isr = env.isr().logstash(fake.addr()).spawn();
+    let mut a = SeqWriter::create(env.log("console.log"), "a");
+    let mut b = SeqWriter::create(env.log("factorio-current.log"), "b");
+    for _ in 0..10 {
+        a.write_lines(5000);
+        b.write_lines(5000);
+    }
+    expect_arrive(&fake, &isr, "a", a.written(), BULK);
+    expect_arrive(&fake, &isr, "b", b.written(), BULK);
+    settle(&fake);
+
+    assert_well_formed(&fake);
+    for w in [&a, &b] {
+        let got = fake.seqs(w.id());
+        assert_each_once(w.id(), w.written(), &got, &summary(&fake));
+        assert!(
+            increasing(&got),
+            "writer {}: lines out of file order",
+            w.id()
+        );
+    }
+    let events = fake.events();
+    assert_eq!(events.len(), 100_000, "{}", summary(&fake));
+    let file_of = |id: &str| {
+        if id == "a" {
+            "console.log"
+        } else {
+            "factorio-current.log"
+        }
+    };
+    for e in &events {
+        assert_eq!(e["event_type"], "chat", "{e}");
+        assert_eq!(e["server"], "test", "{e}");
+        let player = e["fields"]["player"].as_str().unwrap_or_default();
+        let path = e["log"]["path"].as_str().unwrap_or_default();
+        assert!(
+            path.ends_with(&format!("/{}", file_of(player))),
+            "an event of writer {player} from {path}: {e}"
+        );
+    }
+    let status = isr.stop(EXIT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
+    // stdout was read to its end by now.
+    assert_no_stdout(&isr);
+    eprintln!("100k lines: {} connection(s) accepted", fake.accepted());
+}
+
+#[test]
+fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
+    let env = Env::new();
+    let mut fake = Logstash::start();
+    let isr = env.isr().logstash(fake.addr()).spawn();
+    let path = env.log("console.log");
+    // ~3000 lines/s for 3 s.
+    let writer = thread::spawn(move || {
+        let mut w = SeqWriter::create(&path, "w");
+        paced(9000, 3000, |_| {
+            w.write_line();
+        });
+        w
+    });
+    assert!(
+        fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
+        "the first 2000 lines did not arrive:\n{}\nstderr:\n{}",
+        summary(&fake),
+        stderr_tail(&isr)
+    );
+    // Logstash closes the connection (and reads on until factorio-isr closes its side).
+    fake.kill();
+    let at_kill = fake.received().chats.len();
+    // Logstash is down for half a second while lines keep coming.
+    sleep(Duration::from_millis(500));
+    fake.restart();
+    let w = writer.join().expect("the writer thread");
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    settle(&fake);
+
+    assert_well_formed(&fake);
+    let dups = check_reconnect_duplicates(&fake.chats(), "w", w.written()).unwrap_or_else(|e| {
+        panic!(
+            "kill and restart: {e}\n{}\nstderr:\n{}",
+            summary(&fake),
+            stderr_tail(&isr)
+        )
+    });
+    assert_eq!(
+        fake.cut_off(),
+        0,
+        "factorio-isr went on writing to the closed connection for {CLOSE_GRACE:?}:\n{}",
+        stderr_tail(&isr)
+    );
+    assert!(
+        isr.stderr().contains("Lost the connection to Logstash"),
+        "the lost connection is not logged:\n{}",
+        stderr_tail(&isr)
+    );
+    assert!(
+        fake.accepted() >= 2,
+        "Logstash was restarted but saw {} connection(s)",
+        fake.accepted()
+    );
+    assert_no_stdout(&isr);
+    eprintln!(
+        "kill/restart: {} lines written, {} arrived by the end of the kill, {} duplicates ({}), {} connections accepted, {} connection failures logged",
+        w.written().len(),
+        at_kill,
+        dups.len(),
+        support::ranges(&dups),
+        fake.accepted(),
+        connection_failures(&isr.stderr())
+    );
+}
+
+#[test]
+fn logstash_that_never_reads_blocks_factorio_isr_with_bounded_memory() {
+    const LINES: usize = 1_000_000;
+    const CHUNK: usize = 20_000;
+    let env = Env::new();
+    let fake = Logstash::start_lean();
+    fake.pause_reading();
+    let isr = env.isr().logstash(fake.addr()).spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    let mut peak_writing = 0;
+    for _ in 0..LINES / CHUNK {
+        w.write_lines(CHUNK);
+        peak_writing = peak_writing.max(isr.rss_kib().1);
+    }
+    assert!(
+        fake.wait_until(|_| fake.accepted() >= 1, ARRIVE),
+        "factorio-isr never connected:\n{}",
+        stderr_tail(&isr)
+    );
+    // factorio-isr has filled the socket buffers and blocks: it uses (almost) no CPU.
+    let busy = wait_until_blocked(&isr, "while Logstash does not read");
+    let (rss_blocked, hwm_blocked) = isr.rss_kib();
+    assert_eq!(fake.received().lines, 0, "the paused fake read something");
+
+    // Delivery is checked before memory, so that a memory failure still shows whether
+    // everything arrives.
+    fake.resume_reading();
+    let all_arrived = fake.wait_until(|r| r.chats.len() >= LINES, 2 * BULK);
+    settle(&fake);
+    let (_, hwm_end) = isr.rss_kib();
+    eprintln!(
+        "never reads: {LINES} lines ({} MB); peak RSS while writing {peak_writing} KiB, while blocked {hwm_blocked} KiB (current {rss_blocked} KiB, {busy} ticks / 500 ms), after delivering everything {hwm_end} KiB",
+        LINES * (w.line(1).len() + 1) / 1_000_000
+    );
+    assert!(all_arrived, "after resuming: {}", summary(&fake));
+    assert_well_formed(&fake);
+    let got = fake.seqs("w");
+    assert_each_once("after resuming", w.written(), &got, &summary(&fake));
+    assert!(increasing(&got), "lines out of file order");
+    assert_no_stdout(&isr);
+    assert!(
+        hwm_blocked < RSS_LIMIT_KIB && hwm_end < RSS_LIMIT_KIB,
+        "peak RSS {hwm_blocked} KiB while Logstash did not read ({LINES} lines in the log), {hwm_end} KiB after delivering them; the limit is {RSS_LIMIT_KIB} KiB"
+    );
+}
+
+#[test]
+fn logstash_crashing_loses_at_most_what_its_socket_held_and_the_rest_arrives() {
+    let env = Env::new();
+    // 16 MB of log before the start.
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    for _ in 0..10 {
+        w.write_lines(20_000);
+    }
+    // Logstash reads the first 1000 events and stops reading; factorio-isr blocks.
+    let mut fake = Logstash::start();
+    fake.pause_after(1000);
+    let isr = env.isr().logstash(fake.addr()).spawn();
+    assert!(
+        fake.wait_until(|r| r.lines >= 1000, ARRIVE),
+        "{}\nstderr:\n{}",
+        summary(&fake),
+        stderr_tail(&isr)
+    );
+    wait_until_blocked(&isr, "while Logstash does not read");
+    // Logstash dies with what its socket holds unread (lost with it: json_lines acknowledges
+    // nothing, so no sender can know), and is back at once.
+    let last_before = fake.seqs("w").last().copied().unwrap_or(0);
+    let (unsent, unread) = socket_queues(fake.port());
+    fake.crash();
+    fake.restart();
+    let last = *w.written().last().expect("lines were written");
+    expect_arrive(&fake, &isr, "w", &[last], BULK);
+    settle(&fake);
+    assert_well_formed(&fake);
+
+    // What is missing is one run of lines right after the last one read before the crash,
+    // no more than the sockets held then, plus the fake's 64 KiB read buffer. The lost bytes
+    // are estimated from the average event (within a few percent: 10 % slack); a batch that
+    // is not sent again would be some 1.6 MB more.
+    let got: HashSet<u64> = fake.seqs("w").into_iter().collect();
+    let missing: Vec<u64> = w
+        .written()
+        .iter()
+        .copied()
+        .filter(|s| !got.contains(s))
+        .collect();
+    let contiguous = missing
+        .iter()
+        .enumerate()
+        .all(|(i, &s)| s == last_before + 1 + i as u64);
+    let (lines, bytes) = {
+        let r = fake.received();
+        (r.lines, r.bytes)
+    };
+    let missing_bytes = missing.len() * (bytes / lines.max(1));
+    let held = ((unsent + unread) as usize + 64 * 1024) * 11 / 10;
+    assert!(
+        contiguous && missing_bytes <= held,
+        "lost at the crash: {} lines (about {missing_bytes} bytes: {}), but the sockets held {unread} + {unsent} bytes and the last line read was {last_before}",
+        missing.len(),
+        support::ranges(&missing)
+    );
+    // Everything else arrived, duplicates only with the batch sent again after reconnecting.
+    let rest: Vec<u64> = w
+        .written()
+        .iter()
+        .copied()
+        .filter(|s| got.contains(s))
+        .collect();
+    let dups = check_reconnect_duplicates(&fake.chats(), "w", &rest).unwrap_or_else(|e| {
+        panic!(
+            "crash: {e}\n{}\nstderr:\n{}",
+            summary(&fake),
+            stderr_tail(&isr)
+        )
+    });
+    assert!(fake.accepted() >= 2, "{}", summary(&fake));
+    assert!(
+        isr.stderr().contains("Lost the connection to Logstash"),
+        "the lost connection is not logged:\n{}",
+        stderr_tail(&isr)
+    );
+    assert_no_stdout(&isr);
+    eprintln!(
+        "crash: {} lines; {unread} bytes unread in Logstash's socket and {unsent} unsent in factorio-isr's at the crash; {} lines lost ({}), {} duplicates ({}), {} connections",
+        w.written().len(),
+        missing.len(),
+        support::ranges(&missing),
+        dups.len(),
+        support::ranges(&dups),
+        fake.accepted()
+    );
+}
+
+#[test]
+fn connection_refused_at_start_is_retried_until_logstash_is_up() {
+    let env = Env::new();
+    let port = free_port();
+    let isr = env.isr().logstash(format!("127.0.0.1:{port}")).spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(2000);
+    let written_at = Instant::now();
+    expect_connection_failure_logged(&isr, ARRIVE);
+    // Logstash comes up a second after the lines were written.
+    if let Some(rest) = Duration::from_secs(1).checked_sub(written_at.elapsed()) {
+        sleep(rest);
+    }
+    let failures_while_down = connection_failures(&isr.stderr());
+    let fake = Logstash::start_on(port);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    // The connection, once made, carries what comes next.
+    w.write_lines(500);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    settle(&fake);
+    assert_well_formed(&fake);
+    assert_each_once(
+        "refused at start",
+        w.written(),
+        &fake.seqs("w"),
+        &summary(&fake),
+    );
+    assert!(increasing(&fake.seqs("w")), "lines out of file order");
+    assert_no_stdout(&isr);
+    eprintln!(
+        "refused at start: {failures_while_down} connection failures logged in the first second; {} connection(s) accepted",
+        fake.accepted()
+    );
+}
+
+// --- stopping ---------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_delivers_what_was_read_and_a_restart_sends_the_rest_once() {
+    let env = Env::new();
+    let fake = Logstash::start();
+    let cmd = env.isr().logstash(fake.addr());
+    let mut isr = cmd.spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(3000);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    w.write_lines(3000);
+    let status = isr.stop(EXIT);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
+    assert_no_stdout(&isr);
+    let run1 = fake.seqs("w").len();
+
+    let isr2 = cmd.spawn();
+    expect_arrive(&fake, &isr2, "w", w.written(), ARRIVE);
+    settle(&fake);
+    assert_well_formed(&fake);
+    assert_each_once(
+        "across a SIGTERM and a restart",
+        w.written(),
+        &fake.seqs("w"),
+        &format!("{}\nrun 1 stderr:\n{}", summary(&fake), isr.stderr()),
+    );
+    assert_no_stdout(&isr2);
+    eprintln!(
+        "SIGTERM: run 1 delivered {run1} of {} lines, run 2 the rest",
+        w.written().len()
+    );
+}
+
+#[test]
+fn sigterm_with_logstash_down_exits_at_the_deadline_and_loses_nothing() {
+    let env = Env::with("shutdown_timeout_ms = 1000", "");
+    let mut fake = Logstash::start();
+    let cmd = env.isr().logstash(fake.addr());
+    let mut isr = cmd.spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(1000);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    // Logstash dies while factorio-isr is idle (nothing in flight).
+    fake.crash();
+    w.write_lines(1000);
+    // factorio-isr found Logstash gone and is retrying.
+    expect_connection_failure_logged(&isr, ARRIVE);
+    isr.sigterm();
+    let signalled = Instant::now();
+    let status = isr.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
+        panic!(
+            "no exit within 10 s of SIGTERM with Logstash down:\n{}",
+            stderr_tail(&isr)
+        )
+    });
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
+    assert!(
+        took <= Duration::from_millis(1000 + 2000),
+        "exit took {took:?} with shutdown_timeout_ms = 1000:\n{}",
+        stderr_tail(&isr)
+    );
+    assert_no_stdout(&isr);
+
+    fake.restart();
+    let isr2 = cmd.spawn();
+    expect_arrive(&fake, &isr2, "w", w.written(), ARRIVE);
+    settle(&fake);
+    assert_well_formed(&fake);
+    let got = fake.seqs("w");
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for &s in &got {
+        *counts.entry(s).or_default() += 1;
+    }
+    let dups: Vec<u64> = counts.iter().filter(|e| *e.1 > 1).map(|e| *e.0).collect();
+    assert!(
+        counts.values().all(|&n| n <= 2) && counts.len() == w.written().len(),
+        "{}",
+        check_seqs(w.written(), &[], &got).err().unwrap_or_default()
+    );
+    eprintln!(
+        "SIGTERM with Logstash down: exit after {took:?}; {} duplicates after the restart ({})",
+        dups.len(),
+        support::ranges(&dups)
+    );
+}
+
+#[test]
+fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing() {
+    let env = Env::with("shutdown_timeout_ms = 1000", "");
+    let fake = Logstash::start();
+    let cmd = env.isr().logstash(fake.addr());
+    let mut isr = cmd.spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(1000);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    // Logstash stops reading; factorio-isr blocks in the middle of a write.
+    fake.pause_reading();
+    for _ in 0..10 {
+        w.write_lines(20_000);
+    }
+    wait_until_blocked(&isr, "while Logstash does not read");
+    isr.sigterm();
+    let signalled = Instant::now();
+    let status = isr.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
+        panic!(
+            "no exit within 10 s of SIGTERM while Logstash does not read:\n{}",
+            stderr_tail(&isr)
+        )
+    });
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
+    assert!(
+        took <= Duration::from_millis(1000 + 2000),
+        "exit took {took:?} with shutdown_timeout_ms = 1000:\n{}",
+        stderr_tail(&isr)
+    );
+    assert_no_stdout(&isr);
+
+    // Logstash reads again: what the first run's socket held arrives, then the second run
+    // sends what was not delivered.
+    fake.resume_reading();
+    let isr2 = cmd.spawn();
+    expect_arrive(&fake, &isr2, "w", w.written(), BULK);
+    settle(&fake);
+    let r = fake.received();
+    // The first run's socket may end in the middle of a line (its last batch cut by the
+    // exit): at most one line Logstash cannot parse.
+    assert!(
+        r.parse_failures.len() <= 1 && r.schema_failures.is_empty(),
+        "{} parse failures {:?}, {} schema failures",
+        r.parse_failures.len(),
+        &r.parse_failures[..r.parse_failures.len().min(2)],
+        r.schema_failures.len()
+    );
+    let got = r.seqs("w");
+    let cut_lines = r.parse_failures.len();
+    drop(r);
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for &s in &got {
+        *counts.entry(s).or_default() += 1;
+    }
+    let dups: Vec<u64> = counts.iter().filter(|e| *e.1 > 1).map(|e| *e.0).collect();
+    assert!(
+        counts.values().all(|&n| n <= 2) && counts.len() == w.written().len(),
+        "{}",
+        check_seqs(w.written(), &[], &got).err().unwrap_or_default()
+    );
+    assert_no_stdout(&isr2);
+    eprintln!(
+        "SIGTERM while Logstash does not read: exit after {took:?}; {} duplicates after the restart, {cut_lines} cut line(s)",
+        dups.len()
+    );
+}
+
+// --- configuration ----------------------------------------------------------------------------
+
+#[test]
+fn forward_unmatched_false_drops_log_events() {
+    let env = Env::with("", "forward_unmatched = false");
+    let fake = Logstash::start();
+    let isr = env.isr().logstash(fake.addr()).spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_raw(b"hello world\n");
+    w.write_lines(3);
+    w.write_raw(b"another line no pattern matches\n");
+    // Events go in file order: once the last line is in, the others would have been.
+    w.write_line();
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    settle(&fake);
+    assert_well_formed(&fake);
+    let events = fake.events();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(types, ["chat"; 4], "{events:?}");
+    assert_no_stdout(&isr);
+}
+
+#[test]
+fn logstash_addr_in_the_environment_selects_the_sink_and_unmatched_lines_are_forwarded() {
+    let env = Env::new();
+    let fake = Logstash::start();
+    let isr = env
+        .isr()
+        .env("LOGSTASH_ADDR", fake.addr().to_string())
+        .spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_raw(b"hello world\n");
+    w.write_lines(3);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    settle(&fake);
+    assert_well_formed(&fake);
+    let events = fake.events();
+    let hello: Vec<_> = events
+        .iter()
+        .filter(|e| e["message"] == "hello world")
+        .collect();
+    assert_eq!(hello.len(), 1, "{events:?}");
+    assert_eq!(hello[0]["event_type"], "log", "{}", hello[0]);
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_no_stdout(&isr);
+}
+
+#[test]
+fn the_config_file_address_selects_the_sink() {
+    let fake = Logstash::start();
+    // A host name, resolved by factorio-isr.
+    let env = Env::with("", &format!("address = \"localhost:{}\"", fake.port()));
+    let isr = env.isr().spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(5);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    settle(&fake);
+    assert_well_formed(&fake);
+    assert_each_once(
+        "config address",
+        w.written(),
+        &fake.seqs("w"),
+        &summary(&fake),
+    );
+    assert_no_stdout(&isr);
+}
+
+#[test]
+fn the_flag_beats_the_environment_which_beats_the_config_file() {
+    let flag = Logstash::start();
+    let env_var = Logstash::start();
+    let file = Logstash::start();
+    let run = |with_flag: bool| {
+        let env = Env::with("", &format!("address = \"{}\"", file.addr()));
+        let mut cmd = env.isr().env("LOGSTASH_ADDR", env_var.addr().to_string());
+        if with_flag {
+            cmd = cmd.logstash(flag.addr());
+        }
+        let isr = cmd.spawn();
+        let mut w = SeqWriter::create(env.log("console.log"), if with_flag { "f" } else { "e" });
+        w.write_lines(5);
+        let winner = if with_flag { &flag } else { &env_var };
+        expect_arrive(winner, &isr, w.id(), w.written(), ARRIVE);
+        settle(winner);
+        assert_each_once(w.id(), w.written(), &winner.seqs(w.id()), &summary(winner));
+        assert_no_stdout(&isr);
+    };
+    run(true);
+    run(false);
+    assert_eq!(flag.accepted(), 1, "--logstash");
+    assert_eq!(
+        env_var.accepted(),
+        1,
+        "LOGSTASH_ADDR: only without --logstash"
+    );
+    assert_eq!(
+        file.accepted(),
+        0,
+        "the config file's address is overridden both times"
+    );
+    assert!(flag.seqs("e").is_empty() && env_var.seqs("f").is_empty());
+}
+
+#[test]
+fn connect_timeout_ms_0_is_refused_or_means_no_timeout() {
+    let env = Env::with("", "connect_timeout_ms = 0");
+    let fake = Logstash::start();
+    let mut isr = env.isr().logstash(fake.addr()).spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(5);
+    // Either the config is refused at start (exit 1 naming the key), or the events arrive.
+    let delivered = fake.wait_until(
+        |r| r.chats.len() >= 5 || isr.wait_exit(Duration::ZERO).is_some(),
+        Duration::from_secs(10),
+    );
+    if let Some(status) = isr.wait_exit(Duration::from_millis(100)) {
+        assert!(
+            !status.success() && isr.stderr().contains("connect_timeout_ms"),
+            "exit {status:?} without naming connect_timeout_ms:\n{}",
+            stderr_tail(&isr)
+        );
+        return;
+    }
+    assert!(
+        delivered && fake.seqs("w") == w.written(),
+        "connect_timeout_ms = 0 is accepted, but nothing arrives ({} connections accepted): stderr:\n{}",
+        fake.accepted(),
+        stderr_tail(&isr)
+    );
+}

@@ -1,0 +1,484 @@
+//! A fake Logstash: what its `tcp` input with the `json_lines` codec does with what
+//! `factorio-isr run --logstash ADDR` sends, and no more.
+//!
+//! It listens on 127.0.0.1 (an OS-assigned port), accepts connections on a thread, reads each
+//! connection on its own thread through a buffered reader, splits on `\n`, ignores blank lines
+//! and parses every other line as JSON. A line that does not parse is a parse failure (Logstash
+//! tags such an event `_jsonparsefailure`); a line that parses but is not an object with every
+//! key of the event schema is a schema failure. Events are recorded in arrival order.
+//!
+//! Controls: [`Logstash::pause_reading`] / [`Logstash::resume_reading`] (accepted connections
+//! are not read meanwhile: the kernel buffers fill and the writer blocks),
+//! [`Logstash::pause_after`], [`Logstash::kill`] (the listener and every connection closed, as
+//! a server closes them: nothing in flight is lost), [`Logstash::crash`] (closed at once: what
+//! the kernel holds unread is lost and the peer gets a reset) and [`Logstash::restart`]
+//! (listening again on the same port).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle, sleep};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::lock;
+
+/// The keys every event has (the schema of `src/event.rs`; `pattern` only when one matched).
+pub const SCHEMA_KEYS: [&str; 9] = [
+    "@timestamp",
+    "event_type",
+    "server",
+    "severity",
+    "fields",
+    "message",
+    "raw",
+    "log",
+    "service",
+];
+
+/// How long [`Logstash::kill`] waits for a peer to close its side of a connection.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A chat event of a [`super::SeqWriter`]: its writer, its number, and the connection it came
+/// on (1 for the first connection accepted, 2 for the next…).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chat {
+    pub conn: usize,
+    pub player: String,
+    pub seq: u64,
+}
+
+/// Everything received, in arrival order.
+#[derive(Default)]
+pub struct Received {
+    /// Every event (empty when the fake was started with [`Logstash::start_lean`]).
+    pub events: Vec<Value>,
+    /// Every chat event with a sequence number, lean or not.
+    pub chats: Vec<Chat>,
+    /// Events counted by `event_type`.
+    pub by_type: HashMap<String, usize>,
+    /// Non-blank lines received.
+    pub lines: usize,
+    /// Bytes of those lines.
+    pub bytes: usize,
+    /// Lines that are not JSON (the first 300 characters of each).
+    pub parse_failures: Vec<String>,
+    /// JSON lines that are not objects with every schema key (the first 300 characters).
+    pub schema_failures: Vec<String>,
+    per_player: HashMap<String, usize>,
+}
+
+impl Received {
+    /// The sequence numbers of writer `id`'s chat events, in arrival order.
+    pub fn seqs(&self, id: &str) -> Vec<u64> {
+        self.chats
+            .iter()
+            .filter(|c| c.player == id)
+            .map(|c| c.seq)
+            .collect()
+    }
+
+    fn record(&mut self, conn: usize, line: &[u8], keep: bool) {
+        self.lines += 1;
+        self.bytes += line.len();
+        let excerpt = || String::from_utf8_lossy(line).chars().take(300).collect();
+        let value: Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(_) => {
+                self.parse_failures.push(excerpt());
+                return;
+            }
+        };
+        let complete = value
+            .as_object()
+            .is_some_and(|o| SCHEMA_KEYS.iter().all(|k| o.contains_key(*k)));
+        if !complete {
+            self.schema_failures.push(excerpt());
+        }
+        if let Some(t) = value["event_type"].as_str() {
+            *self.by_type.entry(t.to_owned()).or_default() += 1;
+        }
+        if let Some((player, seq)) = chat_seq(&value) {
+            *self.per_player.entry(player.to_owned()).or_default() += 1;
+            self.chats.push(Chat {
+                conn,
+                player: player.to_owned(),
+                seq,
+            });
+        }
+        if keep {
+            self.events.push(value);
+        }
+    }
+}
+
+/// The writer and number of a [`super::SeqWriter`] chat event (as [`super::seqs_in`] reads).
+pub fn chat_seq(e: &Value) -> Option<(&str, u64)> {
+    if e["event_type"] != "chat" {
+        return None;
+    }
+    let player = e["fields"]["player"].as_str()?;
+    let msg = e["fields"]["message"].as_str()?;
+    let digits = msg.strip_prefix("seq=")?.split(' ').next()?;
+    Some((player, digits.parse().ok()?))
+}
+
+struct Shared {
+    keep_events: bool,
+    received: Mutex<Received>,
+    paused: Mutex<bool>,
+    unpaused: Condvar,
+    /// Reading pauses once this many lines were received (`usize::MAX`: never).
+    pause_at: AtomicUsize,
+    /// Set by `crash`: readers stop at once and record nothing more.
+    discard: AtomicBool,
+    accepted: AtomicUsize,
+    /// Connections `kill` had to cut off: their peer had not closed within `CLOSE_GRACE`.
+    cut_off: AtomicUsize,
+    /// Every accepted connection not yet closed by `kill`: a handle to shut it down, and its
+    /// reader thread.
+    conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
+}
+
+impl Shared {
+    fn wait_unpaused(&self) {
+        let paused = lock(&self.paused);
+        drop(
+            self.unpaused
+                .wait_while(paused, |p| *p)
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+    }
+
+    fn set_paused(&self, paused: bool) {
+        *lock(&self.paused) = paused;
+        self.unpaused.notify_all();
+    }
+}
+
+/// The accept loop of one listener.
+struct Listening {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// A fake Logstash `tcp` input with the `json_lines` codec. Closed when dropped.
+pub struct Logstash {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    listening: Option<Listening>,
+}
+
+impl Logstash {
+    /// Listens on `127.0.0.1:0` and records every event.
+    pub fn start() -> Logstash {
+        Logstash::bind(0, true)
+    }
+
+    /// Listens on `127.0.0.1:0`; every line is parsed and checked as with [`Logstash::start`],
+    /// but only chat sequence numbers and counts are kept, not the events (millions of
+    /// events).
+    pub fn start_lean() -> Logstash {
+        Logstash::bind(0, false)
+    }
+
+    /// Listens on `127.0.0.1:port` (retrying for up to 5 s while the port is busy).
+    pub fn start_on(port: u16) -> Logstash {
+        Logstash::bind(port, true)
+    }
+
+    fn bind(port: u16, keep_events: bool) -> Logstash {
+        let shared = Arc::new(Shared {
+            keep_events,
+            received: Mutex::new(Received::default()),
+            paused: Mutex::new(false),
+            unpaused: Condvar::new(),
+            pause_at: AtomicUsize::new(usize::MAX),
+            discard: AtomicBool::new(false),
+            accepted: AtomicUsize::new(0),
+            cut_off: AtomicUsize::new(0),
+            conns: Mutex::new(Vec::new()),
+        });
+        let listener = bind_retrying(port);
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let mut fake = Logstash {
+            addr,
+            shared,
+            listening: None,
+        };
+        fake.listen(listener);
+        fake
+    }
+
+    fn listen(&mut self, listener: TcpListener) {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = self.shared.clone();
+        let thread = {
+            let stop = stop.clone();
+            thread::spawn(move || accept_loop(&listener, &shared, &stop))
+        };
+        self.listening = Some(Listening { stop, thread });
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Connections accepted so far, over every restart.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections [`Logstash::kill`] had to cut off because their peer did not close its side
+    /// within [`CLOSE_GRACE`] of the end-of-file.
+    pub fn cut_off(&self) -> usize {
+        self.shared.cut_off.load(Ordering::SeqCst)
+    }
+
+    /// Accepted connections stop being read (a line already in the reader's buffer may still
+    /// be taken): the kernel buffers fill up and the writer blocks.
+    pub fn pause_reading(&self) {
+        self.shared.set_paused(true);
+    }
+
+    /// Accepted connections are read again.
+    pub fn resume_reading(&self) {
+        self.shared.set_paused(false);
+    }
+
+    /// Reading pauses (as [`Logstash::pause_reading`]) as soon as `lines` lines in all were
+    /// received.
+    pub fn pause_after(&self, lines: usize) {
+        self.shared.pause_at.store(lines, Ordering::SeqCst);
+    }
+
+    /// Logstash shuts down: the listener is closed (connecting is refused), and every accepted
+    /// connection is closed as a server closes it: it sends end-of-file at once, reads on
+    /// until the peer closes its side (which a peer does once it notices the end-of-file), then
+    /// closes. A peer that has not closed within [`CLOSE_GRACE`] is cut off: what it writes
+    /// afterwards is answered with a reset, and lost. Reading is resumed (a paused connection
+    /// is drained too). Returns once every connection is closed.
+    ///
+    /// Reading on until the peer closes is what makes a close testable: a server that stops
+    /// reading at the moment it closes loses whatever was in flight, and json_lines
+    /// acknowledges nothing, so no sender can tell ([`Logstash::crash`] tests that).
+    pub fn kill(&mut self) {
+        self.close(true);
+    }
+
+    /// Logstash dies: the listener and every connection are closed at once. What the kernel
+    /// holds unread on a connection is not read: it is lost, and the peer gets a reset.
+    pub fn crash(&mut self) {
+        self.close(false);
+    }
+
+    fn close(&mut self, graceful: bool) {
+        if let Some(l) = self.listening.take() {
+            l.stop.store(true, Ordering::SeqCst);
+            l.thread.join().expect("the accept thread");
+        }
+        let conns: Vec<_> = lock(&self.shared.conns).drain(..).collect();
+        self.shared.pause_at.store(usize::MAX, Ordering::SeqCst);
+        if graceful {
+            for (stream, _) in &conns {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+            self.resume_reading();
+            let deadline = Instant::now() + CLOSE_GRACE;
+            while Instant::now() < deadline && conns.iter().any(|(_, r)| !r.is_finished()) {
+                sleep(Duration::from_millis(5));
+            }
+            let open = conns.iter().filter(|(_, r)| !r.is_finished()).count();
+            self.shared.cut_off.fetch_add(open, Ordering::SeqCst);
+        } else {
+            self.shared.discard.store(true, Ordering::SeqCst);
+        }
+        // Readers still running stop at what is queued now (crash: at once).
+        for (stream, _) in &conns {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        self.resume_reading();
+        for (stream, reader) in conns {
+            reader.join().expect("a reader thread");
+            // The last handle: the socket closes now.
+            drop(stream);
+        }
+        self.shared.discard.store(false, Ordering::SeqCst);
+    }
+
+    /// Listens again on the same port (after [`Logstash::kill`]), retrying for up to 5 s while
+    /// the port is busy.
+    pub fn restart(&mut self) {
+        assert!(self.listening.is_none(), "restart without kill");
+        let listener = bind_retrying(self.addr.port());
+        self.listen(listener);
+    }
+
+    /// What was received so far (locked: do not hold it long).
+    pub fn received(&self) -> MutexGuard<'_, Received> {
+        lock(&self.shared.received)
+    }
+
+    /// Every event received so far, in arrival order (empty for [`Logstash::start_lean`]).
+    pub fn events(&self) -> Vec<Value> {
+        self.received().events.clone()
+    }
+
+    /// The sequence numbers of writer `id`'s chat events, in arrival order.
+    pub fn seqs(&self, id: &str) -> Vec<u64> {
+        self.received().seqs(id)
+    }
+
+    /// Every chat event with a sequence number, in arrival order.
+    pub fn chats(&self) -> Vec<Chat> {
+        self.received().chats.clone()
+    }
+
+    /// Lines that did not parse as JSON.
+    pub fn parse_failures(&self) -> Vec<String> {
+        self.received().parse_failures.clone()
+    }
+
+    /// Lines that parsed but are not objects with every schema key.
+    pub fn schema_failures(&self) -> Vec<String> {
+        self.received().schema_failures.clone()
+    }
+
+    /// How many events of type `event_type` arrived.
+    pub fn count_of_type(&self, event_type: &str) -> usize {
+        self.received()
+            .by_type
+            .get(event_type)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until `pred` holds for the events so far (called with the lock held, every
+    /// 20 ms). Returns whether it did within `timeout`.
+    pub fn wait_for(&self, mut pred: impl FnMut(&[Value]) -> bool, timeout: Duration) -> bool {
+        self.wait_until(|r| pred(&r.events), timeout)
+    }
+
+    /// Waits until `pred` holds for what was received (called with the lock held, every
+    /// 20 ms). Returns whether it did within `timeout`.
+    pub fn wait_until(&self, mut pred: impl FnMut(&Received) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.received()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every number of `want` has arrived from writer `id`.
+    pub fn wait_for_seqs(&self, id: &str, want: &[u64], timeout: Duration) -> bool {
+        self.wait_until(
+            |r| {
+                // Cheap test first: at least as many events as wanted.
+                if r.per_player.get(id).copied().unwrap_or(0) < want.len() {
+                    return false;
+                }
+                let got: std::collections::HashSet<u64> = r.seqs(id).into_iter().collect();
+                want.iter().all(|s| got.contains(s))
+            },
+            timeout,
+        )
+    }
+}
+
+impl Drop for Logstash {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+fn bind_retrying(port: u16) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => return l,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("the fake Logstash cannot listen on 127.0.0.1:{port}: {e}")
+            }
+            Err(_) => sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream
+                    .set_nonblocking(false)
+                    .expect("a blocking connection");
+                let conn = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                let handle = stream.try_clone().expect("a second handle on a connection");
+                let reader = {
+                    let shared = shared.clone();
+                    thread::spawn(move || read_connection(conn, stream, &shared))
+                };
+                lock(&shared.conns).push((handle, reader));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => sleep(Duration::from_millis(5)),
+            Err(_) => sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Reads one connection to its end, recording every non-blank line. What is left after the
+/// last newline when the connection ends is recorded too (the codec flushes it on close).
+fn read_connection(conn: usize, stream: TcpStream, shared: &Shared) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::new();
+    loop {
+        shared.wait_unpaused();
+        if shared.discard.load(Ordering::SeqCst) {
+            return;
+        }
+        line.clear();
+        let ended = match reader.read_until(b'\n', &mut line) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => true,
+        };
+        if shared.discard.load(Ordering::SeqCst) {
+            return;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if !text.iter().all(u8::is_ascii_whitespace) {
+            let lines = {
+                let mut r = lock(&shared.received);
+                r.record(conn, text, shared.keep_events);
+                r.lines
+            };
+            if lines >= shared.pause_at.load(Ordering::SeqCst) {
+                shared.pause_at.store(usize::MAX, Ordering::SeqCst);
+                shared.set_paused(true);
+            }
+        }
+        if ended {
+            return;
+        }
+    }
+}
