@@ -4,24 +4,28 @@
 //! Data flows one way through the stages, each a module:
 //!
 //! ```text
-//!  log files ──► tail ──────────► patterns ──────► sinks
-//!               (read, frame:     (match: record   (stdout: JSON lines)
-//!                lines, records)   → typed Event)
+//!  log dirs ──► tail ─────────────► patterns ──────────► sinks
+//!              (discover, read,     (match: record        (logstash: json_lines over TCP,
+//!               frame: lines and     → typed Event)        stdout: JSON lines)
+//!               records)
+//!              ◄──────── checkpoint advances when the sink has taken the batch ◄────────
 //! ```
 //!
 //! - [`config`]: the TOML config file, environment variables and their defaults.
 //! - [`event`]: the [`event::Event`] every later stage passes along, and its JSON form (a
 //!   contract with Logstash pipelines and index templates).
-//! - [`tail`]: reading log files in large chunks, framing bytes into lines and multi-line
-//!   error records, and what a line's prefix says (engine, console, bare; its time).
-//! - [`patterns`]: loading and validating the pattern files, the compiled set, and the match
-//!   stage that turns a record into an event.
-//! - [`pipeline`]: wiring the stages together (`replay`: files start to end → events).
-//! - [`sinks`]: where events go (stdout).
+//! - [`tail`]: following log directories through rotation, truncation and deletion; reading in
+//!   large chunks; framing bytes into lines and multi-line error records; what a line's prefix
+//!   says (engine, console, bare; its time); fingerprints and checkpoints.
+//! - [`patterns`]: loading and validating the pattern files, the compiled set, the match stage
+//!   that turns a record into an event, and hot reload.
+//! - [`pipeline`]: the stages wired together over bounded channels (`run`, `replay`).
+//! - [`sinks`]: where events go (Logstash, stdout).
 //!
 //! How it fails: configuration and pattern problems are reported all at once, each with its
 //! file, line and what to do, before anything runs; a log file that cannot be read is named and
-//! skipped while the others go on; log content itself never fails (invalid UTF-8 is replaced,
+//! retried (or skipped by `replay`) while the others go on; a sink that is away makes the
+//! pipeline wait, never drop; log content itself never fails (invalid UTF-8 is replaced,
 //! over-long lines are cut, both counted). Nothing panics on input.
 
 #![forbid(unsafe_code)]
