@@ -7,7 +7,7 @@
 //!  read + frame                      match                               reorder by seq → sink
 //! ```
 //!
-//! - [`replay`]: the source reads whole files once, start to end.
+//! - [`replay()`]: the source reads whole files once, start to end.
 //! - [`run`]: the source is the tailer following log directories; the sink thread advances a
 //!   file's checkpoint only past events the sink has taken, and saves checkpoints.
 //!

@@ -22,7 +22,7 @@ const BATCHES_PER_WORKER: usize = 2;
 /// Most match workers, whatever the core count.
 const MAX_WORKERS: usize = 8;
 
-/// Match workers to use: one per core, at most [`MAX_WORKERS`].
+/// Match workers to use: one per core, at most 8.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
