@@ -15,7 +15,7 @@
 //! (listening again on the same port).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, ErrorKind};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -42,13 +42,15 @@ pub const SCHEMA_KEYS: [&str; 9] = [
 /// How long [`Logstash::kill`] waits for a peer to close its side of a connection.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// A chat event of a [`super::SeqWriter`]: its writer, its number, and the connection it came
-/// on (1 for the first connection accepted, 2 for the next…).
+/// A chat event of a [`super::SeqWriter`]: its writer, its number, the connection it came on
+/// (1 for the first connection accepted, 2 for the next…) and its line's length in bytes
+/// (newline included).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chat {
     pub conn: usize,
     pub player: String,
     pub seq: u64,
+    pub bytes: usize,
 }
 
 /// Everything received, in arrival order.
@@ -62,7 +64,7 @@ pub struct Received {
     pub by_type: HashMap<String, usize>,
     /// Non-blank lines received.
     pub lines: usize,
-    /// Bytes of those lines.
+    /// Bytes taken off the connections as lines (newlines and blank lines included).
     pub bytes: usize,
     /// Lines that are not JSON (the first 300 characters of each).
     pub parse_failures: Vec<String>,
@@ -81,9 +83,9 @@ impl Received {
             .collect()
     }
 
-    fn record(&mut self, conn: usize, line: &[u8], keep: bool) {
+    /// Records one non-blank line (without its newline) that took `raw_len` bytes.
+    fn record(&mut self, conn: usize, line: &[u8], raw_len: usize, keep: bool) {
         self.lines += 1;
-        self.bytes += line.len();
         let excerpt = || String::from_utf8_lossy(line).chars().take(300).collect();
         let value: Value = match serde_json::from_slice(line) {
             Ok(v) => v,
@@ -107,6 +109,7 @@ impl Received {
                 conn,
                 player: player.to_owned(),
                 seq,
+                bytes: raw_len,
             });
         }
         if keep {
@@ -136,6 +139,8 @@ struct Shared {
     /// Set by `crash`: readers stop at once and record nothing more.
     discard: AtomicBool,
     accepted: AtomicUsize,
+    /// Bytes read from connections (some may still wait in a reader's buffer).
+    socket_bytes: AtomicUsize,
     /// Connections `kill` had to cut off: their peer had not closed within `CLOSE_GRACE`.
     cut_off: AtomicUsize,
     /// Every accepted connection not yet closed by `kill`: a handle to shut it down, and its
@@ -199,6 +204,7 @@ impl Logstash {
             pause_at: AtomicUsize::new(usize::MAX),
             discard: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
+            socket_bytes: AtomicUsize::new(0),
             cut_off: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
         });
@@ -247,6 +253,13 @@ impl Logstash {
     /// within [`CLOSE_GRACE`] of the end-of-file.
     pub fn cut_off(&self) -> usize {
         self.shared.cut_off.load(Ordering::SeqCst)
+    }
+
+    /// Bytes read from the connections but not yet taken as lines: what waits in the readers'
+    /// buffers (at most 64 KiB each).
+    pub fn unconsumed(&self) -> usize {
+        let read = self.shared.socket_bytes.load(Ordering::SeqCst);
+        read - self.received().bytes
     }
 
     /// Accepted connections stop being read (a line already in the reader's buffer may still
@@ -447,7 +460,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) 
 /// Reads one connection to its end, recording every non-blank line. What is left after the
 /// last newline when the connection ends is recorded too (the codec flushes it on close).
 fn read_connection(conn: usize, stream: TcpStream, shared: &Shared) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut reader = BufReader::with_capacity(64 * 1024, Counting(stream, shared));
     let mut line = Vec::new();
     loop {
         shared.wait_unpaused();
@@ -466,19 +479,31 @@ fn read_connection(conn: usize, stream: TcpStream, shared: &Shared) {
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if !text.iter().all(u8::is_ascii_whitespace) {
-            let lines = {
-                let mut r = lock(&shared.received);
-                r.record(conn, text, shared.keep_events);
-                r.lines
-            };
-            if lines >= shared.pause_at.load(Ordering::SeqCst) {
-                shared.pause_at.store(usize::MAX, Ordering::SeqCst);
-                shared.set_paused(true);
+        let lines = {
+            let mut r = lock(&shared.received);
+            r.bytes += line.len();
+            if !text.iter().all(u8::is_ascii_whitespace) {
+                r.record(conn, text, line.len(), shared.keep_events);
             }
+            r.lines
+        };
+        if lines >= shared.pause_at.load(Ordering::SeqCst) {
+            shared.pause_at.store(usize::MAX, Ordering::SeqCst);
+            shared.set_paused(true);
         }
         if ended {
             return;
         }
+    }
+}
+
+/// A connection that counts the bytes read from it.
+struct Counting<'a>(TcpStream, &'a Shared);
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.socket_bytes.fetch_add(n, Ordering::SeqCst);
+        Ok(n)
     }
 }
