@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
@@ -398,14 +400,21 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
     let mut fake = Logstash::start();
     let isr = env.isr().logstash(fake.addr()).spawn();
     let path = env.log("console.log");
-    // ~3000 lines/s for 3 s.
-    let writer = thread::spawn(move || {
-        let mut w = SeqWriter::create(&path, "w");
-        paced(9000, 3000, |_| {
-            w.write_line();
-        });
-        w
-    });
+    // ~3000 lines/s until told to stop, so that lines keep coming through the kill and after
+    // the restart however slow the machine.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut w = SeqWriter::create(&path, "w");
+            while !stop.load(Ordering::SeqCst) {
+                paced(300, 3000, |_| {
+                    w.write_line();
+                });
+            }
+            w
+        })
+    };
     assert!(
         fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
         "the first 2000 lines did not arrive:\n{}\nstderr:\n{}",
@@ -418,7 +427,18 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
     // Logstash is down for half a second while lines keep coming.
     sleep(Duration::from_millis(500));
     fake.restart();
+    // 2000 more lines through the new connection, then the writer stops.
+    let after_restart =
+        |r: &support::logstash::Received| r.chats.iter().filter(|c| c.conn >= 2).count() >= 2000;
+    let flowing = fake.wait_until(after_restart, ARRIVE);
+    stop.store(true, Ordering::SeqCst);
     let w = writer.join().expect("the writer thread");
+    assert!(
+        flowing,
+        "lines did not flow again after the restart:\n{}\nstderr:\n{}",
+        summary(&fake),
+        stderr_tail(&isr)
+    );
     expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
     settle(&fake);
 

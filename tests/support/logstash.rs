@@ -40,7 +40,7 @@ pub const SCHEMA_KEYS: [&str; 9] = [
 ];
 
 /// How long [`Logstash::kill`] waits for a peer to close its side of a connection.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// A chat event of a [`super::SeqWriter`]: its writer, its number, the connection it came on
 /// (1 for the first connection accepted, 2 for the next…) and its line's length in bytes
