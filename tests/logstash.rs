@@ -343,6 +343,28 @@ fn check_reconnect_duplicates(chats: &[Chat], id: &str, want: &[u64]) -> Result<
 
 // --- delivery ---------------------------------------------------------------------------------
 
+/// Sends SIGTERM and expects exit code 0 within `shutdown_timeout_ms = 1000` plus 2 s of
+/// margin. Returns how long the exit took.
+#[track_caller]
+fn sigterm_and_expect_exit_0_by_the_deadline(isr: &mut Isr, situation: &str) -> Duration {
+    isr.sigterm();
+    let signalled = Instant::now();
+    let status = isr.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
+        panic!(
+            "no exit within 10 s of SIGTERM {situation}:\n{}",
+            stderr_tail(isr)
+        )
+    });
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(isr));
+    assert!(
+        took <= Duration::from_millis(1000 + 2000),
+        "exit took {took:?} with shutdown_timeout_ms = 1000:\n{}",
+        stderr_tail(isr)
+    );
+    took
+}
+
 #[test]
 fn a_hundred_thousand_lines_arrive_in_order_once_each_as_schema_events() {
     let env = Env::new();
@@ -701,21 +723,7 @@ fn sigterm_with_logstash_down_exits_at_the_deadline_and_loses_nothing() {
     w.write_lines(1000);
     // factorio-isr found Logstash gone and is retrying.
     expect_connection_failure_logged(&isr, ARRIVE);
-    isr.sigterm();
-    let signalled = Instant::now();
-    let status = isr.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
-        panic!(
-            "no exit within 10 s of SIGTERM with Logstash down:\n{}",
-            stderr_tail(&isr)
-        )
-    });
-    let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
-    assert!(
-        took <= Duration::from_millis(1000 + 2000),
-        "exit took {took:?} with shutdown_timeout_ms = 1000:\n{}",
-        stderr_tail(&isr)
-    );
+    let took = sigterm_and_expect_exit_0_by_the_deadline(&mut isr, "with Logstash down");
     assert_no_stdout(&isr);
 
     fake.restart();
@@ -756,21 +764,7 @@ fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing(
         w.write_lines(20_000);
     }
     wait_until_blocked(&isr, "while Logstash does not read");
-    isr.sigterm();
-    let signalled = Instant::now();
-    let status = isr.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
-        panic!(
-            "no exit within 10 s of SIGTERM while Logstash does not read:\n{}",
-            stderr_tail(&isr)
-        )
-    });
-    let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
-    assert!(
-        took <= Duration::from_millis(1000 + 2000),
-        "exit took {took:?} with shutdown_timeout_ms = 1000:\n{}",
-        stderr_tail(&isr)
-    );
+    let took = sigterm_and_expect_exit_0_by_the_deadline(&mut isr, "while Logstash does not read");
     assert_no_stdout(&isr);
 
     // Logstash reads again: what the first run's socket held arrives, then the second run
