@@ -154,8 +154,8 @@ pub struct TailConfig {
     /// file systems, where notifications do not arrive. `--poll` sets it.
     #[serde(default)]
     pub poll_only: bool,
-    /// Longest wait between two looks at the files when nothing happens (with notifications,
-    /// new lines are usually seen within milliseconds). Default 250.
+    /// Longest wait between two looks at the files when nothing happens; a file-system
+    /// notification about a write cuts the wait short. Default 250.
     #[serde(default = "watch::default_poll_interval_max_ms")]
     pub poll_interval_max_ms: u64,
     /// How often the directories are listed for new, renamed and deleted files. Default 1000.

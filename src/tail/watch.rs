@@ -2,9 +2,9 @@
 //!
 //! [`follow`] is the tailer's loop. After a pass that read something it polls again at once;
 //! after an idle pass it waits, doubling the wait from 1 ms up to `poll_interval_max`, and any
-//! notification from [`Waker`] cuts the wait short. So new lines are read within milliseconds
-//! when inotify works, and within `poll_interval_max` when it does not (Docker bind mounts,
-//! network file systems), and an idle tailer costs a few system calls a second.
+//! notification from [`Waker`] cuts the wait short. So a write wakes the tailer at once when
+//! inotify works, new lines wait at most `poll_interval_max` when it does not (Docker bind
+//! mounts, network file systems), and an idle tailer costs a few system calls a second.
 //!
 //! A notification that files came or went (create, remove, rename), a queue overflow (notify's
 //! rescan flag, with or without paths) or a watcher error all make the next pass list the
