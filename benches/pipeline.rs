@@ -71,7 +71,8 @@ fn bench_file_to_logstash(c: &mut Criterion) {
                 };
                 let (pipeline, stopper) = Pipeline::new(opts).expect("the pipeline builds");
                 let mut sink =
-                    LogstashSink::new(address, &LogstashConfig::default(), &ServiceInfo::default());
+                    LogstashSink::new(address, &LogstashConfig::default(), &ServiceInfo::default())
+                        .expect("no TLS settings to fail");
                 let start = Instant::now();
                 let stop_when_received = std::thread::spawn(move || {
                     receiver.join().expect("the receiver");

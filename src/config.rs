@@ -32,6 +32,7 @@ use crate::sinks::logstash::LogstashConfig;
 use crate::tail::frame::{self, FramingLimits};
 use crate::tail::tailer;
 use crate::tail::watch;
+use crate::telemetry::admin::MetricsConfig;
 
 /// Default tag of events' `server` when neither `--server` nor `server_tag` names one.
 pub fn default_server_tag() -> String {
@@ -75,6 +76,9 @@ pub struct Config {
     /// The Logstash sink; without an address, events go to stdout.
     #[serde(default)]
     pub logstash: LogstashConfig,
+    /// The admin server of `/metrics`, `/healthz` and `/ready`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -87,6 +91,7 @@ impl Default for Config {
             servers: Vec::new(),
             tail: TailConfig::default(),
             logstash: LogstashConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -366,6 +371,9 @@ impl Config {
         for s in &mut config.servers {
             absolute(&mut s.log_dir);
         }
+        if let Some(tls) = &mut config.logstash.tls {
+            tls.resolve_paths(base);
+        }
         Ok(config)
     }
 
@@ -432,6 +440,17 @@ impl Config {
             return Err(invalid(
                 "logstash.connect_timeout_ms",
                 "must be at least 1 (a connection attempt needs some time)",
+            ));
+        }
+        if config
+            .metrics
+            .address
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(invalid(
+                "metrics.address",
+                "must be HOST:PORT, for example \"127.0.0.1:9464\"",
             ));
         }
         if config.tail.read_chunk_bytes < 4096 {

@@ -37,3 +37,4 @@ pub mod patterns;
 pub mod pipeline;
 pub mod sinks;
 pub mod tail;
+pub mod telemetry;

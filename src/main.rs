@@ -21,9 +21,13 @@ use factorio_isr::patterns::{self, PatternErrors, PatternSet};
 use factorio_isr::pipeline::{
     self, Pipeline, ReplayError, ReplayOptions, RunError, RunOptions, Stopper, default_workers,
 };
-use factorio_isr::sinks::logstash::{LogstashSink, check_address};
+use factorio_isr::sinks::Sink;
+use factorio_isr::sinks::logstash::{LogstashSink, check_address, stall_probe};
 use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
 use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
+use factorio_isr::telemetry::admin;
+use factorio_isr::telemetry::health::Health;
+use factorio_isr::telemetry::metrics::Metrics;
 
 /// Follows Factorio server logs and turns them into typed events.
 #[derive(Parser)]
@@ -63,6 +67,11 @@ struct RunArgs {
     /// (default: $LOGSTASH_ADDR, else the config's `logstash.address`).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_logstash_address)]
     logstash: Option<String>,
+    /// Serve /metrics, /healthz and /ready on HOST:PORT (default: the config's
+    /// `metrics.address`, 127.0.0.1:9464; $METRICS_PORT changes the port,
+    /// METRICS_ENABLED=false turns the server off).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 fn parse_logstash_address(s: &str) -> Result<String, String> {
@@ -175,11 +184,39 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         workers: default_workers(),
     };
     let service = config.service.resolve(env);
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new(metrics.component_status.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("factorio-isr-admin")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let admin_address = metrics_address(args.metrics_addr, &config, env)?;
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_server = match admin_address {
+        Some(address) => {
+            let listener = admin::bind(&address)?;
+            let local = listener.local_addr().context("the admin address")?;
+            tracing::info!(address = %local, "Serving /metrics, /healthz and /ready.");
+            let (m, h) = (metrics.clone(), health.clone());
+            let _guard = runtime.enter();
+            Some(runtime.spawn(admin::serve(listener, m, h, async {
+                let _ = admin_stopped.await;
+            })))
+        }
+        None => None,
+    };
+
+    let tailer_health = health.component("tailer", "starting");
     let (pipeline, stopper) = Pipeline::new(opts)?;
 
     let stop_reload = Arc::new(AtomicBool::new(false));
     let reloader = dir.map(|dir| {
-        let reloader = Reloader::new(dir, patterns.clone());
+        let reloader = Reloader::new(dir, patterns.clone()).with_telemetry(
+            metrics.reload.clone(),
+            health.component("patterns", "loading"),
+        );
         let stop = stop_reload.clone();
         let poll = ms(tail.reload_poll_interval_ms);
         std::thread::spawn(move || {
@@ -196,39 +233,48 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             None => config.logstash.address.clone(),
         },
     };
-    let logstash_config = config.logstash.clone();
+    let mut sink: Box<dyn Sink + Send> = match logstash_address {
+        Some(address) => {
+            tracing::info!(%address, tls = config.logstash.tls.is_some(), "Sending events to Logstash.");
+            let component = health.component("logstash", &format!("connecting to {address}"));
+            component.set_probe(stall_probe(&metrics.logstash, LOGSTASH_STALL_MS));
+            Box::new(
+                LogstashSink::new(address, &config.logstash, &service)?
+                    .with_telemetry(metrics.logstash.clone(), component),
+            )
+        }
+        None => Box::new(StdoutSink::new(io::stdout(), service)),
+    };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let worker = {
         let patterns = patterns.clone();
+        let tailer_health = tailer_health.clone();
         std::thread::spawn(move || {
-            let result = match logstash_address {
-                Some(address) => {
-                    tracing::info!(%address, "Sending events to Logstash.");
-                    let mut sink = LogstashSink::new(address, &logstash_config, &service);
-                    pipeline.run(&patterns, &mut sink)
-                }
-                None => {
-                    let mut sink = StdoutSink::new(io::stdout().lock(), service);
-                    pipeline.run(&patterns, &mut sink)
-                }
-            };
+            tailer_health.ready();
+            let result = pipeline.run(&patterns, &mut *sink);
+            if let Err(e) = &result {
+                tailer_health.failed(format!("the pipeline stopped: {e}"));
+            }
             let _ = done_tx.send(());
             result
         })
     };
 
     let shutdown_timeout = ms(tail.shutdown_timeout_ms);
-    let drained = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal handler")?
-        .block_on(wait_for_stop(stopper.clone(), done_rx, shutdown_timeout))?;
+    let drained = runtime.block_on(wait_for_stop(stopper.clone(), done_rx, shutdown_timeout))?;
     stop_reload.store(true, Ordering::Release);
+    let _ = admin_stop.send(());
+    if let Some(server) = admin_server {
+        // Open scrapes get a moment to finish; the server must not hold up the exit.
+        let _ =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(1), server).await });
+    }
     if !drained {
         tracing::error!(
             "Draining took longer than {shutdown_timeout:?}; saving the checkpoints of what was delivered and exiting."
         );
         stopper.save_checkpoints().context("saving checkpoints")?;
+        runtime.shutdown_background();
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(r) = reloader {
@@ -239,6 +285,42 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(Err(RunError::Sink(e))) if is_closed_pipe(&e) => Ok(ExitCode::SUCCESS),
         Ok(Err(e)) => Err(e.into()),
         Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// How long a Logstash write may block before `/ready` reports Logstash as not reading.
+const LOGSTASH_STALL_MS: u64 = 5000;
+
+/// The admin server's address, or `None` when METRICS_ENABLED turns it off. `--metrics-addr`
+/// wins; else the config's address with its port replaced by METRICS_PORT when set.
+fn metrics_address(
+    flag: Option<String>,
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>> {
+    let enabled = match env("METRICS_ENABLED").as_deref().map(str::trim) {
+        None | Some("") => config.metrics.enabled,
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()) => true,
+        Some(v) if ["0", "false", "no", "off"].contains(&v.to_ascii_lowercase().as_str()) => false,
+        Some(v) => anyhow::bail!("METRICS_ENABLED: `{v}` is neither true nor false"),
+    };
+    if let Some(flag) = flag {
+        return Ok(Some(flag));
+    }
+    if !enabled {
+        return Ok(None);
+    }
+    let address = config.metrics.address.clone();
+    match env("METRICS_PORT").filter(|p| !p.trim().is_empty()) {
+        None => Ok(Some(address)),
+        Some(port) => {
+            let port: u16 = port
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("METRICS_PORT: `{port}` is not a port number"))?;
+            let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            Ok(Some(format!("{host}:{port}")))
+        }
     }
 }
 

@@ -500,6 +500,125 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
     );
 }
 
+/// The value of the sample `name` (with its labels, if any) on `/metrics`.
+fn metric(isr: &Isr, name: &str) -> f64 {
+    let (status, body) = isr.admin_get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no sample {name} on /metrics:\n{body}"))
+}
+
+/// The acceptance run, as a new user would try it: `run DIR --from-beginning
+/// --logstash ADDR` while a receiver vanishes for seconds and comes back, then accepts but
+/// stops reading.
+#[test]
+fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
+    let env = Env::new();
+    let mut fake = Logstash::start();
+    let isr = env.isr().logstash(fake.addr()).spawn();
+    let path = env.log("console.log");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut w = SeqWriter::create(&path, "w");
+            while !stop.load(Ordering::SeqCst) {
+                paced(300, 3000, |_| {
+                    w.write_line();
+                });
+            }
+            w
+        })
+    };
+    assert!(
+        fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
+        "the first lines did not arrive:\n{}",
+        stderr_tail(&isr)
+    );
+    // The receiver vanishes for three seconds: its process dies, nothing listens.
+    fake.crash();
+    sleep(Duration::from_secs(3));
+    let (status, body) = isr.admin_get("/ready");
+    assert_eq!(status, 503, "/ready while Logstash is gone: {body}");
+    assert!(body.contains("logstash"), "{body}");
+    assert_eq!(isr.admin_get("/healthz").0, 200);
+    fake.restart();
+    let flowing = fake.wait_until(
+        |r| r.chats.iter().filter(|c| c.conn >= 2).count() >= 2000,
+        ARRIVE,
+    );
+    stop.store(true, Ordering::SeqCst);
+    let mut w = writer.join().expect("the writer thread");
+    assert!(flowing, "lines did not flow again:\n{}", stderr_tail(&isr));
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    assert_eq!(isr.admin_get("/ready").0, 200);
+
+    // Then it accepts but stops reading while 300,000 more lines are written.
+    fake.pause_reading();
+    for _ in 0..15 {
+        w.write_lines(20_000);
+    }
+    wait_until_blocked(&isr, "while Logstash does not read");
+    let (_, peak_kib) = isr.rss_kib();
+    assert!(
+        peak_kib < RSS_LIMIT_KIB,
+        "peak RSS {peak_kib} KiB while Logstash stalls"
+    );
+    assert_eq!(
+        isr.admin_get("/healthz").0,
+        200,
+        "/healthz while Logstash stalls"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let stalled_reason = loop {
+        let (status, body) = isr.admin_get("/ready");
+        if status == 503 && body.contains("does not read") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready never reported the stall: {status} {body}"
+        );
+        sleep(Duration::from_millis(200));
+    };
+    fake.resume_reading();
+    expect_arrive(&fake, &isr, "w", w.written(), BULK);
+    settle(&fake);
+    assert_well_formed(&fake);
+
+    // Every line arrived; duplicates only with a batch re-sent after the reconnect, and
+    // counted: no more than the sink says it sent again.
+    let dups = check_reconnect_duplicates(&fake.chats(), "w", w.written())
+        .unwrap_or_else(|e| panic!("{e}\n{}", stderr_tail(&isr)));
+    let resent = metric(&isr, "factorio_isr_logstash_events_resent_total");
+    assert!(
+        dups.len() as f64 <= resent,
+        "{} duplicates arrived but only {resent} events were counted as sent again",
+        dups.len()
+    );
+    assert!(metric(&isr, "factorio_isr_logstash_reconnects_total") >= 1.0);
+    assert_eq!(metric(&isr, "factorio_isr_logstash_connected"), 1.0);
+    // A batch whose write failed counts once, when it was written whole.
+    let sent = metric(&isr, "factorio_isr_logstash_events_sent_total");
+    assert_eq!(sent as usize, w.written().len());
+    let mut isr = isr;
+    sigterm_and_expect_exit_0_by_the_deadline(&mut isr, "after the stall");
+    eprintln!(
+        "vanish then stall: {} lines, {} duplicates ({}), {resent} counted as re-sent, peak RSS {peak_kib} KiB; /ready said: {stalled_reason}",
+        w.written().len(),
+        dups.len(),
+        support::ranges(&dups),
+    );
+}
+
 #[test]
 fn logstash_that_never_reads_blocks_factorio_isr_with_bounded_memory() {
     const LINES: usize = 1_000_000;

@@ -24,6 +24,8 @@ use notify::{RecursiveMode, Watcher};
 use tracing::{error, info, warn};
 
 use super::{PatternErrors, PatternSet, load_dir, pattern_files};
+use crate::telemetry::health::Component;
+use crate::telemetry::metrics::ReloadMetrics;
 
 /// Default quiet period after a change before reloading: 300 ms.
 pub const fn default_debounce_ms() -> u64 {
@@ -60,6 +62,8 @@ pub struct Reloader {
     loaded_hash: Option<u64>,
     stats: ReloadStats,
     last_error: Option<String>,
+    metrics: ReloadMetrics,
+    health: Component,
 }
 
 impl Reloader {
@@ -72,7 +76,17 @@ impl Reloader {
             loaded_hash,
             stats: ReloadStats::default(),
             last_error: None,
+            metrics: ReloadMetrics::default(),
+            health: Component::default(),
         }
+    }
+
+    /// Counts reloads in `metrics` and shows a failed one in `health` (`/ready`) until fixed.
+    pub fn with_telemetry(mut self, metrics: ReloadMetrics, health: Component) -> Self {
+        health.ready();
+        self.metrics = metrics;
+        self.health = health;
+        self
     }
 
     /// Counters so far.
@@ -97,11 +111,18 @@ impl Reloader {
                 let patterns = set.patterns().len();
                 self.current.store(Arc::new(set));
                 self.stats.reloaded += 1;
+                self.metrics.count("reloaded");
+                self.health.ready();
                 self.last_error = None;
                 ReloadOutcome::Reloaded { patterns }
             }
             Err(errors) => {
                 self.stats.failed += 1;
+                self.metrics.count("failed");
+                self.health.not_ready(format!(
+                    "the pattern files do not load; the previous patterns keep running: {}",
+                    errors.0.first().map_or(String::new(), |e| e.to_string())
+                ));
                 self.last_error = Some(errors.to_string());
                 ReloadOutcome::Failed(errors)
             }

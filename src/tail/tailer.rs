@@ -181,6 +181,9 @@ struct TailedFile {
     framer: LineFramer,
     asm: RecordAssembler,
     last_data: Instant,
+    /// Modification time at the last look: a file rewritten to exactly the size already read
+    /// shows only in its modification time.
+    last_mtime: Option<std::time::SystemTime>,
     /// Since when the file is no longer found under any matching name.
     gone_since: Option<Instant>,
 }
@@ -448,6 +451,7 @@ impl Tailer {
             framer: LineFramer::new(self.opts.limits.max_line_bytes, offset),
             asm,
             last_data: now,
+            last_mtime: None,
             gone_since: None,
         };
         // Record where a file that starts at its end stands, so a restart knows it.
@@ -473,8 +477,8 @@ impl Tailer {
             ..
         } = self;
         let f = &mut files[i];
-        let len = match f.file.metadata() {
-            Ok(m) => m.len(),
+        let (len, mtime) = match f.file.metadata() {
+            Ok(m) => (m.len(), m.modified().ok()),
             Err(e) => {
                 stats.errors += 1;
                 warn!(path = %f.path.display(), error = %e, "Cannot stat log file.");
@@ -485,17 +489,19 @@ impl Tailer {
             warn!(path = %f.path.display(), size = len, offset = f.read_offset, "Log file truncated; reading it from the start.");
             stats.truncations += 1;
             f.restart_at_zero();
-        } else if len > f.read_offset
+        } else if (len > f.read_offset || (len > 0 && mtime != f.last_mtime))
             && let Some(old) = f.fingerprint
             && fingerprint::fingerprint(&f.file).is_ok_and(|now| now != Some(old))
         {
-            // Truncated and rewritten past the old offset since the last look: the size alone
-            // does not show it, the first line does. Checked before reading, so nothing of the
-            // new content is read from the old offset.
+            // Truncated and rewritten past (or exactly to) the old offset since the last look:
+            // the size alone does not show it, the first line does. Checked before reading, so
+            // nothing of the new content is read from the old offset; checked at the same size
+            // only when the file was modified, so idle files cost no reads.
             warn!(path = %f.path.display(), "Log file content replaced (truncated and rewritten); reading it from the start.");
             stats.truncations += 1;
             f.restart_at_zero();
         }
+        f.last_mtime = mtime;
         let before = f.framer.stats();
         let mut records = Vec::new();
         let mut total: u64 = 0;

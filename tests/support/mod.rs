@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod logstash;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -29,6 +30,28 @@ use std::thread::{self, JoinHandle, sleep};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// A plain HTTP/1.1 GET: the status code and the body (empty on a connection failure, with
+/// status 0).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |b| b.1).to_owned();
+    (status, body)
+}
 
 // --- writing log files ------------------------------------------------------------------------
 
@@ -391,6 +414,10 @@ impl IsrCmd {
             .env_remove("SERVICE_VERSION")
             .env_remove("SERVICE_ENVIRONMENT")
             .env_remove("LOGSTASH_ADDR")
+            .env_remove("METRICS_ENABLED")
+            .env_remove("DISCORD_WEBHOOK_URL")
+            // Tests run side by side: each admin server on a port of its own.
+            .env("METRICS_PORT", "0")
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("the factorio-isr binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -523,6 +550,33 @@ impl Isr {
     /// What the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
+    }
+
+    /// The address of the admin server (/metrics, /healthz, /ready), from the log line that
+    /// announces it.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        let needle = "Serving /metrics";
+        assert!(
+            self.wait_for_stderr(needle, Duration::from_secs(10)),
+            "no admin server announced:\n{}",
+            self.stderr()
+        );
+        let stderr = self.stderr();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(needle))
+            .expect("the line was seen");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))
+            .unwrap_or_else(|| panic!("no address= in {line}"));
+        addr.parse()
+            .unwrap_or_else(|_| panic!("bad address in {line}"))
+    }
+
+    /// GETs `path` from the admin server: the status code and the body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin_addr(), path)
     }
 
     /// Sends SIGTERM.

@@ -20,19 +20,32 @@
 //! - Writes have no timeout: a Logstash that accepts but does not read (its pipeline is full)
 //!   blocks the pipeline through TCP flow control, which is backpressure, not a failure.
 //!
+//! - With a `[logstash.tls]` section the connection is TLS ([`tls`]): the server is always
+//!   verified, and a failed handshake is a failed connection, never a reason to send plaintext.
+//!
+//! State for `/ready` and the metrics: the sink reports connected / connecting (with the last
+//! error) to its health component, counts reconnects, events sent and events sent again, and
+//! marks when a write started, so `/ready` can tell a Logstash that stopped reading.
+//!
 //! What plain TCP cannot promise: bytes the kernel accepted just before the peer died are lost
 //! without any error, because the `json_lines` input acknowledges nothing. That is the limit
 //! of this protocol; the at-least-once promise holds up to the socket.
 
-use std::io::{self, Write};
+pub mod tls;
+
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use self::tls::{Tls, TlsConfig, TlsError, TlsStream};
 use super::Sink;
 use crate::event::{Event, EventEncoder, LOG_EVENT_TYPE, ServiceInfo};
+use crate::telemetry::health::Component;
+use crate::telemetry::metrics::LogstashMetrics;
 
 /// Default of [`LogstashConfig::connect_timeout_ms`].
 pub const fn default_connect_timeout_ms() -> u64 {
@@ -73,6 +86,9 @@ pub struct LogstashConfig {
     /// Send records no pattern matched (`event_type = "log"`). Default true.
     #[serde(default = "default_true")]
     pub forward_unmatched: bool,
+    /// TLS settings; the section's presence turns TLS on. See [`TlsConfig`].
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for LogstashConfig {
@@ -83,6 +99,7 @@ impl Default for LogstashConfig {
             backoff_initial_ms: default_backoff_initial_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             forward_unmatched: true,
+            tls: None,
         }
     }
 }
@@ -119,9 +136,65 @@ pub struct LogstashStats {
     pub events_skipped: u64,
 }
 
+/// A connection to Logstash, plain or encrypted.
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Connection {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Connection::Plain(s) => s.write_all(buf),
+            Connection::Tls(s) => {
+                s.write_all(buf)?;
+                // rustls hands the last records to the socket on flush, and reports its
+                // errors only there.
+                s.flush()
+            }
+        }
+    }
+
+    /// `Err` when the peer closed or reset the connection. Anything Logstash sent (it sends
+    /// nothing on a tcp input; over TLS, session tickets) is read and discarded.
+    fn check_alive(&mut self) -> io::Result<()> {
+        let tcp = match self {
+            Connection::Plain(s) => &*s,
+            Connection::Tls(s) => &s.sock,
+        };
+        tcp.set_nonblocking(true)?;
+        let mut scratch = [0u8; 512];
+        let result = loop {
+            let read = match self {
+                Connection::Plain(s) => s.read(&mut scratch),
+                Connection::Tls(s) => s.read(&mut scratch),
+            };
+            match read {
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "Logstash closed the connection",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let tcp = match self {
+            Connection::Plain(s) => &*s,
+            Connection::Tls(s) => &s.sock,
+        };
+        tcp.set_nonblocking(false)?;
+        result
+    }
+}
+
 /// Sends events to Logstash. See the module docs.
 pub struct LogstashSink {
     address: String,
+    tls: Option<Tls>,
     connect_timeout: Duration,
     backoff_initial: Duration,
     backoff_max: Duration,
@@ -130,15 +203,27 @@ pub struct LogstashSink {
     buf: Vec<u8>,
     /// Events in `buf`.
     pending: u64,
-    conn: Option<TcpStream>,
+    conn: Option<Connection>,
     stats: LogstashStats,
+    metrics: LogstashMetrics,
+    health: Component,
 }
 
 impl LogstashSink {
-    /// A sink for `address` (`HOST:PORT`). Nothing connects until the first flush.
-    pub fn new(address: String, config: &LogstashConfig, service: &ServiceInfo) -> Self {
-        LogstashSink {
+    /// A sink for `address` (`HOST:PORT`). Nothing connects until the first flush. Fails only
+    /// on TLS settings that cannot work.
+    pub fn new(
+        address: String,
+        config: &LogstashConfig,
+        service: &ServiceInfo,
+    ) -> Result<Self, TlsError> {
+        let tls = match &config.tls {
+            Some(t) => Some(Tls::new(t, &address)?),
+            None => None,
+        };
+        Ok(LogstashSink {
             address,
+            tls,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             backoff_initial: Duration::from_millis(config.backoff_initial_ms.max(1)),
             backoff_max: Duration::from_millis(config.backoff_max_ms.max(1)),
@@ -148,7 +233,16 @@ impl LogstashSink {
             pending: 0,
             conn: None,
             stats: LogstashStats::default(),
-        }
+            metrics: LogstashMetrics::default(),
+            health: Component::default(),
+        })
+    }
+
+    /// Updates `metrics` and reports to `health` from now on.
+    pub fn with_telemetry(mut self, metrics: LogstashMetrics, health: Component) -> Self {
+        self.metrics = metrics;
+        self.health = health;
+        self
     }
 
     /// Counters so far.
@@ -162,17 +256,25 @@ impl LogstashSink {
     }
 
     /// Connects, retrying with backoff until it works.
-    fn connect(&mut self) -> &mut TcpStream {
+    fn connect(&mut self) -> &mut Connection {
         let mut wait = self.backoff_initial;
         loop {
             match self.try_connect() {
                 Ok(stream) => {
                     self.stats.connects += 1;
-                    info!(address = %self.address, "Connected to Logstash.");
+                    if self.stats.connects > 1 {
+                        self.metrics.reconnects.inc();
+                    }
+                    self.metrics.connected.set(1);
+                    self.health.ready();
+                    info!(address = %self.address, tls = self.tls.is_some(), "Connected to Logstash.");
                     return self.conn.insert(stream);
                 }
                 Err(e) => {
                     self.stats.connect_failures += 1;
+                    self.metrics.connect_failures.inc();
+                    self.health
+                        .not_ready(format!("cannot connect to {}: {e}", self.address));
                     // Half of the wait is fixed, half random.
                     let jittered = wait / 2 + wait.mul_f64(fastrand::f64() / 2.0);
                     warn!(address = %self.address, error = %e, retry_in_ms = jittered.as_millis() as u64, "Cannot connect to Logstash; retrying.");
@@ -183,14 +285,22 @@ impl LogstashSink {
         }
     }
 
-    fn try_connect(&self) -> io::Result<TcpStream> {
+    fn try_connect(&self) -> io::Result<Connection> {
         let addrs: Vec<SocketAddr> = self.address.to_socket_addrs()?.collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing");
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(s) => {
                     s.set_nodelay(true)?;
-                    return Ok(s);
+                    return match &self.tls {
+                        None => Ok(Connection::Plain(s)),
+                        Some(tls) => {
+                            let stream = tls.connect(s, self.connect_timeout).map_err(|e| {
+                                io::Error::new(e.kind(), format!("TLS handshake failed: {e}"))
+                            })?;
+                            Ok(Connection::Tls(Box::new(stream)))
+                        }
+                    };
                 }
                 Err(e) => last = e,
             }
@@ -202,36 +312,12 @@ impl LogstashSink {
     fn disconnect(&mut self, why: &io::Error) {
         if self.conn.take().is_some() {
             self.stats.disconnects += 1;
+            self.metrics.connected.set(0);
+            self.health
+                .not_ready(format!("lost the connection to {}: {why}", self.address));
             warn!(address = %self.address, error = %why, "Lost the connection to Logstash; reconnecting.");
         }
     }
-}
-
-/// Whether the peer is still there: `Err` when it closed or reset the connection. Reads and
-/// discards anything Logstash sent (it sends nothing on a tcp input).
-fn check_alive(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nonblocking(true)?;
-    let mut scratch = [0u8; 512];
-    let result = loop {
-        match stream.peek(&mut scratch) {
-            Ok(0) => {
-                break Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "Logstash closed the connection",
-                ));
-            }
-            Ok(n) => {
-                // Unexpected data: drain it so the check can see a close behind it.
-                let mut r = stream;
-                let _ = io::Read::read(&mut r, &mut scratch[..n]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    stream.set_nonblocking(false)?;
-    result
 }
 
 impl Sink for LogstashSink {
@@ -257,13 +343,24 @@ impl Sink for LogstashSink {
             let Some(stream) = self.conn.as_mut() else {
                 continue;
             };
-            let result = check_alive(stream).and_then(|()| stream.write_all(&self.buf));
+            let result = stream.check_alive().and_then(|()| {
+                self.metrics
+                    .write_started_unix_ms
+                    .store(unix_ms(), Ordering::Relaxed);
+                let written = stream.write_all(&self.buf);
+                self.metrics
+                    .write_started_unix_ms
+                    .store(0, Ordering::Relaxed);
+                written
+            });
             match result {
                 Ok(()) => {
                     self.stats.batches += 1;
                     self.stats.events += self.pending;
+                    self.metrics.events_sent.inc_by(self.pending);
                     if attempt > 0 {
                         self.stats.events_resent += self.pending;
+                        self.metrics.events_resent.inc_by(self.pending);
                     }
                     self.buf.clear();
                     self.pending = 0;
@@ -276,6 +373,30 @@ impl Sink for LogstashSink {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (at least 1, so 0 can mean "not writing").
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
+        .max(1)
+}
+
+/// A probe for `/ready`: `Some(reason)` while a write has been blocked for `stall_ms` or more,
+/// which means Logstash accepts but does not read (backpressure; the log files buffer).
+pub fn stall_probe(metrics: &LogstashMetrics, stall_ms: u64) -> crate::telemetry::health::Probe {
+    let started = metrics.write_started_unix_ms.clone();
+    Box::new(move || {
+        let since = started.load(Ordering::Relaxed);
+        let blocked_ms = unix_ms().saturating_sub(since);
+        (since != 0 && blocked_ms >= stall_ms).then(|| {
+            format!(
+                "Logstash has not taken data for {} s (it accepts but does not read); reading waits, nothing is lost",
+                blocked_ms / 1000
+            )
+        })
+    })
 }
 
 #[cfg(test)]
@@ -342,7 +463,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let reader = std::thread::spawn(move || read_lines(&listener, 3));
-        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default());
+        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default()).unwrap();
         for i in 0..3 {
             sink.write(&event(i, "chat")).unwrap();
         }
@@ -363,7 +484,7 @@ mod tests {
             forward_unmatched: false,
             ..config()
         };
-        let mut sink = LogstashSink::new(addr, &cfg, &ServiceInfo::default());
+        let mut sink = LogstashSink::new(addr, &cfg, &ServiceInfo::default()).unwrap();
         sink.write(&event(0, "log")).unwrap();
         sink.write(&event(1, "chat")).unwrap();
         sink.flush().unwrap();
@@ -376,7 +497,7 @@ mod tests {
     fn a_closed_peer_is_noticed_and_the_batch_goes_to_the_next_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default());
+        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default()).unwrap();
         let first = std::thread::spawn({
             let l = listener.try_clone().unwrap();
             move || read_lines(&l, 1)
@@ -404,7 +525,7 @@ mod tests {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let mut sink = LogstashSink::new(addr.clone(), &config(), &ServiceInfo::default());
+        let mut sink = LogstashSink::new(addr.clone(), &config(), &ServiceInfo::default()).unwrap();
         sink.write(&event(7, "chat")).unwrap();
         let flusher = std::thread::spawn(move || {
             sink.flush().unwrap();

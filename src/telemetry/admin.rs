@@ -1,0 +1,218 @@
+//! The admin HTTP server: `GET /metrics` (OpenMetrics text), `GET /healthz` (liveness) and
+//! `GET /ready` (readiness), both JSON with `ok`, `reasons` and every component's state, and
+//! status 200 or 503.
+//!
+//! It binds `127.0.0.1:9464` unless told otherwise (`[metrics] address`, `--metrics-addr`,
+//! `METRICS_PORT`), so the metrics are not on the network by accident. It runs on the
+//! runtime that waits for signals, apart from the pipeline's threads: a blocked pipeline
+//! cannot keep it from answering.
+//!
+//! How it fails: an address that is not `HOST:PORT` or cannot be bound (in use, not local) is
+//! an [`AdminError`] before the pipeline starts.
+
+use std::future::Future;
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::health::{Health, Report};
+use super::metrics::Metrics;
+
+/// Default of [`MetricsConfig::address`].
+pub fn default_metrics_address() -> String {
+    "127.0.0.1:9464".to_owned()
+}
+
+const fn default_true() -> bool {
+    true
+}
+
+/// The `[metrics]` section: the admin server of `/metrics`, `/healthz` and `/ready`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve the admin endpoints. `METRICS_ENABLED=false` turns them off. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `HOST:PORT` to listen on. `--metrics-addr` overrides it; `METRICS_PORT` overrides the
+    /// port. Default `127.0.0.1:9464`: use `0.0.0.0:9464` to let other hosts scrape.
+    #[serde(default = "default_metrics_address")]
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            address: default_metrics_address(),
+        }
+    }
+}
+
+/// The admin server cannot start.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    /// Binding failed.
+    #[error(
+        "cannot serve /metrics on {address}: {source}; choose another with --metrics-addr HOST:PORT or METRICS_PORT, or set METRICS_ENABLED=false"
+    )]
+    Bind {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Binds the admin address now, so a busy port is reported before anything runs.
+pub fn bind(address: &str) -> Result<TcpListener, AdminError> {
+    let bind_error = |source| AdminError::Bind {
+        address: address.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(address).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    Ok(listener)
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// The routes.
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(healthz))
+        .route("/ready", get(ready))
+        .with_state(AdminState { metrics, health })
+}
+
+/// Serves the routes on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, router(metrics, health))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn serve_metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn json_report(report: Report) -> Response {
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report)).into_response()
+}
+
+async fn healthz(State(s): State<AdminState>) -> Response {
+    json_report(s.health.liveness())
+}
+
+async fn ready(State(s): State<AdminState>) -> Response {
+    json_report(s.health.readiness())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// GETs `path` over a real socket; returns the status line and the body.
+    fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.lines().next().unwrap_or_default().to_owned();
+        let body = text.split_once("\r\n\r\n").map(|b| b.1).unwrap_or_default();
+        (status, body.to_owned())
+    }
+
+    #[test]
+    fn endpoints_answer_with_state_and_reasons() {
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new(metrics.component_status.clone());
+        let logstash = health.component("logstash", "connecting to 127.0.0.1:5044");
+        let listener = bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, metrics, health, async {
+            let _ = stop_rx.await;
+        }));
+
+        let (status, body) = get(addr, "/ready");
+        assert!(status.contains("503"), "{status}");
+        assert!(
+            body.contains("logstash: connecting to 127.0.0.1:5044"),
+            "{body}"
+        );
+        let (status, _) = get(addr, "/healthz");
+        assert!(status.contains("200"), "{status}");
+
+        logstash.ready();
+        let (status, _) = get(addr, "/ready");
+        assert!(status.contains("200"), "{status}");
+        let (status, body) = get(addr, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        assert!(
+            body.contains("factorio_isr_component_status{component=\"logstash\"} 1"),
+            "{body}"
+        );
+
+        logstash.failed("the sink thread died");
+        let (status, body) = get(addr, "/healthz");
+        assert!(
+            status.contains("503") && body.contains("the sink thread died"),
+            "{status} {body}"
+        );
+        let _ = stop_tx.send(());
+        rt.block_on(server).unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_busy_port_names_the_address_and_the_fix() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = bind(&addr).unwrap_err().to_string();
+        assert!(
+            err.contains(&addr) && err.contains("--metrics-addr"),
+            "{err}"
+        );
+    }
+}

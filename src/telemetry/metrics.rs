@@ -1,0 +1,300 @@
+//! The Prometheus metrics of factorio-isr, named as in DESIGN's contract (`factorio_isr_*`).
+//!
+//! [`Metrics::new`] registers every family in one registry; the stages get clones of the
+//! handles they update ([`LogstashMetrics`], [`DiscordMetrics`]). Handles are atomics behind
+//! an `Arc`, so a clone is cheap and updating one never blocks. A handle made with `default()`
+//! is registered nowhere: it counts, and nobody reads it (tests, `replay`).
+//!
+//! Label values are server tags, event types, component and webhook names from the config,
+//! and fixed words (reasons, results): never a player name, never a webhook URL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `{component}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    /// `tailer`, `logstash`, `discord.<webhook>`, `patterns`…
+    pub component: String,
+}
+
+/// `{webhook}`: the webhook's name in the config.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// The webhook's name.
+    pub webhook: String,
+}
+
+/// `{webhook, scope}` of a rate limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// The webhook's name.
+    pub webhook: String,
+    /// `bucket` (the webhook's own limit) or `global` (Discord's limit for this address).
+    pub scope: String,
+}
+
+/// `{reason}` of a dropped Discord event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `queue_full`, `webhook_disabled`, `rejected` (a 4xx other than 429), `retries_exhausted`.
+    pub reason: String,
+}
+
+/// `{webhook, status}` of a Discord request: the HTTP status, or `error` without a response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The webhook's name.
+    pub webhook: String,
+    /// `200`, `429`, `404`… or `error`.
+    pub status: String,
+}
+
+/// `{result}` of a pattern reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `reloaded` or `failed`.
+    pub result: String,
+}
+
+/// What pattern hot reload updates.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadMetrics {
+    /// Reloads by result.
+    pub reloads: Family<ResultLabels, Counter>,
+}
+
+impl ReloadMetrics {
+    /// Counts one reload with `result`.
+    pub fn count(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// What the Logstash sink updates.
+#[derive(Clone, Debug, Default)]
+pub struct LogstashMetrics {
+    /// 1 while connected.
+    pub connected: Gauge,
+    /// Connections made after the first.
+    pub reconnects: Counter,
+    /// Connection attempts that failed.
+    pub connect_failures: Counter,
+    /// Events written to the socket (a batch written again after a failed write counts once).
+    pub events_sent: Counter,
+    /// Events written again after a failed write: possible duplicates at Logstash.
+    pub events_resent: Counter,
+    /// When the write in progress started (milliseconds since the Unix epoch), 0 when no
+    /// write is in progress: how `/ready` tells a Logstash that stopped reading.
+    pub write_started_unix_ms: Arc<AtomicU64>,
+}
+
+/// What the Discord sink updates.
+#[derive(Clone, Debug)]
+pub struct DiscordMetrics {
+    /// Seconds from sending a request to its response.
+    pub api_latency_seconds: Histogram,
+    /// Requests by webhook and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// 429 answers and waits announced by `X-RateLimit-Remaining: 0`.
+    pub rate_limited: Family<RateLimitLabels, Counter>,
+    /// Events not delivered, by reason.
+    pub dropped: Family<ReasonLabels, Counter>,
+    /// Events delivered.
+    pub events_sent: Family<WebhookLabels, Counter>,
+    /// Events waiting in the webhook's queue.
+    pub queued: Family<WebhookLabels, Gauge>,
+}
+
+impl Default for DiscordMetrics {
+    fn default() -> Self {
+        DiscordMetrics {
+            api_latency_seconds: latency_histogram(),
+            requests: Family::default(),
+            rate_limited: Family::default(),
+            dropped: Family::default(),
+            events_sent: Family::default(),
+            queued: Family::default(),
+        }
+    }
+}
+
+impl DiscordMetrics {
+    /// Counts `n` events dropped for `reason`.
+    pub fn drop_events(&self, reason: &str, n: u64) {
+        self.dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
+    }
+}
+
+/// Latency buckets from 1 ms to about 16 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every metric, in one registry.
+pub struct Metrics {
+    registry: Registry,
+    started: Instant,
+    uptime_seconds: Gauge<f64, AtomicU64>,
+    /// 1 healthy / 0 not, per component.
+    pub component_status: Family<ComponentLabels, Gauge<i64, AtomicI64>>,
+    /// The Logstash sink's handles.
+    pub logstash: LogstashMetrics,
+    /// The Discord sink's handles.
+    pub discord: DiscordMetrics,
+    /// Pattern reload's handles.
+    pub reload: ReloadMetrics,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("factorio_isr");
+        let uptime_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "uptime_seconds",
+            "Seconds since factorio-isr started",
+            uptime_seconds.clone(),
+        );
+        let component_status = Family::<ComponentLabels, Gauge>::default();
+        registry.register(
+            "component_status",
+            "1 when the component is healthy, 0 when not",
+            component_status.clone(),
+        );
+        let logstash = LogstashMetrics::default();
+        registry.register(
+            "logstash_connected",
+            "1 while connected to Logstash",
+            logstash.connected.clone(),
+        );
+        registry.register(
+            "logstash_reconnects",
+            "Connections to Logstash made again after the first",
+            logstash.reconnects.clone(),
+        );
+        registry.register(
+            "logstash_connect_failures",
+            "Connection attempts to Logstash that failed",
+            logstash.connect_failures.clone(),
+        );
+        registry.register(
+            "logstash_events_sent",
+            "Events written to the Logstash connection",
+            logstash.events_sent.clone(),
+        );
+        registry.register(
+            "logstash_events_resent",
+            "Events written again after a failed write: possible duplicates at Logstash",
+            logstash.events_resent.clone(),
+        );
+        let discord = DiscordMetrics::default();
+        registry.register(
+            "discord_api_latency_seconds",
+            "Seconds from a Discord request to its response",
+            discord.api_latency_seconds.clone(),
+        );
+        registry.register(
+            "discord_requests",
+            "Discord webhook requests by HTTP status",
+            discord.requests.clone(),
+        );
+        registry.register(
+            "discord_rate_limited",
+            "Times Discord's rate limit made a webhook wait",
+            discord.rate_limited.clone(),
+        );
+        registry.register(
+            "discord_dropped",
+            "Events not delivered to Discord, by reason",
+            discord.dropped.clone(),
+        );
+        registry.register(
+            "discord_events_sent",
+            "Events delivered to Discord",
+            discord.events_sent.clone(),
+        );
+        registry.register(
+            "discord_queued_events",
+            "Events waiting in a webhook's queue",
+            discord.queued.clone(),
+        );
+        let reload = ReloadMetrics::default();
+        registry.register(
+            "pattern_reloads",
+            "Pattern directory reloads by result",
+            reload.reloads.clone(),
+        );
+        Metrics {
+            reload,
+            registry,
+            started: Instant::now(),
+            uptime_seconds,
+            component_status,
+            logstash,
+            discord,
+        }
+    }
+
+    /// The OpenMetrics text of every metric, as `/metrics` serves it.
+    pub fn encode(&self) -> String {
+        self.uptime_seconds
+            .set(self.started.elapsed().as_secs_f64());
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        let m = Metrics::new();
+        m.logstash.events_resent.inc_by(3);
+        m.discord.drop_events("queue_full", 2);
+        m.component_status
+            .get_or_create(&ComponentLabels {
+                component: "logstash".into(),
+            })
+            .set(1);
+        let text = m.encode();
+        for want in [
+            "factorio_isr_uptime_seconds ",
+            "factorio_isr_logstash_connected 0",
+            "factorio_isr_logstash_reconnects_total 0",
+            "factorio_isr_logstash_events_resent_total 3",
+            "factorio_isr_discord_dropped_total{reason=\"queue_full\"} 2",
+            "factorio_isr_component_status{component=\"logstash\"} 1",
+            "factorio_isr_discord_api_latency_seconds_bucket{le=\"0.001\"} 0",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

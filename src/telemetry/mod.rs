@@ -1,0 +1,16 @@
+//! How factorio-isr reports on itself.
+//!
+//! - [`metrics`]: the Prometheus metrics (`factorio_isr_*`), kept in prometheus-client handles
+//!   that the stages update once per batch or per connection event, never per line.
+//! - [`health`]: the state of every component (tailer, sinks, patterns) behind `/healthz` and
+//!   `/ready`.
+//! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/ready`, on 127.0.0.1 unless
+//!   told otherwise.
+//!
+//! How it fails: an admin address that cannot be bound is an error when `run` starts (naming
+//! the address and the flag to change it); once running, nothing here can stop or slow the
+//! pipeline: the stages only touch atomics and, on state changes, a short-held lock.
+
+pub mod admin;
+pub mod health;
+pub mod metrics;
