@@ -68,6 +68,8 @@ fn bench_file_to_logstash(c: &mut Criterion) {
                     poll_interval_max: Duration::from_millis(50),
                     checkpoint_interval: Duration::from_secs(1),
                     workers: default_workers(),
+                    metrics: Default::default(),
+                    sink_name: "logstash",
                 };
                 let (pipeline, stopper) = Pipeline::new(opts).expect("the pipeline builds");
                 let mut sink =

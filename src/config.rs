@@ -28,6 +28,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::event::ServiceInfo;
+use crate::sinks::discord::DiscordConfig;
 use crate::sinks::logstash::LogstashConfig;
 use crate::tail::frame::{self, FramingLimits};
 use crate::tail::tailer;
@@ -79,6 +80,9 @@ pub struct Config {
     /// The admin server of `/metrics`, `/healthz` and `/ready`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The Discord sink: webhooks and how events are sent to them.
+    #[serde(default)]
+    pub discord: DiscordConfig,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             tail: TailConfig::default(),
             logstash: LogstashConfig::default(),
             metrics: MetricsConfig::default(),
+            discord: DiscordConfig::default(),
         }
     }
 }
@@ -109,6 +114,14 @@ pub struct ServerConfig {
     /// `factorio-current.log`, `factorio-previous.log`, `console.log`, `*.log`.
     #[serde(default = "tailer::default_globs")]
     pub globs: Vec<String>,
+    /// The Discord webhook (a name under `[discord.webhooks]`) of this server's events.
+    /// Unset: `discord.default_webhook`.
+    #[serde(default)]
+    pub discord_webhook: Option<String>,
+    /// Event types or pattern names (`file/name`) not sent to Discord for this server, e.g.
+    /// `["chat", "engine/save_finished"]`.
+    #[serde(default)]
+    pub discord_disabled: Vec<String>,
 }
 
 /// Default of [`TailConfig::discovery_interval_ms`].
@@ -374,6 +387,7 @@ impl Config {
         if let Some(tls) = &mut config.logstash.tls {
             tls.resolve_paths(base);
         }
+        config.discord.resolve_paths(base);
         Ok(config)
     }
 
@@ -521,6 +535,8 @@ impl Config {
                 tag,
                 log_dir: dir.clone(),
                 globs: tailer::default_globs(),
+                discord_webhook: None,
+                discord_disabled: Vec::new(),
             });
         }
         Ok(out)

@@ -18,10 +18,12 @@ use factorio_isr::config::{Config, default_state_dir};
 use factorio_isr::event::BUILT_IN_EVENT_TYPES;
 use factorio_isr::patterns::reload::{self, Reloader};
 use factorio_isr::patterns::{self, PatternErrors, PatternSet};
+use factorio_isr::pipeline::route::Router;
 use factorio_isr::pipeline::{
     self, Pipeline, ReplayError, ReplayOptions, RunError, RunOptions, Stopper, default_workers,
 };
 use factorio_isr::sinks::Sink;
+use factorio_isr::sinks::discord::{Discord, ServerRoute, resolve_webhooks};
 use factorio_isr::sinks::logstash::{LogstashSink, check_address, stall_probe};
 use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
 use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
@@ -72,6 +74,11 @@ struct RunArgs {
     /// METRICS_ENABLED=false turns the server off).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
+    /// Post events with a Discord template to this webhook URL, as the config's
+    /// `discord.default_webhook` (default: $DISCORD_WEBHOOK_URL). Prefer the environment
+    /// variable or a `url_file`: command lines are visible to every user of the machine.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    discord_webhook: Option<String>,
 }
 
 fn parse_logstash_address(s: &str) -> Result<String, String> {
@@ -159,6 +166,17 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let patterns = Arc::new(ArcSwap::from_pointee(load_patterns(dir.as_deref())?));
     let tail = &config.tail;
     let ms = Duration::from_millis;
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new(metrics.component_status.clone());
+    let logstash_address = match args.logstash {
+        Some(a) => Some(a),
+        None => match env("LOGSTASH_ADDR").filter(|a| !a.is_empty()) {
+            Some(a) => Some(
+                parse_logstash_address(&a).map_err(|e| anyhow::anyhow!("LOGSTASH_ADDR: {e}"))?,
+            ),
+            None => config.logstash.address.clone(),
+        },
+    };
     let opts = RunOptions {
         servers,
         tail: TailOptions {
@@ -182,10 +200,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         poll_interval_max: ms(tail.poll_interval_max_ms),
         checkpoint_interval: ms(tail.checkpoint_interval_ms),
         workers: default_workers(),
+        metrics: metrics.pipeline.clone(),
+        sink_name: if logstash_address.is_some() {
+            "logstash"
+        } else {
+            "stdout"
+        },
     };
     let service = config.service.resolve(env);
-    let metrics = Arc::new(Metrics::new());
-    let health = Health::new(metrics.component_status.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("factorio-isr-admin")
@@ -224,15 +246,6 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         })
     });
 
-    let logstash_address = match args.logstash {
-        Some(a) => Some(a),
-        None => match env("LOGSTASH_ADDR").filter(|a| !a.is_empty()) {
-            Some(a) => Some(
-                parse_logstash_address(&a).map_err(|e| anyhow::anyhow!("LOGSTASH_ADDR: {e}"))?,
-            ),
-            None => config.logstash.address.clone(),
-        },
-    };
     let mut sink: Box<dyn Sink + Send> = match logstash_address {
         Some(address) => {
             tracing::info!(%address, tls = config.logstash.tls.is_some(), "Sending events to Logstash.");
@@ -245,13 +258,25 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => Box::new(StdoutSink::new(io::stdout(), service)),
     };
+    let discord = start_discord(
+        &config,
+        args.discord_webhook,
+        env,
+        &runtime,
+        &metrics,
+        &health,
+        &patterns.load(),
+    )?
+    .map(Arc::new);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let worker = {
         let patterns = patterns.clone();
         let tailer_health = tailer_health.clone();
+        let discord = discord.clone();
         std::thread::spawn(move || {
             tailer_health.ready();
-            let result = pipeline.run(&patterns, &mut *sink);
+            let mut router = Router::new(&mut *sink, discord.as_deref(), &patterns);
+            let result = pipeline.run(&patterns, &mut router);
             if let Err(e) = &result {
                 tailer_health.failed(format!("the pipeline stopped: {e}"));
             }
@@ -263,6 +288,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let shutdown_timeout = ms(tail.shutdown_timeout_ms);
     let drained = runtime.block_on(wait_for_stop(stopper.clone(), done_rx, shutdown_timeout))?;
     stop_reload.store(true, Ordering::Release);
+    if let Some(d) = &discord {
+        d.shutdown(&runtime);
+    }
     let _ = admin_stop.send(());
     if let Some(server) = admin_server {
         // Open scrapes get a moment to finish; the server must not hold up the exit.
@@ -286,6 +314,56 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(Err(e)) => Err(e.into()),
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Starts the Discord sink when a webhook is configured (config, `--discord-webhook` or
+/// `DISCORD_WEBHOOK_URL`).
+fn start_discord(
+    config: &Config,
+    flag: Option<String>,
+    env: impl Fn(&str) -> Option<String>,
+    runtime: &tokio::runtime::Runtime,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+    patterns: &PatternSet,
+) -> Result<Option<Discord>> {
+    let override_url = flag.or_else(|| env("DISCORD_WEBHOOK_URL").filter(|u| !u.trim().is_empty()));
+    let webhooks = resolve_webhooks(&config.discord, override_url.as_deref())?;
+    if webhooks.is_empty() {
+        return Ok(None);
+    }
+    let servers = config
+        .servers
+        .iter()
+        .map(|s| {
+            (
+                s.tag.clone(),
+                ServerRoute {
+                    webhook: s.discord_webhook.clone(),
+                    disabled: s.discord_disabled.clone(),
+                },
+            )
+        })
+        .collect();
+    for p in patterns.patterns() {
+        if let Some(w) = p.discord.as_ref().and_then(|d| d.webhook.as_ref())
+            && !webhooks.contains_key(w)
+        {
+            tracing::warn!(pattern = %p.qualified_name, webhook = %w, "This pattern posts to a Discord webhook that is not configured; its events are dropped. Add [discord.webhooks.{w}].");
+        }
+    }
+    let names: Vec<&String> = webhooks.keys().collect();
+    tracing::info!(webhooks = ?names, "Sending events with a Discord template to Discord.");
+    let discord = Discord::start(
+        &config.discord,
+        webhooks,
+        servers,
+        runtime.handle(),
+        metrics.discord.clone(),
+        health,
+    )?;
+    Ok(Some(discord))
 }
 
 /// How long a Logstash write may block before `/ready` reports Logstash as not reading.

@@ -45,6 +45,8 @@ pub struct PatternSet {
     all: Vec<Arc<Pattern>>,
     files: Vec<FileSummary>,
     log_event_type: Arc<str>,
+    /// Patterns by qualified name, for the route stage's lookups.
+    by_name: std::collections::HashMap<Arc<str>, Arc<Pattern>>,
 }
 
 /// The result of matching one record.
@@ -77,9 +79,14 @@ impl PatternSet {
                 pattern: None,
                 kind: PatternErrorKind::SetTooBig(e.to_string()),
             })?;
+        let by_name = all
+            .iter()
+            .map(|p| (p.qualified_name.clone(), p.clone()))
+            .collect();
         Ok(PatternSet {
             set,
             active,
+            by_name,
             all,
             files,
             log_event_type: LOG_EVENT_TYPE.into(),
@@ -89,6 +96,11 @@ impl PatternSet {
     /// Every pattern, enabled or not, in file order.
     pub fn patterns(&self) -> &[Arc<Pattern>] {
         &self.all
+    }
+
+    /// The pattern whose qualified name (`file/name`, an event's `pattern`) is `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Pattern>> {
+        self.by_name.get(name)
     }
 
     /// The pattern files the set came from.

@@ -7,6 +7,8 @@
 //!  read + frame                      match                               reorder by seq → sink
 //! ```
 //!
+//! - [`route`]: on the sink thread, every event goes to the reliable sink and events with a
+//!   Discord template also to Discord's queue, which never waits.
 //! - [`replay()`]: the source reads whole files once, start to end.
 //! - [`run`]: the source is the tailer following log directories; the sink thread advances a
 //!   file's checkpoint only past events the sink has taken, and saves checkpoints.
@@ -19,6 +21,7 @@
 //! stops reading and the log file itself is the buffer.
 
 pub mod replay;
+pub mod route;
 pub mod run;
 mod stages;
 

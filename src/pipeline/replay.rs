@@ -77,9 +77,12 @@ pub fn replay(
 ) -> Result<ReplaySummary, ReplayError> {
     let patterns = ArcSwap::new(patterns);
     let mut counts: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+    // `replay` serves no metrics: the histogram is a detached one.
+    let match_seconds = prometheus_client::metrics::histogram::Histogram::new([1.0]);
     let (mut summary, result) = run_stages(
         default_workers(),
         &patterns,
+        &match_seconds,
         |seq| read_and_frame(paths, options, seq),
         |matched| {
             for event in &matched.events {

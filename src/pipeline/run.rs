@@ -36,6 +36,7 @@ use crate::sinks::Sink;
 use crate::tail::checkpoint::CheckpointStore;
 use crate::tail::tailer::{ServerSource, TailOptions, TailStats, Tailer};
 use crate::tail::watch::{WakeHandle, Waker, follow};
+use crate::telemetry::metrics::{EventLabels, PipelineMetrics};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -54,6 +55,10 @@ pub struct RunOptions {
     pub checkpoint_interval: Duration,
     /// Match workers.
     pub workers: usize,
+    /// Where the stages count and time their work.
+    pub metrics: PipelineMetrics,
+    /// The `sink` label of the reliable sink (`logstash`, `stdout`).
+    pub sink_name: &'static str,
 }
 
 /// What a run did.
@@ -114,6 +119,8 @@ pub struct Pipeline {
     poll_interval_max: Duration,
     checkpoint_interval: Duration,
     workers: usize,
+    metrics: PipelineMetrics,
+    sink_name: &'static str,
 }
 
 impl Pipeline {
@@ -135,7 +142,7 @@ impl Pipeline {
                 path: opts.state_dir.clone(),
                 source,
             })?;
-        let tailer = Tailer::new(opts.servers, opts.tail, &store);
+        let tailer = Tailer::new(opts.servers, opts.tail, &store).with_metrics(&opts.metrics);
         let waker = Waker::new(opts.poll_only);
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::new(Mutex::new(store));
@@ -153,6 +160,8 @@ impl Pipeline {
                 poll_interval_max: opts.poll_interval_max,
                 checkpoint_interval: opts.checkpoint_interval,
                 workers: opts.workers,
+                metrics: opts.metrics,
+                sink_name: opts.sink_name,
             },
             stopper,
         ))
@@ -172,7 +181,14 @@ impl Pipeline {
             poll_interval_max,
             checkpoint_interval,
             workers,
+            metrics,
+            sink_name,
         } = self;
+        let match_seconds = metrics.stage("match");
+        let route_seconds = metrics.stage("route");
+        let sink_seconds = metrics.stage("sink");
+        let latency = metrics.latency(sink_name);
+        let mut types = EventTypeCounts::default();
         let mut summary = RunSummary::default();
         let mut last_save = Instant::now();
         let save = |summary: &mut RunSummary| {
@@ -182,13 +198,17 @@ impl Pipeline {
             }
             match store.save(Timestamp::now()) {
                 Ok(()) => summary.checkpoint_saves += 1,
-                Err(e) => warn!(error = %e, "Saving checkpoints failed; will retry."),
+                Err(e) => {
+                    metrics.errors.count("checkpoint", "save");
+                    warn!(error = %e, "Saving checkpoints failed; will retry.");
+                }
             }
         };
 
         let (tail_stats, result) = run_stages(
             workers,
             patterns,
+            &match_seconds,
             |seq| {
                 follow(tailer, waker, poll_interval_max, &stop, |batch| {
                     seq.send(
@@ -199,11 +219,22 @@ impl Pipeline {
                     )
                 })
             },
-            |Matched { events, checkpoint }| {
+            |Matched {
+                 events,
+                 checkpoint,
+                 read_at,
+             }| {
+                let started = Instant::now();
                 for event in &events {
                     sink.write(event)?;
                 }
+                let routed = Instant::now();
+                route_seconds.observe((routed - started).as_secs_f64());
                 sink.flush()?;
+                let flushed = Instant::now();
+                sink_seconds.observe((flushed - routed).as_secs_f64());
+                latency.observe((flushed - read_at).as_secs_f64());
+                types.count(&events, &metrics);
                 summary.events += events.len() as u64;
                 if let Some(cp) = checkpoint {
                     lock(&store).update(cp);
@@ -225,6 +256,40 @@ impl Pipeline {
             "Stopped; checkpoints saved."
         );
         Ok(summary)
+    }
+}
+
+/// Counts a batch's events by server and type into `events_processed_total`. A batch comes
+/// from one file and has few distinct types, so a short list beats a map per event; types
+/// are usually the same `Arc` (a pattern's), compared by pointer first.
+#[derive(Default)]
+struct EventTypeCounts {
+    counts: Vec<(Arc<str>, u64)>,
+}
+
+impl EventTypeCounts {
+    fn count(&mut self, events: &[crate::event::Event], metrics: &PipelineMetrics) {
+        let Some(first) = events.first() else { return };
+        self.counts.clear();
+        for e in events {
+            match self
+                .counts
+                .iter_mut()
+                .find(|(t, _)| Arc::ptr_eq(t, &e.event_type) || **t == *e.event_type)
+            {
+                Some((_, n)) => *n += 1,
+                None => self.counts.push((e.event_type.clone(), 1)),
+            }
+        }
+        for (event_type, n) in &self.counts {
+            metrics
+                .events_processed
+                .get_or_create(&EventLabels {
+                    server: first.source.server.to_string(),
+                    event_type: event_type.to_string(),
+                })
+                .inc_by(*n);
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 
 use arc_swap::ArcSwap;
+use prometheus_client::metrics::histogram::Histogram;
+use std::time::Instant;
 
 use crate::event::{Event, LogSource, Timestamp};
 use crate::patterns::PatternSet;
@@ -36,6 +38,7 @@ struct Work {
     read_time: Timestamp,
     records: Vec<Record>,
     checkpoint: Option<FileCheckpoint>,
+    read_at: Instant,
 }
 
 /// The events of one batch, and where its file stands once they are delivered.
@@ -44,6 +47,8 @@ pub struct Matched {
     pub events: Vec<Event>,
     /// The file's checkpoint after these events.
     pub checkpoint: Option<FileCheckpoint>,
+    /// When the batch was handed on by the source (just after it was read).
+    pub read_at: Instant,
 }
 
 struct Done {
@@ -73,6 +78,7 @@ impl Sequencer<'_> {
             read_time,
             records,
             checkpoint,
+            read_at: Instant::now(),
         };
         self.next += 1;
         self.tx.send(work).is_ok()
@@ -80,10 +86,12 @@ impl Sequencer<'_> {
 }
 
 /// Runs `produce` on its own thread and `workers` match workers, and hands every batch to
-/// `consume` on the calling thread in source order. Stops early when `consume` fails.
+/// `consume` on the calling thread in source order. Stops early when `consume` fails. The
+/// time each batch takes to match is observed in `match_seconds`.
 pub fn run_stages<R: Send, E>(
     workers: usize,
     patterns: &ArcSwap<PatternSet>,
+    match_seconds: &Histogram,
     produce: impl FnOnce(&mut Sequencer<'_>) -> R + Send,
     mut consume: impl FnMut(Matched) -> Result<(), E>,
 ) -> (R, Result<(), E>) {
@@ -105,7 +113,7 @@ pub fn run_stages<R: Send, E>(
         for _ in 0..workers {
             let done_tx = done_tx.clone();
             let work_rx = Arc::clone(&work_rx);
-            scope.spawn(move || match_worker(patterns, &work_rx, &done_tx));
+            scope.spawn(move || match_worker(patterns, match_seconds, &work_rx, &done_tx));
         }
         drop(done_tx);
         drop(work_rx);
@@ -136,6 +144,7 @@ pub fn run_stages<R: Send, E>(
 /// pattern set is loaded per batch, so a reload applies from the next batch on.
 fn match_worker(
     patterns: &ArcSwap<PatternSet>,
+    match_seconds: &Histogram,
     work: &Mutex<mpsc::Receiver<Work>>,
     done: &mpsc::SyncSender<Done>,
 ) {
@@ -152,16 +161,23 @@ fn match_worker(
             read_time,
             records,
             checkpoint,
+            read_at,
         }) = next
         else {
             return;
         };
+        let started = Instant::now();
         let set = patterns.load();
         let events = records
             .into_iter()
             .map(|record| set.to_event(record, &source, read_time))
             .collect();
-        let matched = Matched { events, checkpoint };
+        match_seconds.observe(started.elapsed().as_secs_f64());
+        let matched = Matched {
+            events,
+            checkpoint,
+            read_at,
+        };
         if done.send(Done { seq, matched }).is_err() {
             return;
         }

@@ -2,12 +2,15 @@
 //!
 //! - [`stdout`]: every event as one JSON line on standard output, the default when no other
 //!   sink is configured and what `replay` writes.
+//! - [`discord`]: events whose pattern has a Discord template, formatted, to webhooks;
+//!   best-effort, on its own queue and tasks, so it never stalls the pipeline.
 //! - [`logstash`]: every event as one JSON line over TCP to Logstash's `json_lines` input,
 //!   reconnecting with backoff and writing a failed batch again (at-least-once).
 //!
 //! How they fail: a sink's write error is returned to the pipeline, which stops feeding it. A
 //! closed stdout (`factorio-isr replay … | head`) is a normal end, not an error.
 
+pub mod discord;
 pub mod logstash;
 pub mod stdout;
 

@@ -48,6 +48,42 @@ use super::fingerprint::{self, FileKey, Fingerprint};
 use super::frame::{FramingLimits, LineFramer, Record, RecordAssembler};
 use super::shape::{self, Shape};
 use crate::event::{LogSource, Timestamp};
+use crate::telemetry::metrics::{ErrorCounter, PipelineMetrics, ServerLabels};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
+/// The tailer's metric handles: per server (by index) lines and bytes, and the time of reads
+/// and of framing.
+#[derive(Clone, Debug)]
+struct TailMetrics {
+    lines: Vec<Counter>,
+    bytes: Vec<Counter>,
+    read: Histogram,
+    frame: Histogram,
+    errors: ErrorCounter,
+}
+
+impl TailMetrics {
+    fn new(servers: &[ServerSource], m: &PipelineMetrics) -> Self {
+        let label = |s: &ServerSource| ServerLabels {
+            server: s.tag.to_string(),
+        };
+        TailMetrics {
+            lines: servers
+                .iter()
+                .map(|s| m.lines_read.get_or_create(&label(s)).clone())
+                .collect(),
+            bytes: servers
+                .iter()
+                .map(|s| m.bytes_read.get_or_create(&label(s)).clone())
+                .collect(),
+            read: m.stage("tail"),
+            frame: m.stage("frame"),
+            errors: m.errors.clone(),
+        }
+    }
+}
 
 /// Default globs of a server's log directory.
 pub fn default_globs() -> Vec<String> {
@@ -229,11 +265,13 @@ pub struct Tailer {
     unreadable: HashSet<PathBuf>,
     buf: Vec<u8>,
     stats: TailStats,
+    metrics: TailMetrics,
 }
 
 impl Tailer {
     /// A tailer for `servers`, resuming from the checkpoints in `store`.
     pub fn new(servers: Vec<ServerSource>, opts: TailOptions, store: &CheckpointStore) -> Self {
+        let metrics = TailMetrics::new(&servers, &PipelineMetrics::default());
         Tailer {
             buf: vec![0; opts.read_chunk_bytes.max(4096)],
             servers,
@@ -245,7 +283,14 @@ impl Tailer {
             missing_dirs: HashSet::new(),
             unreadable: HashSet::new(),
             stats: TailStats::default(),
+            metrics,
         }
+    }
+
+    /// Updates `metrics` (lines and bytes read per server, read and frame times, errors).
+    pub fn with_metrics(mut self, metrics: &PipelineMetrics) -> Self {
+        self.metrics = TailMetrics::new(&self.servers, metrics);
+        self
     }
 
     /// Counters so far.
@@ -306,6 +351,7 @@ impl Tailer {
                 Err(e) => {
                     if self.missing_dirs.insert(si) {
                         self.stats.errors += 1;
+                        self.metrics.errors.count("tailer", "list_dir");
                         warn!(dir = %dir.display(), error = %e, "Cannot list the log directory; will retry.");
                     }
                     continue;
@@ -389,6 +435,7 @@ impl Tailer {
             Err(e) => {
                 if self.unreadable.insert(path.clone()) {
                     self.stats.errors += 1;
+                    self.metrics.errors.count("tailer", "open");
                     warn!(path = %path.display(), error = %e, "Cannot open log file; will retry.");
                 }
                 return;
@@ -474,6 +521,7 @@ impl Tailer {
             opts,
             buf,
             stats,
+            metrics,
             ..
         } = self;
         let f = &mut files[i];
@@ -481,6 +529,7 @@ impl Tailer {
             Ok(m) => (m.len(), m.modified().ok()),
             Err(e) => {
                 stats.errors += 1;
+                metrics.errors.count("tailer", "stat");
                 warn!(path = %f.path.display(), error = %e, "Cannot stat log file.");
                 return 0;
             }
@@ -506,21 +555,26 @@ impl Tailer {
         let mut records = Vec::new();
         let mut total: u64 = 0;
         while total < opts.max_read_bytes_per_file as u64 {
+            let started = Instant::now();
             let n = match f.file.read_at(buf, f.read_offset) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     stats.errors += 1;
+                    metrics.errors.count("tailer", "read");
                     warn!(path = %f.path.display(), error = %e, "Reading log file failed; will retry.");
                     break;
                 }
             };
+            metrics.read.observe(started.elapsed().as_secs_f64());
             f.read_offset += n as u64;
             total += n as u64;
             let asm = &mut f.asm;
+            let started = Instant::now();
             f.framer
                 .push(&buf[..n], &mut |line| asm.push_line(line, &mut records));
+            metrics.frame.observe(started.elapsed().as_secs_f64());
             // One batch per chunk read: batches stay small, so the few in flight between the
             // stages bound memory whatever the backlog.
             if !records.is_empty() {
@@ -548,6 +602,10 @@ impl Tailer {
         let after = f.framer.stats();
         stats.bytes += total;
         stats.lines += after.lines - before.lines;
+        if total > 0 {
+            metrics.bytes[f.server].inc_by(total);
+            metrics.lines[f.server].inc_by(after.lines - before.lines);
+        }
         stats.lines_cut += after.lines_cut - before.lines_cut;
         stats.bytes_cut += after.bytes_cut - before.bytes_cut;
         if after.lines_cut > before.lines_cut {

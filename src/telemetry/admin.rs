@@ -1,6 +1,10 @@
-//! The admin HTTP server: `GET /metrics` (OpenMetrics text), `GET /healthz` (liveness) and
+//! The admin HTTP server: `GET /metrics`, `GET /healthz` (liveness) and
 //! `GET /ready` (readiness), both JSON with `ok`, `reasons` and every component's state, and
 //! status 200 or 503.
+//!
+//! `/metrics` answers in OpenMetrics text when the client asks for it (Prometheus does, and
+//! gets exemplars), else in the classic Prometheus text format 0.0.4 (`curl`, `promtool check
+//! metrics`, older scrapers), which names counters' metadata with `_total` and has no `# EOF`.
 //!
 //! It binds `127.0.0.1:9464` unless told otherwise (`[metrics] address`, `--metrics-addr`,
 //! `METRICS_PORT`), so the metrics are not on the network by accident. It runs on the
@@ -17,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -111,15 +115,64 @@ pub async fn serve(
         .await
 }
 
-async fn serve_metrics(State(s): State<AdminState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-        .into_response()
+async fn serve_metrics(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let text = s.metrics.encode();
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            prometheus_text(&text),
+        )
+            .into_response()
+    }
+}
+
+/// OpenMetrics text as Prometheus text format 0.0.4: counters' `# HELP` and `# TYPE` name the
+/// `_total` series, `# UNIT` and `# EOF` go, exemplars (` # {…} v`) are cut off.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let total = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{total} {tail}"));
+            }
+            None if line.starts_with('#') => out.push_str(line),
+            None => out.push_str(line.split_once(" # ").map_or(line, |(sample, _)| sample)),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn json_report(report: Report) -> Response {
@@ -203,6 +256,20 @@ mod tests {
         );
         let _ = stop_tx.send(());
         rt.block_on(server).unwrap().unwrap();
+    }
+
+    #[test]
+    fn prometheus_text_names_counters_with_total_and_drops_openmetrics_only_lines() {
+        let om = "# HELP x_lines Lines read.\n# TYPE x_lines counter\nx_lines_total{s=\"a\"} 3\n\
+                  # HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n\
+                  # HELP x_seconds Time.\n# TYPE x_seconds histogram\n# UNIT x_seconds seconds\n\
+                  x_seconds_bucket{le=\"1\"} 1 # {trace_id=\"ab\"} 0.5\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP x_lines_total Lines read.\n# TYPE x_lines_total counter\nx_lines_total{s=\"a\"} 3\n\
+             # HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n\
+             # HELP x_seconds Time.\n# TYPE x_seconds histogram\nx_seconds_bucket{le=\"1\"} 1\n"
+        );
     }
 
     #[test]

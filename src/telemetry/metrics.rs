@@ -70,16 +70,133 @@ pub struct ResultLabels {
 pub struct ReloadMetrics {
     /// Reloads by result.
     pub reloads: Family<ResultLabels, Counter>,
+    /// Errors by component and type.
+    pub errors: ErrorCounter,
 }
 
 impl ReloadMetrics {
     /// Counts one reload with `result`.
     pub fn count(&self, result: &str) {
+        if result == "failed" {
+            self.errors.count("patterns", "reload");
+        }
         self.reloads
             .get_or_create(&ResultLabels {
                 result: result.to_owned(),
             })
             .inc();
+    }
+}
+
+/// `{server}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    /// The server's tag.
+    pub server: String,
+}
+
+/// `{server, event_type}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// The server's tag.
+    pub server: String,
+    /// The event type (`log` for unmatched records).
+    pub event_type: String,
+}
+
+/// `{component, error_type}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `tailer`, `checkpoint`, `logstash`, `discord`, `patterns`.
+    pub component: String,
+    /// A fixed word: `read`, `save`, `connect`, `connection_lost`, `http_5xx`, `reload`…
+    pub error_type: String,
+}
+
+/// `{stage}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    /// `tail` (reading), `frame` (lines and records), `match`, `route`, `sink`.
+    pub stage: String,
+}
+
+/// `{sink}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// `logstash` or `stdout`.
+    pub sink: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Stage time buckets: 10 µs to about 5 s.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_01, 2.5, 15))
+}
+
+/// Errors by component and type.
+#[derive(Clone, Debug, Default)]
+pub struct ErrorCounter {
+    errors: Family<ErrorLabels, Counter>,
+}
+
+impl ErrorCounter {
+    /// Counts one error.
+    pub fn count(&self, component: &str, error_type: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                component: component.to_owned(),
+                error_type: error_type.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// What the pipeline's stages update, once per chunk or batch.
+#[derive(Clone, Debug)]
+pub struct PipelineMetrics {
+    /// Lines read, per server.
+    pub lines_read: Family<ServerLabels, Counter>,
+    /// Bytes read, per server.
+    pub bytes_read: Family<ServerLabels, Counter>,
+    /// Events handed to the sinks, per server and type.
+    pub events_processed: Family<EventLabels, Counter>,
+    /// Errors by component and type.
+    pub errors: ErrorCounter,
+    stages: HistogramFamily<StageLabels>,
+    latency: HistogramFamily<SinkLabels>,
+}
+
+impl Default for PipelineMetrics {
+    fn default() -> Self {
+        PipelineMetrics {
+            lines_read: Family::default(),
+            bytes_read: Family::default(),
+            events_processed: Family::default(),
+            errors: ErrorCounter::default(),
+            stages: Family::new_with_constructor(stage_histogram),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl PipelineMetrics {
+    /// The time histogram of `stage`.
+    pub fn stage(&self, stage: &str) -> Histogram {
+        self.stages
+            .get_or_create(&StageLabels {
+                stage: stage.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The read-to-delivered latency histogram of `sink`.
+    pub fn latency(&self, sink: &str) -> Histogram {
+        self.latency
+            .get_or_create(&SinkLabels {
+                sink: sink.to_owned(),
+            })
+            .clone()
     }
 }
 
@@ -99,6 +216,8 @@ pub struct LogstashMetrics {
     /// When the write in progress started (milliseconds since the Unix epoch), 0 when no
     /// write is in progress: how `/ready` tells a Logstash that stopped reading.
     pub write_started_unix_ms: Arc<AtomicU64>,
+    /// Errors by component and type.
+    pub errors: ErrorCounter,
 }
 
 /// What the Discord sink updates.
@@ -116,6 +235,8 @@ pub struct DiscordMetrics {
     pub events_sent: Family<WebhookLabels, Counter>,
     /// Events waiting in the webhook's queue.
     pub queued: Family<WebhookLabels, Gauge>,
+    /// Errors by component and type.
+    pub errors: ErrorCounter,
 }
 
 impl Default for DiscordMetrics {
@@ -127,6 +248,7 @@ impl Default for DiscordMetrics {
             dropped: Family::default(),
             events_sent: Family::default(),
             queued: Family::default(),
+            errors: ErrorCounter::default(),
         }
     }
 }
@@ -160,6 +282,8 @@ pub struct Metrics {
     pub discord: DiscordMetrics,
     /// Pattern reload's handles.
     pub reload: ReloadMetrics,
+    /// The stages' handles.
+    pub pipeline: PipelineMetrics,
 }
 
 impl Metrics {
@@ -178,7 +302,11 @@ impl Metrics {
             "1 when the component is healthy, 0 when not",
             component_status.clone(),
         );
-        let logstash = LogstashMetrics::default();
+        let errors = ErrorCounter::default();
+        let logstash = LogstashMetrics {
+            errors: errors.clone(),
+            ..LogstashMetrics::default()
+        };
         registry.register(
             "logstash_connected",
             "1 while connected to Logstash",
@@ -204,7 +332,10 @@ impl Metrics {
             "Events written again after a failed write: possible duplicates at Logstash",
             logstash.events_resent.clone(),
         );
-        let discord = DiscordMetrics::default();
+        let discord = DiscordMetrics {
+            errors: errors.clone(),
+            ..DiscordMetrics::default()
+        };
         registry.register(
             "discord_api_latency_seconds",
             "Seconds from a Discord request to its response",
@@ -235,13 +366,55 @@ impl Metrics {
             "Events waiting in a webhook's queue",
             discord.queued.clone(),
         );
-        let reload = ReloadMetrics::default();
+        let reload = ReloadMetrics {
+            errors: errors.clone(),
+            ..ReloadMetrics::default()
+        };
         registry.register(
             "pattern_reloads",
             "Pattern directory reloads by result",
             reload.reloads.clone(),
         );
+        let pipeline = PipelineMetrics {
+            errors,
+            ..PipelineMetrics::default()
+        };
+        registry.register(
+            "lines_read",
+            "Lines read from log files",
+            pipeline.lines_read.clone(),
+        );
+        registry.register(
+            "bytes_read",
+            "Bytes read from log files",
+            pipeline.bytes_read.clone(),
+        );
+        registry.register(
+            "events_processed",
+            "Events handed to the sinks, by server and event type",
+            pipeline.events_processed.clone(),
+        );
+        registry.register(
+            "errors",
+            "Errors by component and type",
+            pipeline.errors.errors.clone(),
+        );
+        registry.register(
+            "processing_seconds",
+            "Seconds each pipeline stage spent on one chunk or batch",
+            pipeline.stages.clone(),
+        );
+        registry.register(
+            "event_latency_seconds",
+            "Seconds from reading a batch of lines to its sink taking it",
+            pipeline.latency.clone(),
+        );
+        // Every stage shows from the first scrape, before it has work.
+        for stage in ["tail", "frame", "match", "route", "sink"] {
+            pipeline.stage(stage);
+        }
         Metrics {
+            pipeline,
             reload,
             registry,
             started: Instant::now(),

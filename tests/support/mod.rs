@@ -15,6 +15,7 @@
 // Shared by test crates that each use part of it.
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod logstash;
 pub mod tls;
 

@@ -273,6 +273,7 @@ impl LogstashSink {
                 Err(e) => {
                     self.stats.connect_failures += 1;
                     self.metrics.connect_failures.inc();
+                    self.metrics.errors.count("logstash", "connect");
                     self.health
                         .not_ready(format!("cannot connect to {}: {e}", self.address));
                     // Half of the wait is fixed, half random.
@@ -313,6 +314,7 @@ impl LogstashSink {
         if self.conn.take().is_some() {
             self.stats.disconnects += 1;
             self.metrics.connected.set(0);
+            self.metrics.errors.count("logstash", "connection_lost");
             self.health
                 .not_ready(format!("lost the connection to {}: {why}", self.address));
             warn!(address = %self.address, error = %why, "Lost the connection to Logstash; reconnecting.");

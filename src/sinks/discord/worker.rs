@@ -1,0 +1,401 @@
+//! One worker per webhook: a bounded queue of rendered events, and a task that posts them.
+//!
+//! The route stage pushes into the queue without ever waiting ([`Queue::push`]); when the
+//! queue is full the oldest event of the lowest severity goes (chat before crashes), counted
+//! as `queue_full`. The task takes events from the front, as many as fit one message
+//! ([`super::format::build_body`]), waits for the rate limits, and posts them.
+//!
+//! What an answer does:
+//! - 2xx: the events are delivered; the rate-limit headers are taken in.
+//! - 429: the message goes back to the front and waits for `retry_after`.
+//! - 404 or 401: the webhook was deleted or its token is wrong. It is disabled: logged once,
+//!   shown in `/ready`; its queue and every later event are dropped (`webhook_disabled`).
+//! - another 4xx: Discord refuses the message itself; it is dropped (`rejected`) and logged
+//!   with Discord's reason. Never retried.
+//! - 5xx, a timeout or a broken connection: retried with exponential backoff (with jitter),
+//!   at most `max_attempts` times, then dropped (`retries_exhausted`).
+//!
+//! The webhook URL never appears in a log line or error: errors are stripped of it and the
+//! webhook is named by its name in the config.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use tokio::sync::Notify;
+use tracing::{debug, error, warn};
+
+use super::format::{Item, build_body};
+use super::ratelimit::{RateLimits, parse_429};
+use super::{DiscordConfig, WebhookUrl};
+use crate::event::Severity;
+use crate::telemetry::health::Component;
+use crate::telemetry::metrics::{DiscordMetrics, RateLimitLabels, RequestLabels, WebhookLabels};
+
+/// Most events looked at to build one message (a message holds at most 10 embeds, and lines
+/// up to 2000 characters).
+const TAKE_MAX: usize = 100;
+
+/// The events waiting for one webhook.
+pub struct Queue {
+    items: Mutex<VecDeque<Item>>,
+    capacity: usize,
+    notify: Notify,
+    disabled: AtomicBool,
+    metrics: DiscordMetrics,
+    labels: WebhookLabels,
+}
+
+impl Queue {
+    /// An empty queue of at most `capacity` events.
+    pub fn new(webhook: &str, capacity: usize, metrics: DiscordMetrics) -> Queue {
+        Queue {
+            items: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            notify: Notify::new(),
+            disabled: AtomicBool::new(false),
+            metrics,
+            labels: WebhookLabels {
+                webhook: webhook.to_owned(),
+            },
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Item>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an event without waiting. When full, the oldest event of the lowest severity is
+    /// dropped (the new one, when it is less severe than everything queued).
+    pub fn push(&self, item: Item) {
+        if self.disabled.load(Ordering::Relaxed) {
+            self.metrics.drop_events("webhook_disabled", 1);
+            return;
+        }
+        let mut items = self.lock();
+        if items.len() >= self.capacity {
+            let lowest = items
+                .iter()
+                .map(|i| i.severity)
+                .min()
+                .unwrap_or(Severity::Critical);
+            if item.severity < lowest {
+                drop(items);
+                self.metrics.drop_events("queue_full", 1);
+                return;
+            }
+            if let Some(pos) = items.iter().position(|i| i.severity == lowest) {
+                items.remove(pos);
+                self.metrics.drop_events("queue_full", 1);
+            }
+        }
+        items.push_back(item);
+        self.set_gauge(items.len());
+        drop(items);
+        self.notify.notify_one();
+    }
+
+    /// Takes up to `n` events from the front.
+    fn take_front(&self, n: usize) -> Vec<Item> {
+        let mut items = self.lock();
+        let n = n.min(items.len());
+        let taken: Vec<Item> = items.drain(..n).collect();
+        self.set_gauge(items.len());
+        taken
+    }
+
+    /// Puts events back at the front, in order.
+    fn put_back(&self, back: Vec<Item>) {
+        let mut items = self.lock();
+        for item in back.into_iter().rev() {
+            items.push_front(item);
+        }
+        self.set_gauge(items.len());
+    }
+
+    /// Events waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops everything queued, counting it under `reason`.
+    pub fn drop_all(&self, reason: &str) {
+        let n = self.take_front(usize::MAX).len();
+        if n > 0 {
+            self.metrics.drop_events(reason, n as u64);
+        }
+    }
+
+    fn set_gauge(&self, len: usize) {
+        self.metrics
+            .queued
+            .get_or_create(&self.labels)
+            .set(len as i64);
+    }
+}
+
+/// What the worker of one webhook needs.
+pub struct Worker {
+    /// The webhook's name in the config.
+    pub name: String,
+    /// Its URL (secret).
+    pub url: WebhookUrl,
+    /// Its queue.
+    pub queue: Arc<Queue>,
+    /// Shared rate-limit windows.
+    pub limits: Arc<RateLimits>,
+    /// HTTP client (User-Agent and timeouts set).
+    pub client: reqwest::Client,
+    /// Settings.
+    pub config: DiscordConfig,
+    /// Counters.
+    pub metrics: DiscordMetrics,
+    /// Its `/ready` entry.
+    pub health: Component,
+    /// Set when factorio-isr stops: send what is queued without waiting for more, then end.
+    pub stopping: Arc<AtomicBool>,
+    /// Woken when `stopping` is set.
+    pub stop_notify: Arc<Notify>,
+}
+
+/// How one request ended.
+enum Outcome {
+    Delivered,
+    RateLimited,
+    Disabled,
+    Rejected,
+    Failed(String),
+}
+
+impl Worker {
+    /// Posts queued events until stopped and drained (or disabled).
+    pub async fn run(self) {
+        let mut attempts = 0u32;
+        let mut backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
+        loop {
+            if self.queue.is_empty() {
+                if self.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                tokio::select! {
+                    _ = self.queue.notify.notified() => {}
+                    _ = self.stop_notify.notified() => {}
+                }
+                if !self.stopping.load(Ordering::Acquire) && self.config.coalesce_ms > 0 {
+                    // The first event of a burst waits a moment for the rest to join it.
+                    tokio::time::sleep(Duration::from_millis(self.config.coalesce_ms)).await;
+                }
+                continue;
+            }
+            while let Some(wait) = self.limits.wait(&self.name, Instant::now()) {
+                debug!(webhook = %self.name, wait_ms = wait.as_millis() as u64, "Waiting for Discord's rate limit.");
+                tokio::time::sleep(wait).await;
+            }
+            let mut batch = self.queue.take_front(TAKE_MAX);
+            let (n, body) = build_body(&batch, self.config.username.as_deref());
+            let rest = batch.split_off(n.min(batch.len()));
+            self.queue.put_back(rest);
+            match self.post(&body).await {
+                Outcome::Delivered => {
+                    attempts = 0;
+                    backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
+                    self.metrics
+                        .events_sent
+                        .get_or_create(&WebhookLabels {
+                            webhook: self.name.clone(),
+                        })
+                        .inc_by(batch.len() as u64);
+                    self.health.ready();
+                }
+                Outcome::RateLimited => self.queue.put_back(batch),
+                Outcome::Disabled => {
+                    self.metrics.errors.count("discord", "webhook_disabled");
+                    self.metrics
+                        .drop_events("webhook_disabled", batch.len() as u64);
+                    self.queue.disabled.store(true, Ordering::Relaxed);
+                    self.queue.drop_all("webhook_disabled");
+                    return;
+                }
+                Outcome::Rejected => {
+                    self.metrics.errors.count("discord", "rejected");
+                    self.metrics.drop_events("rejected", batch.len() as u64);
+                }
+                Outcome::Failed(why) => {
+                    self.metrics.errors.count("discord", "request_failed");
+                    attempts += 1;
+                    if attempts >= self.config.max_attempts.max(1) {
+                        warn!(webhook = %self.name, attempts, error = %why, "Discord kept failing; dropping the message.");
+                        self.metrics
+                            .drop_events("retries_exhausted", batch.len() as u64);
+                        attempts = 0;
+                        continue;
+                    }
+                    self.health
+                        .not_ready(format!("Discord is failing ({why}); retrying"));
+                    let jittered = backoff / 2 + backoff.mul_f64(fastrand::f64() / 2.0);
+                    warn!(webhook = %self.name, error = %why, retry_in_ms = jittered.as_millis() as u64, "Posting to Discord failed; retrying.");
+                    self.queue.put_back(batch);
+                    if !self.stopping.load(Ordering::Acquire) {
+                        tokio::time::sleep(jittered).await;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                }
+            }
+        }
+    }
+
+    fn count_request(&self, status: &str) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                webhook: self.name.clone(),
+                status: status.to_owned(),
+            })
+            .inc();
+    }
+
+    fn count_rate_limited(&self, scope: &str) {
+        self.metrics
+            .rate_limited
+            .get_or_create(&RateLimitLabels {
+                webhook: self.name.clone(),
+                scope: scope.to_owned(),
+            })
+            .inc();
+    }
+
+    async fn post(&self, body: &serde_json::Value) -> Outcome {
+        let started = Instant::now();
+        let sent = self
+            .client
+            .post(self.url.with_wait())
+            .json(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                self.count_request("error");
+                // reqwest's errors carry the URL, which holds the webhook's token.
+                return Outcome::Failed(e.without_url().to_string());
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        self.metrics
+            .api_latency_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.count_request(status.as_str());
+        let now = Instant::now();
+        if status.is_success() {
+            if self.limits.update(&self.name, &headers, now) {
+                self.count_rate_limited("bucket");
+            }
+            return Outcome::Delivered;
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let limited = parse_429(&headers, &bytes);
+            self.limits.limited(&self.name, limited, &headers, now);
+            self.count_rate_limited(if limited.global { "global" } else { "bucket" });
+            warn!(webhook = %self.name, retry_after_ms = limited.retry_after.as_millis() as u64, global = limited.global, "Discord rate limit hit; waiting.");
+            return Outcome::RateLimited;
+        }
+        let reason = discord_reason(&bytes);
+        if status == StatusCode::NOT_FOUND || status == StatusCode::UNAUTHORIZED {
+            error!(webhook = %self.name, status = status.as_u16(), reason = %reason, "Discord says this webhook does not exist or its token is wrong; it is disabled until factorio-isr restarts. Check its URL.");
+            self.health.not_ready(format!(
+                "disabled: Discord answered {} ({reason}); check the webhook URL and restart",
+                status.as_u16()
+            ));
+            return Outcome::Disabled;
+        }
+        if status.is_client_error() {
+            self.limits.update(&self.name, &headers, now);
+            warn!(webhook = %self.name, status = status.as_u16(), reason = %reason, "Discord refused a message; it is dropped.");
+            return Outcome::Rejected;
+        }
+        Outcome::Failed(format!("HTTP {}", status.as_u16()))
+    }
+}
+
+/// Discord's `code: message` from an error body, or a short excerpt of a body that is not
+/// Discord's JSON (a proxy's page).
+fn discord_reason(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => {
+            let message = v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("no message");
+            match v.get("code").and_then(serde_json::Value::as_i64) {
+                Some(code) => format!("{code}: {message}"),
+                None => message.to_owned(),
+            }
+        }
+        Err(_) => String::from_utf8_lossy(body).chars().take(120).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::discord::format::ItemBody;
+
+    fn item(severity: Severity, text: &str) -> Item {
+        Item {
+            severity,
+            body: ItemBody::Line(text.to_owned()),
+        }
+    }
+
+    fn texts(q: &Queue) -> Vec<String> {
+        q.lock()
+            .iter()
+            .map(|i| match &i.body {
+                ItemBody::Line(t) => t.clone(),
+                ItemBody::Embed(e) => e.title.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_least_severe_event_first() {
+        let metrics = DiscordMetrics::default();
+        let q = Queue::new("main", 3, metrics.clone());
+        q.push(item(Severity::Info, "join 1"));
+        q.push(item(Severity::Critical, "crash"));
+        q.push(item(Severity::Info, "join 2"));
+        q.push(item(Severity::Info, "join 3"));
+        assert_eq!(texts(&q), ["crash", "join 2", "join 3"]);
+        q.push(item(Severity::Error, "error"));
+        q.push(item(Severity::Error, "error 2"));
+        assert_eq!(texts(&q), ["crash", "error", "error 2"]);
+        // Less severe than everything queued: the new event is the one dropped.
+        q.push(item(Severity::Info, "join 4"));
+        assert_eq!(texts(&q), ["crash", "error", "error 2"]);
+        let dropped = metrics
+            .dropped
+            .get_or_create(&crate::telemetry::metrics::ReasonLabels {
+                reason: "queue_full".into(),
+            })
+            .get();
+        assert_eq!(dropped, 4);
+    }
+
+    #[test]
+    fn error_bodies_give_discords_reason() {
+        assert_eq!(
+            discord_reason(br#"{"message": "Unknown Webhook", "code": 10015}"#),
+            "10015: Unknown Webhook"
+        );
+        assert_eq!(discord_reason(b"Bad Gateway"), "Bad Gateway");
+    }
+}
