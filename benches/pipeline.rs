@@ -5,6 +5,17 @@
 //! start (`--from-beginning`), and ends when the receiver has counted every record. Throughput
 //! is in log lines per second. Run: `cargo bench --bench pipeline`. Whole-process figures with
 //! peak memory, and against syslog-ng, are in README.md ("Benchmarks").
+//!
+//! Tracing overhead: `FACTORIO_ISR_BENCH_TRACES=1.0` (or `0.01`, any sample rate) exports the
+//! pipeline's spans over OTLP/gRPC to an in-process receiver, as a collector on the same host
+//! would receive them; unset or `off`, no trace subscriber is installed. Metrics are always on.
+//! The bench's name carries the setting, so criterion keeps the runs apart:
+//!
+//! ```sh
+//! cargo bench --bench pipeline
+//! FACTORIO_ISR_BENCH_TRACES=1.0 cargo bench --bench pipeline
+//! FACTORIO_ISR_BENCH_TRACES=0.01 cargo bench --bench pipeline
+//! ```
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -21,9 +32,56 @@ use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions, default_glo
 #[path = "support/mix.rs"]
 mod support;
 
+#[path = "../tests/support/otlp.rs"]
+mod otlp;
+
+/// Installs an OTLP trace pipeline to an in-process receiver when `FACTORIO_ISR_BENCH_TRACES`
+/// holds a sample rate; returns what must live as long as the bench, and the setting's name.
+fn traces() -> (
+    Option<(tokio::runtime::Runtime, otlp::OtlpReceiver)>,
+    String,
+) {
+    use factorio_isr::telemetry::traces::{Exporter, TraceConfig, Traces};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let setting = std::env::var("FACTORIO_ISR_BENCH_TRACES").unwrap_or_default();
+    let Ok(rate) = setting.parse::<f64>() else {
+        return (None, "traces_off".to_owned());
+    };
+    let receiver = otlp::OtlpReceiver::start();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let config = TraceConfig {
+        enabled: true,
+        exporter: Exporter::Otlp,
+        sample_rate: rate,
+        endpoint: receiver.endpoint(),
+    };
+    let (traces, tracer) = {
+        let _guard = runtime.enter();
+        Traces::start(&config, &ServiceInfo::default())
+            .expect("traces start")
+            .expect("traces are on")
+    };
+    // Spans are flushed as the process ends; the bench measures the pipeline meanwhile.
+    std::mem::forget(traces);
+    tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("factorio_isr", tracing::Level::INFO),
+                ),
+        )
+        .init();
+    (Some((runtime, receiver)), format!("traces_{setting}"))
+}
+
 const LINES: usize = 200_000;
 
 fn bench_file_to_logstash(c: &mut Criterion) {
+    let (_traces, setting) = traces();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).expect("creating logs/");
@@ -38,7 +96,7 @@ fn bench_file_to_logstash(c: &mut Criterion) {
     group.throughput(Throughput::Elements(lines));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.bench_function("file_to_logstash", |b| {
+    group.bench_function(format!("file_to_logstash_{setting}"), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for i in 0..iters {

@@ -276,8 +276,8 @@ pub struct Event {
     pub source: Arc<LogSource>,
     /// Byte offset of the record's first line in the file.
     pub offset: u64,
-    /// Trace context, when the record was traced.
-    pub trace: Option<TraceIds>,
+    /// Trace context, when the record was traced (shared by the events of a batch).
+    pub trace: Option<Arc<TraceIds>>,
 }
 
 impl Event {
@@ -420,10 +420,10 @@ mod tests {
                 path: "/srv/factorio/console.log".into(),
             }),
             offset: 1234,
-            trace: Some(TraceIds {
+            trace: Some(Arc::new(TraceIds {
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
                 span_id: "00f067aa0ba902b7".into(),
-            }),
+            })),
         }
     }
 

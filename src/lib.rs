@@ -4,11 +4,12 @@
 //! Data flows one way through the stages, each a module:
 //!
 //! ```text
-//!  log dirs ──► tail ─────────────► patterns ──────────► sinks
-//!              (discover, read,     (match: record        (logstash: json_lines over TCP,
-//!               frame: lines and     → typed Event)        stdout: JSON lines)
-//!               records)
-//!              ◄──────── checkpoint advances when the sink has taken the batch ◄────────
+//!  log dirs ──► tail ─────────────► patterns ──────────► route ──► sinks
+//!              (discover, read,     (match: record        (every    (logstash: json_lines over
+//!               frame: lines and     → typed Event)        event;    TCP or TLS; stdout: JSON
+//!               records)                                   Discord   lines; discord: webhooks,
+//!                                                          events)   best-effort)
+//!              ◄──────── checkpoint advances when the reliable sink has taken the batch ◄──
 //! ```
 //!
 //! - [`config`]: the TOML config file, environment variables and their defaults.
@@ -19,8 +20,11 @@
 //!   says (engine, console, bare; its time); fingerprints and checkpoints.
 //! - [`patterns`]: loading and validating the pattern files, the compiled set, the match stage
 //!   that turns a record into an event, and hot reload.
-//! - [`pipeline`]: the stages wired together over bounded channels (`run`, `replay`).
-//! - [`sinks`]: where events go (Logstash, stdout).
+//! - [`pipeline`]: the stages wired together over bounded channels (`run`, `replay`), and the
+//!   route stage that sends each event to its sinks.
+//! - [`sinks`]: where events go (Logstash, stdout, Discord).
+//! - [`telemetry`]: how factorio-isr reports on itself: Prometheus metrics, OpenTelemetry
+//!   traces, its own logs, and the admin server with `/metrics`, `/healthz` and `/ready`.
 //!
 //! How it fails: configuration and pattern problems are reported all at once, each with its
 //! file, line and what to do, before anything runs; a log file that cannot be read is named and

@@ -29,7 +29,9 @@ use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
 use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
 use factorio_isr::telemetry::admin;
 use factorio_isr::telemetry::health::Health;
+use factorio_isr::telemetry::logs::{self, LogFormat};
 use factorio_isr::telemetry::metrics::Metrics;
+use factorio_isr::telemetry::traces::{Exporter, TraceConfig, Traces};
 
 /// Follows Factorio server logs and turns them into typed events.
 #[derive(Parser)]
@@ -138,22 +140,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// factorio-isr's own logs: to stderr, filtered by `LOG_LEVEL` (default `info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(filter)
-        .with_ansi(io::stderr().is_terminal())
-        .with_target(false)
-        .init();
-}
-
 fn run(args: RunArgs) -> Result<ExitCode> {
-    init_logging();
     let config = load_config(args.config.as_deref())?;
     let env = |k: &str| std::env::var(k).ok();
+    let log_format =
+        LogFormat::from_env(env("LOG_FORMAT").as_deref()).map_err(anyhow::Error::msg)?;
+    let trace_config = TraceConfig::from_env(env)?;
+    let service = config.service.resolve(env);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("factorio-isr-admin")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // The gRPC exporter needs the runtime when it is built.
+    let (traces, tracer) = {
+        let _guard = runtime.enter();
+        match Traces::start(&trace_config, &service)? {
+            Some((t, tracer)) => (Some(t), Some(tracer)),
+            None => (None, None),
+        }
+    };
+    logs::init(log_format, env("LOG_LEVEL").as_deref(), tracer);
+    if traces.is_some() {
+        tracing::info!(exporter = ?trace_config.exporter, endpoint = %trace_config.endpoint, sample_rate = trace_config.sample_rate, "Exporting traces.");
+    }
     let servers = config
         .run_servers(&args.dirs, args.server.as_deref())?
         .into_iter()
@@ -207,13 +218,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             "stdout"
         },
     };
-    let service = config.service.resolve(env);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("factorio-isr-admin")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    if logstash_address.is_none() && traces.is_some() && trace_config.exporter == Exporter::Stdout {
+        anyhow::bail!(
+            "TRACES_EXPORTER=stdout needs --logstash: without it, stdout carries the events"
+        );
+    }
     let admin_address = metrics_address(args.metrics_addr, &config, env)?;
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_server = match admin_address {
@@ -232,6 +241,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
     let tailer_health = health.component("tailer", "starting");
     let (pipeline, stopper) = Pipeline::new(opts)?;
+    let progress = stopper.progress();
+    tailer_health.set_liveness_probe(Box::new(move || progress.wedged(WEDGED_AFTER)));
 
     let stop_reload = Arc::new(AtomicBool::new(false));
     let reloader = dir.map(|dir| {
@@ -302,8 +313,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             "Draining took longer than {shutdown_timeout:?}; saving the checkpoints of what was delivered and exiting."
         );
         stopper.save_checkpoints().context("saving checkpoints")?;
+        if let Some(t) = traces {
+            t.shutdown();
+        }
         runtime.shutdown_background();
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(t) = traces {
+        t.shutdown();
     }
     if let Some(r) = reloader {
         let _ = r.join();
@@ -365,6 +382,10 @@ fn start_discord(
     )?;
     Ok(Some(discord))
 }
+
+/// How long the pipeline may make no progress, with no sink write pending, before `/healthz`
+/// says it is wedged.
+const WEDGED_AFTER: Duration = Duration::from_secs(60);
 
 /// How long a Logstash write may block before `/ready` reports Logstash as not reading.
 const LOGSTASH_STALL_MS: u64 = 5000;

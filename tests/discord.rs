@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::discord::{FakeConfig, FakeDiscord, Mode, Recorded, all_text};
-use support::{Isr, IsrCmd};
+use support::{Isr, IsrCmd, wait_until};
 use tempfile::TempDir;
 
 const ARRIVE: Duration = Duration::from_secs(30);
@@ -82,17 +82,6 @@ fn append(path: &Path, lines: &[String]) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
-fn wait(mut pred: impl FnMut() -> bool, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if pred() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pred()
-}
-
 /// Every request's text, joined.
 fn delivered_text(fake: &FakeDiscord) -> String {
     fake.accepted()
@@ -158,7 +147,7 @@ fn a_burst_of_sixty_joins_is_coalesced_within_the_rate_limit() {
         .map(|n| format!("[JOIN] {n} joined the game"))
         .collect();
     append(&env.console(), &lines);
-    let all_there = wait(
+    let all_there = wait_until(
         || {
             let text = delivered_text(&fake).replace('\\', "");
             names.iter().all(|n| text.contains(n.as_str()))
@@ -368,7 +357,7 @@ fn hostile_names_and_messages_cannot_ping_or_format() {
         .collect();
     append(&env.console(), &lines);
     assert!(
-        wait(|| delivered_text(&fake).contains("mallory9"), ARRIVE),
+        wait_until(|| delivered_text(&fake).contains("mallory9"), ARRIVE),
         "{}\n{}",
         delivered_text(&fake),
         isr.stderr()
@@ -439,7 +428,7 @@ fn bridge_echoes_are_not_sent_back_and_player_chat_is() {
         ],
     );
     assert!(
-        wait(|| delivered_text(&fake).contains("yara"), ARRIVE),
+        wait_until(|| delivered_text(&fake).contains("yara"), ARRIVE),
         "{}",
         isr.stderr()
     );
@@ -499,7 +488,7 @@ fn old_backlog_is_not_posted() {
         &["[JOIN] newuser joined the game".to_owned()],
     );
     assert!(
-        wait(|| delivered_text(&fake).contains("newuser"), ARRIVE),
+        wait_until(|| delivered_text(&fake).contains("newuser"), ARRIVE),
         "{}",
         isr.stderr()
     );
@@ -519,7 +508,7 @@ fn a_steady_trickle_waits_for_the_bucket_to_refill() {
         std::thread::sleep(Duration::from_millis(150));
     }
     assert!(
-        wait(|| delivered_text(&fake).contains("t15"), ARRIVE),
+        wait_until(|| delivered_text(&fake).contains("t15"), ARRIVE),
         "{}\n{}",
         delivered_text(&fake),
         isr.stderr()

@@ -343,6 +343,25 @@ fn check_reconnect_duplicates(chats: &[Chat], id: &str, want: &[u64]) -> Result<
 
 // --- delivery ---------------------------------------------------------------------------------
 
+/// A writer "w" of ~3000 lines/s into `path` until `stop` is set, so that lines keep coming
+/// through an outage however slow the machine. Join the thread for the writer.
+fn steady_writer(path: PathBuf) -> (Arc<AtomicBool>, thread::JoinHandle<SeqWriter>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut w = SeqWriter::create(&path, "w");
+            while !stop.load(Ordering::SeqCst) {
+                paced(300, 3000, |_| {
+                    w.write_line();
+                });
+            }
+            w
+        })
+    };
+    (stop, writer)
+}
+
 /// Sends SIGTERM and expects exit code 0 within `shutdown_timeout_ms = 1000` plus 2 s of
 /// margin. Returns how long the exit took.
 #[track_caller]
@@ -422,21 +441,7 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
     let mut fake = Logstash::start();
     let isr = env.isr().logstash(fake.addr()).spawn();
     let path = env.log("console.log");
-    // ~3000 lines/s until told to stop, so that lines keep coming through the kill and after
-    // the restart however slow the machine.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut w = SeqWriter::create(&path, "w");
-            while !stop.load(Ordering::SeqCst) {
-                paced(300, 3000, |_| {
-                    w.write_line();
-                });
-            }
-            w
-        })
-    };
+    let (stop, writer) = steady_writer(path);
     assert!(
         fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
         "the first 2000 lines did not arrive:\n{}\nstderr:\n{}",
@@ -525,19 +530,7 @@ fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
     let mut fake = Logstash::start();
     let isr = env.isr().logstash(fake.addr()).spawn();
     let path = env.log("console.log");
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut w = SeqWriter::create(&path, "w");
-            while !stop.load(Ordering::SeqCst) {
-                paced(300, 3000, |_| {
-                    w.write_line();
-                });
-            }
-            w
-        })
-    };
+    let (stop, writer) = steady_writer(path);
     assert!(
         fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
         "the first lines did not arrive:\n{}",

@@ -9,10 +9,10 @@ use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::tls::{Pki, TlsLogstash};
-use support::{IsrCmd, SeqWriter, logstash_config};
+use support::{Isr, IsrCmd, SeqWriter, logstash_config, wait_until};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
@@ -29,15 +29,20 @@ fn tls_section(ca: &Path, client: Option<&Pki>) -> String {
     s
 }
 
-fn wait(mut pred: impl FnMut() -> bool, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if pred() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pred()
+/// Starts `factorio-isr run` on `tmp/logs/` sending to `addr` with the `[logstash.tls]`
+/// section `tls`, and writes `lines` chat lines.
+fn start(tmp: &Path, addr: std::net::SocketAddr, tls: &str, lines: usize) -> (Isr, SeqWriter) {
+    let config = logstash_config(tmp, "", tls);
+    let logs = tmp.join("logs");
+    fs::create_dir(&logs).unwrap();
+    let isr = IsrCmd::new(&logs, &tmp.join("state"))
+        .config(&config)
+        .start_at_beginning()
+        .logstash(addr)
+        .spawn();
+    let mut w = SeqWriter::create(logs.join("console.log"), "w");
+    w.write_lines(lines);
+    (isr, w)
 }
 
 #[test]
@@ -45,18 +50,14 @@ fn events_arrive_over_tls_with_a_verified_server_and_a_client_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::create(tmp.path());
     let fake = TlsLogstash::start(&pki, true);
-    let config = logstash_config(tmp.path(), "", &tls_section(&pki.ca, Some(&pki)));
-    let logs = tmp.path().join("logs");
-    fs::create_dir(&logs).unwrap();
-    let mut isr = IsrCmd::new(&logs, &tmp.path().join("state"))
-        .config(&config)
-        .start_at_beginning()
-        .logstash(fake.addr())
-        .spawn();
-    let mut w = SeqWriter::create(logs.join("console.log"), "w");
-    w.write_lines(500);
+    let (mut isr, w) = start(
+        tmp.path(),
+        fake.addr(),
+        &tls_section(&pki.ca, Some(&pki)),
+        500,
+    );
     assert!(
-        wait(|| fake.events().len() >= 500, ARRIVE),
+        wait_until(|| fake.events().len() >= 500, ARRIVE),
         "{} of 500 events arrived; handshake failures {:?}\n{}",
         fake.events().len(),
         fake.handshake_failures(),
@@ -78,16 +79,12 @@ fn a_server_signed_by_another_authority_is_refused_and_retried() {
     let pki = Pki::create(tmp.path());
     let fake = TlsLogstash::start(&pki, false);
     // Trust only the unrelated authority.
-    let config = logstash_config(tmp.path(), "", &tls_section(&pki.other_ca, None));
-    let logs = tmp.path().join("logs");
-    fs::create_dir(&logs).unwrap();
-    let mut isr = IsrCmd::new(&logs, &tmp.path().join("state"))
-        .config(&config)
-        .start_at_beginning()
-        .logstash(fake.addr())
-        .spawn();
-    let mut w = SeqWriter::create(logs.join("console.log"), "w");
-    w.write_lines(10);
+    let (mut isr, _w) = start(
+        tmp.path(),
+        fake.addr(),
+        &tls_section(&pki.other_ca, None),
+        10,
+    );
     assert!(
         isr.wait_for_stderr_count("TLS handshake failed", 3, ARRIVE),
         "no retried handshake failure logged:\n{}",
@@ -115,18 +112,9 @@ fn a_missing_client_certificate_is_refused_by_logstash_and_nothing_is_delivered(
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::create(tmp.path());
     let fake = TlsLogstash::start(&pki, true);
-    let config = logstash_config(tmp.path(), "", &tls_section(&pki.ca, None));
-    let logs = tmp.path().join("logs");
-    fs::create_dir(&logs).unwrap();
-    let mut isr = IsrCmd::new(&logs, &tmp.path().join("state"))
-        .config(&config)
-        .start_at_beginning()
-        .logstash(fake.addr())
-        .spawn();
-    let mut w = SeqWriter::create(logs.join("console.log"), "w");
-    w.write_lines(10);
+    let (mut isr, _w) = start(tmp.path(), fake.addr(), &tls_section(&pki.ca, None), 10);
     assert!(
-        wait(|| fake.handshake_failures().len() >= 2, ARRIVE),
+        wait_until(|| fake.handshake_failures().len() >= 2, ARRIVE),
         "Logstash saw no refused client: {:?}\n{}",
         fake.handshake_failures(),
         isr.stderr()
@@ -149,16 +137,7 @@ fn tls_never_falls_back_to_plaintext() {
     // handshake record, never a JSON line.
     let plain = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = plain.local_addr().unwrap();
-    let config = logstash_config(tmp.path(), "", &tls_section(&pki.ca, Some(&pki)));
-    let logs = tmp.path().join("logs");
-    fs::create_dir(&logs).unwrap();
-    let mut isr = IsrCmd::new(&logs, &tmp.path().join("state"))
-        .config(&config)
-        .start_at_beginning()
-        .logstash(addr)
-        .spawn();
-    let mut w = SeqWriter::create(logs.join("console.log"), "w");
-    w.write_lines(10);
+    let (mut isr, _w) = start(tmp.path(), addr, &tls_section(&pki.ca, Some(&pki)), 10);
     let mut firsts = Vec::new();
     for _ in 0..3 {
         let (mut conn, _) = plain.accept().unwrap();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Isr, IsrCmd, SeqWriter, fast_config, http_get};
+use support::{Isr, IsrCmd, SeqWriter, fast_config, http_get, metric_sample};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
@@ -80,7 +80,8 @@ fn metric_values_equal_what_was_read_and_delivered() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let get = |name: &str| sample(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+    let get =
+        |name: &str| metric_sample(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
     assert_eq!(
         get("factorio_isr_events_processed_total{server=\"test\",event_type=\"chat\"}"),
         300.0
@@ -146,6 +147,83 @@ fn promtool_check_metrics_is_clean() {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics:\n{report}"
     );
+}
+
+#[test]
+fn a_broken_pattern_file_shows_in_ready_while_the_old_patterns_keep_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patterns = tmp.path().join("patterns");
+    fs::create_dir(&patterns).unwrap();
+    for f in ["console.toml", "engine.toml", "mods.toml"] {
+        fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("patterns")
+                .join(f),
+            patterns.join(f),
+        )
+        .unwrap();
+    }
+    let logs = tmp.path().join("logs");
+    fs::create_dir(&logs).unwrap();
+    let config = fast_config(tmp.path());
+    let isr = IsrCmd::new(&logs, &tmp.path().join("state"))
+        .config(&config)
+        .start_at_beginning()
+        .arg("--patterns")
+        .arg(&patterns)
+        .spawn();
+    let mut w = SeqWriter::create(logs.join("console.log"), "w");
+    w.write_lines(5);
+    assert!(isr.wait_for(|e| e.len() >= 5, ARRIVE), "{}", isr.stderr());
+    assert_eq!(isr.admin_get("/ready").0, 200);
+    fs::write(
+        patterns.join("broken.toml"),
+        "[[pattern]]\nname = \"x\"\nregex = '(unclosed'\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + ARRIVE;
+    let body = loop {
+        let (status, body) = isr.admin_get("/ready");
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready never showed the broken file"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        body.contains("patterns") && body.contains("broken.toml"),
+        "{body}"
+    );
+    assert_eq!(
+        isr.admin_get("/healthz").0,
+        200,
+        "a broken pattern file is not a liveness failure"
+    );
+    let text = metrics(&isr);
+    assert_eq!(
+        metric_sample(
+            &text,
+            "factorio_isr_pattern_reloads_total{result=\"failed\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The old patterns keep matching.
+    w.write_lines(5);
+    assert!(isr.wait_for(
+        |e| e.iter().filter(|x| x["event_type"] == "chat").count() >= 10,
+        ARRIVE
+    ));
+    // Fixed: ready again.
+    fs::remove_file(patterns.join("broken.toml")).unwrap();
+    let deadline = Instant::now() + ARRIVE;
+    while isr.admin_get("/ready").0 != 200 {
+        assert!(Instant::now() < deadline, "/ready stayed 503 after the fix");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Kills the Prometheus server when the test ends.
@@ -233,5 +311,29 @@ fn tool(name: &str) -> Option<&str> {
     }
     panic!(
         "`{name}` is not installed: install the Debian package `prometheus` (apt-get install -y prometheus), or set FACTORIO_ISR_SKIP_PROMETHEUS=1 to skip this test"
+    );
+}
+
+#[test]
+fn the_admin_server_binds_loopback_and_can_be_turned_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (isr, _) = run_with_lines(tmp.path(), 3, 0, 0);
+    assert!(isr.admin_addr().ip().is_loopback());
+    drop(isr);
+
+    let logs = tmp.path().join("logs2");
+    fs::create_dir(&logs).unwrap();
+    let isr = IsrCmd::new(&logs, &tmp.path().join("state2"))
+        .config(&fast_config(tmp.path()))
+        .start_at_beginning()
+        .env("METRICS_ENABLED", "false")
+        .spawn();
+    let mut w = SeqWriter::create(logs.join("console.log"), "w");
+    w.write_lines(3);
+    assert!(isr.wait_for(|e| e.len() >= 3, ARRIVE), "{}", isr.stderr());
+    assert!(
+        !isr.stderr().contains("Serving /metrics"),
+        "{}",
+        isr.stderr()
     );
 }

@@ -130,7 +130,13 @@ fn read_and_frame(
             },
             |records, read_time| {
                 let read_time = options.read_time.unwrap_or(read_time);
-                if seq.send(source.clone(), read_time, std::mem::take(records), None) {
+                if seq.send(
+                    source.clone(),
+                    read_time,
+                    std::mem::take(records),
+                    None,
+                    tracing::Span::none(),
+                ) {
                     ControlFlow::Continue(())
                 } else {
                     pipeline_gone = true;

@@ -21,13 +21,13 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::stages::{Matched, run_stages};
 use crate::event::Timestamp;
@@ -36,7 +36,7 @@ use crate::sinks::Sink;
 use crate::tail::checkpoint::CheckpointStore;
 use crate::tail::tailer::{ServerSource, TailOptions, TailStats, Tailer};
 use crate::tail::watch::{WakeHandle, Waker, follow};
-use crate::telemetry::metrics::{EventLabels, PipelineMetrics};
+use crate::telemetry::metrics::{EventLabels, PipelineMetrics, TraceLabel};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -88,15 +88,54 @@ pub enum RunError {
     Sink(#[source] io::Error),
 }
 
+/// Signs of life of a running pipeline, for `/healthz`: when the tail loop last made a pass,
+/// and since when the sink has been flushing (0: not flushing).
+#[derive(Debug, Default)]
+pub struct Progress {
+    tail_pass_unix_ms: AtomicU64,
+    flushing_since_unix_ms: AtomicU64,
+}
+
+impl Progress {
+    /// `Some(reason)` when the pipeline looks wedged: the tail loop has made no pass for
+    /// `after` while the sink is not busy writing. A sink that blocks in a write (Logstash not
+    /// reading, a full stdout pipe) blocks the tail loop too, and is backpressure, not a hang.
+    pub fn wedged(&self, after: Duration) -> Option<String> {
+        let now = unix_ms();
+        let last = self.tail_pass_unix_ms.load(Ordering::Relaxed);
+        let flushing = self.flushing_since_unix_ms.load(Ordering::Relaxed);
+        let idle_ms = now.saturating_sub(last);
+        (last != 0 && flushing == 0 && idle_ms >= after.as_millis() as u64).then(|| {
+            format!(
+                "the pipeline has made no progress for {} s with no sink write pending",
+                idle_ms / 1000
+            )
+        })
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
+        .max(1)
+}
+
 /// Stops a running pipeline from another thread (a signal handler, a test).
 #[derive(Clone)]
 pub struct Stopper {
     stop: Arc<AtomicBool>,
     wake: WakeHandle,
     store: Arc<Mutex<CheckpointStore>>,
+    progress: Arc<Progress>,
 }
 
 impl Stopper {
+    /// The pipeline's signs of life.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
     /// Asks the pipeline to stop reading, drain and save its checkpoints.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
@@ -121,6 +160,7 @@ pub struct Pipeline {
     workers: usize,
     metrics: PipelineMetrics,
     sink_name: &'static str,
+    progress: Arc<Progress>,
 }
 
 impl Pipeline {
@@ -146,10 +186,12 @@ impl Pipeline {
         let waker = Waker::new(opts.poll_only);
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::new(Mutex::new(store));
+        let progress = Arc::new(Progress::default());
         let stopper = Stopper {
             stop: stop.clone(),
             wake: waker.handle(),
             store: store.clone(),
+            progress: progress.clone(),
         };
         Ok((
             Pipeline {
@@ -162,6 +204,7 @@ impl Pipeline {
                 workers: opts.workers,
                 metrics: opts.metrics,
                 sink_name: opts.sink_name,
+                progress,
             },
             stopper,
         ))
@@ -183,6 +226,7 @@ impl Pipeline {
             workers,
             metrics,
             sink_name,
+            progress,
         } = self;
         let match_seconds = metrics.stage("match");
         let route_seconds = metrics.stage("route");
@@ -210,12 +254,18 @@ impl Pipeline {
             patterns,
             &match_seconds,
             |seq| {
-                follow(tailer, waker, poll_interval_max, &stop, |batch| {
+                let beat = || {
+                    progress
+                        .tail_pass_unix_ms
+                        .store(unix_ms(), Ordering::Relaxed)
+                };
+                follow(tailer, waker, poll_interval_max, &stop, beat, |batch| {
                     seq.send(
                         batch.source,
                         batch.read_time,
                         batch.records,
                         batch.checkpoint,
+                        batch.span,
                     )
                 })
             },
@@ -223,17 +273,46 @@ impl Pipeline {
                  events,
                  checkpoint,
                  read_at,
+                 span,
              }| {
                 let started = Instant::now();
-                for event in &events {
-                    sink.write(event)?;
-                }
+                // Writing may block on the sink (stdout's buffer writes out as it fills).
+                progress
+                    .flushing_since_unix_ms
+                    .store(unix_ms(), Ordering::Relaxed);
+                crate::traced_span!(parent: &span, "route", events = events.len()).in_scope(
+                    || -> io::Result<()> {
+                        for event in &events {
+                            sink.write(event)?;
+                        }
+                        Ok(())
+                    },
+                )?;
                 let routed = Instant::now();
                 route_seconds.observe((routed - started).as_secs_f64());
-                sink.flush()?;
+                let sink_span = match sink_name {
+                    "logstash" => {
+                        crate::traced_span!(parent: &span, "sink.logstash", events = events.len())
+                    }
+                    _ => crate::traced_span!(parent: &span, "sink.stdout", events = events.len()),
+                };
+                let flushed = sink_span.in_scope(|| -> io::Result<()> {
+                    sink.flush()?;
+                    debug!(events = events.len(), "Batch delivered.");
+                    Ok(())
+                });
+                progress.flushing_since_unix_ms.store(0, Ordering::Relaxed);
+                flushed?;
+                drop(sink_span);
                 let flushed = Instant::now();
                 sink_seconds.observe((flushed - routed).as_secs_f64());
-                latency.observe((flushed - read_at).as_secs_f64());
+                let exemplar = events
+                    .first()
+                    .and_then(|e| e.trace.as_ref())
+                    .map(|t| TraceLabel {
+                        trace_id: t.trace_id.clone(),
+                    });
+                latency.observe((flushed - read_at).as_secs_f64(), exemplar, None);
                 types.count(&events, &metrics);
                 summary.events += events.len() as u64;
                 if let Some(cp) = checkpoint {
@@ -299,4 +378,26 @@ fn lock(store: &Mutex<CheckpointStore>) -> MutexGuard<'_, CheckpointStore> {
     store
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_is_wedged_only_when_stalled_with_no_sink_write_pending() {
+        let p = Progress::default();
+        let minute = Duration::from_secs(60);
+        assert_eq!(p.wedged(minute), None, "not started yet");
+        p.tail_pass_unix_ms.store(unix_ms(), Ordering::Relaxed);
+        assert_eq!(p.wedged(minute), None);
+        p.tail_pass_unix_ms
+            .store(unix_ms() - 90_000, Ordering::Relaxed);
+        let reason = p.wedged(minute).expect("wedged");
+        assert!(reason.contains("90 s"), "{reason}");
+        // A sink blocked in a write is backpressure.
+        p.flushing_since_unix_ms
+            .store(unix_ms() - 80_000, Ordering::Relaxed);
+        assert_eq!(p.wedged(minute), None);
+    }
 }

@@ -39,6 +39,7 @@ struct Work {
     records: Vec<Record>,
     checkpoint: Option<FileCheckpoint>,
     read_at: Instant,
+    span: tracing::Span,
 }
 
 /// The events of one batch, and where its file stands once they are delivered.
@@ -49,6 +50,8 @@ pub struct Matched {
     pub checkpoint: Option<FileCheckpoint>,
     /// When the batch was handed on by the source (just after it was read).
     pub read_at: Instant,
+    /// The batch's root span.
+    pub span: tracing::Span,
 }
 
 struct Done {
@@ -71,6 +74,7 @@ impl Sequencer<'_> {
         read_time: Timestamp,
         records: Vec<Record>,
         checkpoint: Option<FileCheckpoint>,
+        span: tracing::Span,
     ) -> bool {
         let work = Work {
             seq: self.next,
@@ -79,6 +83,7 @@ impl Sequencer<'_> {
             records,
             checkpoint,
             read_at: Instant::now(),
+            span,
         };
         self.next += 1;
         self.tx.send(work).is_ok()
@@ -162,21 +167,33 @@ fn match_worker(
             records,
             checkpoint,
             read_at,
+            span,
         }) = next
         else {
             return;
         };
         let started = Instant::now();
-        let set = patterns.load();
-        let events = records
-            .into_iter()
-            .map(|record| set.to_event(record, &source, read_time))
-            .collect();
+        let match_span = crate::traced_span!(parent: &span, "match", records = records.len());
+        // The events of a sampled batch carry the ids of the span that made them.
+        let trace = crate::telemetry::traces::sampled_ids(&match_span);
+        let events = match_span.in_scope(|| {
+            let set = patterns.load();
+            records
+                .into_iter()
+                .map(|record| {
+                    let mut event = set.to_event(record, &source, read_time);
+                    event.trace.clone_from(&trace);
+                    event
+                })
+                .collect()
+        });
+        drop(match_span);
         match_seconds.observe(started.elapsed().as_secs_f64());
         let matched = Matched {
             events,
             checkpoint,
             read_at,
+            span,
         };
         if done.send(Done { seq, matched }).is_err() {
             return;

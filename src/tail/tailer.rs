@@ -180,6 +180,8 @@ pub struct TailBatch {
     /// Where the file stands once these records are delivered; `None` while the file has no
     /// fingerprint (its first line is incomplete).
     pub checkpoint: Option<FileCheckpoint>,
+    /// The batch's root span (`batch`); later stages add their spans under it.
+    pub span: tracing::Span,
 }
 
 /// Counters of what the tailer did.
@@ -508,6 +510,7 @@ impl Tailer {
                 records: Vec::new(),
                 read_time: Timestamp::now(),
                 checkpoint: f.checkpoint(&tag),
+                span: tracing::Span::none(),
             });
         }
         self.files.push(f);
@@ -554,9 +557,23 @@ impl Tailer {
         let before = f.framer.stats();
         let mut records = Vec::new();
         let mut total: u64 = 0;
+        let tag = &servers[f.server].tag;
+        let mut batch = tracing::Span::none();
         while total < opts.max_read_bytes_per_file as u64 {
+            // A batch's trace starts with the read of its chunk (only for data known to be
+            // there: an idle file's empty reads make no spans).
+            if batch.is_none() && f.read_offset < len {
+                batch = crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display());
+            }
+            let read_span = if batch.is_none() {
+                tracing::Span::none()
+            } else {
+                crate::traced_span!(parent: &batch, "tail.read")
+            };
             let started = Instant::now();
-            let n = match f.file.read_at(buf, f.read_offset) {
+            let read = read_span.in_scope(|| f.file.read_at(buf, f.read_offset));
+            drop(read_span);
+            let n = match read {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -568,12 +585,17 @@ impl Tailer {
                 }
             };
             metrics.read.observe(started.elapsed().as_secs_f64());
+            if batch.is_none() {
+                batch = crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display());
+            }
             f.read_offset += n as u64;
             total += n as u64;
             let asm = &mut f.asm;
             let started = Instant::now();
-            f.framer
-                .push(&buf[..n], &mut |line| asm.push_line(line, &mut records));
+            crate::traced_span!(parent: &batch, "frame", bytes = n).in_scope(|| {
+                f.framer
+                    .push(&buf[..n], &mut |line| asm.push_line(line, &mut records));
+            });
             metrics.frame.observe(started.elapsed().as_secs_f64());
             // One batch per chunk read: batches stay small, so the few in flight between the
             // stages bound memory whatever the backlog.
@@ -585,7 +607,8 @@ impl Tailer {
                     source: f.source.clone(),
                     records: std::mem::take(&mut records),
                     read_time: Timestamp::now(),
-                    checkpoint: f.checkpoint(&servers[f.server].tag),
+                    checkpoint: f.checkpoint(tag),
+                    span: std::mem::replace(&mut batch, tracing::Span::none()),
                 });
             }
         }
@@ -612,11 +635,15 @@ impl Tailer {
             warn!(path = %f.path.display(), max_line_bytes = opts.limits.max_line_bytes, "A line longer than the limit was cut.");
         }
         if !records.is_empty() {
+            if batch.is_none() {
+                batch = crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display());
+            }
             emit(TailBatch {
                 source: f.source.clone(),
                 records,
                 read_time: Timestamp::now(),
-                checkpoint: f.checkpoint(&servers[f.server].tag),
+                checkpoint: f.checkpoint(tag),
+                span: batch,
             });
         }
         total
@@ -633,11 +660,17 @@ impl Tailer {
         info!(path = %f.path.display(), "Let go of deleted or rotated log file.");
         self.stats.files_closed += 1;
         let tag = self.servers[f.server].tag.clone();
+        let span = if records.is_empty() {
+            tracing::Span::none()
+        } else {
+            crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display())
+        };
         emit(TailBatch {
             source: f.source.clone(),
             records,
             read_time: Timestamp::now(),
             checkpoint: f.checkpoint(&tag),
+            span,
         });
     }
 }

@@ -148,17 +148,20 @@ impl Waker {
 
 /// The tailer's loop: poll, hand out batches, wait. Returns when `stop` is set or `send`
 /// refuses a batch (the pipeline is gone). `send` may block: that is backpressure, and the
-/// tailer reads nothing more while it does.
+/// tailer reads nothing more while it does. `on_pass` runs at the start of every pass (a
+/// heartbeat: an idle loop passes at least every `poll_interval_max`).
 pub fn follow(
     mut tailer: Tailer,
     mut waker: Waker,
     poll_interval_max: Duration,
     stop: &AtomicBool,
+    mut on_pass: impl FnMut(),
     mut send: impl FnMut(TailBatch) -> bool,
 ) -> TailStats {
     let mut wait = MIN_WAIT;
     let mut pipeline_alive = true;
     loop {
+        on_pass();
         if stop.load(Ordering::Acquire) {
             return tailer.stats();
         }

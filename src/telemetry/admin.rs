@@ -273,6 +273,13 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_server_is_local_unless_told_otherwise() {
+        let c = MetricsConfig::default();
+        assert!(c.enabled);
+        assert_eq!(c.address, "127.0.0.1:9464");
+    }
+
+    #[test]
     fn a_busy_port_names_the_address_and_the_fix() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();

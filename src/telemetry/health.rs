@@ -40,6 +40,7 @@ struct Entry {
     state: State,
     reason: Option<String>,
     probe: Option<Probe>,
+    live_probe: Option<Probe>,
 }
 
 /// The components and their states.
@@ -101,6 +102,14 @@ impl Health {
                     state: e.state.clone(),
                     reason: e.reason.clone(),
                 };
+                if report.state != State::Failed
+                    && let Some(reason) = e.live_probe.as_ref().and_then(|p| p())
+                {
+                    report = ComponentReport {
+                        state: State::Failed,
+                        reason: Some(reason),
+                    };
+                }
                 if report.state == State::Ready
                     && let Some(reason) = e.probe.as_ref().and_then(|p| p())
                 {
@@ -158,6 +167,7 @@ impl Component {
             state: State::NotReady,
             reason: None,
             probe: None,
+            live_probe: None,
         });
         entry.state = state;
         entry.reason = reason;
@@ -176,6 +186,14 @@ impl Component {
     /// Dead, and why: `/healthz` fails.
     pub fn failed(&self, reason: impl Into<String>) {
         self.set(State::Failed, Some(reason.into()));
+    }
+
+    /// Asks `probe` at every `/healthz` and `/ready`: `Some(reason)` means the component is
+    /// dead (wedged), and restarting factorio-isr would help.
+    pub fn set_liveness_probe(&self, probe: Probe) {
+        if let Some(e) = self.health.lock().get_mut(&self.name) {
+            e.live_probe = Some(probe);
+        }
     }
 
     /// Asks `probe` at every `/ready` while the component is otherwise ready.
@@ -227,6 +245,19 @@ mod tests {
             health.liveness().ok,
             "a stalled sink is not a liveness failure"
         );
+
+        let wedged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let w = wedged.clone();
+        tailer.set_liveness_probe(Box::new(move || {
+            w.load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| "no progress for 60 s".to_owned())
+        }));
+        assert!(health.liveness().ok);
+        wedged.store(true, std::sync::atomic::Ordering::Relaxed);
+        let r = health.liveness();
+        assert_eq!(r.reasons, ["tailer: no progress for 60 s"]);
+        assert!(!health.readiness().ok);
+        wedged.store(false, std::sync::atomic::Ordering::Relaxed);
 
         tailer.failed("the tail thread panicked");
         assert!(!health.liveness().ok);

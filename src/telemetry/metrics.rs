@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -129,6 +130,20 @@ pub struct SinkLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The exemplar label of a latency observation: the trace of the batch it measured.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceLabel {
+    /// 32 hex digits.
+    pub trace_id: String,
+}
+
+/// A latency histogram whose buckets keep the trace id of a recent observation.
+pub type LatencyHistogram = HistogramWithExemplars<TraceLabel>;
+
+fn latency_with_exemplars() -> LatencyHistogram {
+    HistogramWithExemplars::new(exponential_buckets(0.001, 2.0, 15))
+}
+
 /// Stage time buckets: 10 µs to about 5 s.
 fn stage_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 2.5, 15))
@@ -164,7 +179,7 @@ pub struct PipelineMetrics {
     /// Errors by component and type.
     pub errors: ErrorCounter,
     stages: HistogramFamily<StageLabels>,
-    latency: HistogramFamily<SinkLabels>,
+    latency: Family<SinkLabels, LatencyHistogram, fn() -> LatencyHistogram>,
 }
 
 impl Default for PipelineMetrics {
@@ -175,7 +190,7 @@ impl Default for PipelineMetrics {
             events_processed: Family::default(),
             errors: ErrorCounter::default(),
             stages: Family::new_with_constructor(stage_histogram),
-            latency: Family::new_with_constructor(latency_histogram),
+            latency: Family::new_with_constructor(latency_with_exemplars),
         }
     }
 }
@@ -191,7 +206,7 @@ impl PipelineMetrics {
     }
 
     /// The read-to-delivered latency histogram of `sink`.
-    pub fn latency(&self, sink: &str) -> Histogram {
+    pub fn latency(&self, sink: &str) -> LatencyHistogram {
         self.latency
             .get_or_create(&SinkLabels {
                 sink: sink.to_owned(),

@@ -13,4 +13,6 @@
 
 pub mod admin;
 pub mod health;
+pub mod logs;
 pub mod metrics;
+pub mod traces;

@@ -17,6 +17,7 @@
 
 pub mod discord;
 pub mod logstash;
+pub mod otlp;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
@@ -32,14 +33,46 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Polls `pred` every 20 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(mut pred: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if pred() {
+            return true;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    pred()
+}
+
+/// The value of the sample `name` (labels included, as written) in a `/metrics` text.
+pub fn metric_sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 /// A plain HTTP/1.1 GET: the status code and the body (empty on a connection failure, with
 /// status 0).
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_get_accept(addr, path, "*/*")
+}
+
+/// [`http_get`] with an `Accept` header (`application/openmetrics-text` asks `/metrics` for
+/// OpenMetrics, with exemplars).
+pub fn http_get_accept(addr: std::net::SocketAddr, path: &str, accept: &str) -> (u16, String) {
     let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    );
     if s.write_all(request.as_bytes()).is_err() {
         return (0, String::new());
     }
@@ -419,6 +452,11 @@ impl IsrCmd {
             .env_remove("DISCORD_WEBHOOK_URL")
             // Tests run side by side: each admin server on a port of its own.
             .env("METRICS_PORT", "0")
+            // Readable log lines, which tests search; a test may ask for JSON.
+            .env("LOG_FORMAT", "console")
+            .env_remove("TRACES_ENABLED")
+            .env_remove("TRACES_EXPORTER")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("the factorio-isr binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");

@@ -125,6 +125,9 @@ pub struct Item {
     pub severity: Severity,
     /// What is posted.
     pub body: ItemBody,
+    /// The trace of the event's batch, when it was sampled: the request that posts it
+    /// continues that trace.
+    pub trace: Option<std::sync::Arc<crate::event::TraceIds>>,
 }
 
 /// What an [`Item`] posts.
@@ -265,6 +268,7 @@ pub fn render(template: &DiscordTemplate, event: &Event, show_server: bool) -> I
     Item {
         severity: event.severity,
         body,
+        trace: event.trace.clone(),
     }
 }
 
@@ -1248,12 +1252,14 @@ mod tests {
         Item {
             severity: Severity::Info,
             body: ItemBody::Line(text.to_owned()),
+            trace: None,
         }
     }
 
     fn embed_item(title: &str, description: Option<String>) -> Item {
         Item {
             severity: Severity::Warning,
+            trace: None,
             body: ItemBody::Embed(Embed {
                 title: title.to_owned(),
                 description,

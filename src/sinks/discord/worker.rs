@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use tokio::sync::Notify;
-use tracing::{debug, error, warn};
+use tracing::{Instrument, debug, error, warn};
 
 use super::format::{Item, build_body};
 use super::ratelimit::{RateLimits, parse_429};
@@ -202,7 +202,27 @@ impl Worker {
             let (n, body) = build_body(&batch, self.config.username.as_deref());
             let rest = batch.split_off(n.min(batch.len()));
             self.queue.put_back(rest);
-            match self.post(&body).await {
+            // The request continues the trace of its first traced event's batch; the parent is
+            // set before anything reads the span's ids.
+            let span = tracing::info_span!(
+                parent: None,
+                "sink.discord",
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                webhook = %self.name,
+                events = n
+            );
+            if let Some(ids) = batch.iter().find_map(|i| i.trace.as_deref()) {
+                crate::telemetry::traces::set_parent(&span, ids);
+            }
+            crate::telemetry::traces::record_ids(&span);
+            let traceparent = crate::telemetry::traces::sampled_ids(&span)
+                .map(|ids| crate::telemetry::traces::traceparent(&ids));
+            let outcome = self
+                .post(&body, traceparent.as_deref())
+                .instrument(span)
+                .await;
+            match outcome {
                 Outcome::Delivered => {
                     attempts = 0;
                     backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
@@ -271,14 +291,13 @@ impl Worker {
             .inc();
     }
 
-    async fn post(&self, body: &serde_json::Value) -> Outcome {
+    async fn post(&self, body: &serde_json::Value, traceparent: Option<&str>) -> Outcome {
         let started = Instant::now();
-        let sent = self
-            .client
-            .post(self.url.with_wait())
-            .json(body)
-            .send()
-            .await;
+        let mut request = self.client.post(self.url.with_wait()).json(body);
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let sent = request.send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -353,6 +372,7 @@ mod tests {
         Item {
             severity,
             body: ItemBody::Line(text.to_owned()),
+            trace: None,
         }
     }
 
