@@ -467,6 +467,16 @@ impl Config {
                 "must be HOST:PORT, for example \"127.0.0.1:9464\"",
             ));
         }
+        if let Some(name) = &config.discord.username {
+            let lower = name.to_lowercase();
+            let len = name.trim().chars().count();
+            if !(1..=80).contains(&len) || lower.contains("discord") || lower.contains("clyde") {
+                return Err(invalid(
+                    "discord.username",
+                    "must be 1 to 80 characters and contain neither \"discord\" nor \"clyde\" (Discord refuses such names)",
+                ));
+            }
+        }
         if config.tail.read_chunk_bytes < 4096 {
             return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));
         }
@@ -611,6 +621,19 @@ mod tests {
             Config::load(&file).unwrap().patterns_dir,
             Some(PathBuf::from("/abs"))
         );
+    }
+
+    #[test]
+    fn discord_usernames_discord_refuses_are_refused_here() {
+        for bad in ["", "My Discord Bot", "clyde", &"x".repeat(81)] {
+            let text = format!("[discord]\nusername = {bad:?}\n");
+            let err = Config::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("discord.username"), "{bad}: {err}");
+        }
+        let ok = Config::parse(Path::new("c.toml"), "[discord]\nusername = \"Factorio\"\n");
+        assert!(ok.is_ok());
     }
 
     #[test]

@@ -509,15 +509,7 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
 fn metric(isr: &Isr, name: &str) -> f64 {
     let (status, body) = isr.admin_get("/metrics");
     assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
+    support::metric_sample(&body, name)
         .unwrap_or_else(|| panic!("no sample {name} on /metrics:\n{body}"))
 }
 

@@ -15,18 +15,6 @@ use support::{Isr, IsrCmd, SeqWriter, fast_config, http_get, metric_sample};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
-/// The value of the sample `name` (labels included, as written on `/metrics`).
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .split(' ')
-            .next()?
-            .parse()
-            .ok()
-    })
-}
-
 fn metrics(isr: &Isr) -> String {
     let (status, body) = isr.admin_get("/metrics");
     assert_eq!(status, 200, "{body}");
@@ -71,7 +59,7 @@ fn metric_values_equal_what_was_read_and_delivered() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
         let text = metrics(&isr);
-        let done = sample(
+        let done = metric_sample(
             &text,
             "factorio_isr_events_processed_total{server=\"test\",event_type=\"log\"}",
         ) == Some(25.0);
