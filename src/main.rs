@@ -24,7 +24,7 @@ use factorio_isr::pipeline::{
 };
 use factorio_isr::sinks::Sink;
 use factorio_isr::sinks::discord::{Discord, ServerRoute, resolve_webhooks};
-use factorio_isr::sinks::logstash::{LogstashSink, check_address, stall_probe};
+use factorio_isr::sinks::logstash::{LogstashSink, NO_CUT, check_address, stall_probe};
 use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
 use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
 use factorio_isr::telemetry::admin;
@@ -257,15 +257,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         })
     });
 
+    let mut cut_offset = None;
     let mut sink: Box<dyn Sink + Send> = match logstash_address {
         Some(address) => {
             tracing::info!(%address, tls = config.logstash.tls.is_some(), "Sending events to Logstash.");
             let component = health.component("logstash", &format!("connecting to {address}"));
             component.set_probe(stall_probe(&metrics.logstash, LOGSTASH_STALL_MS));
-            Box::new(
-                LogstashSink::new(address, &config.logstash, &service)?
-                    .with_telemetry(metrics.logstash.clone(), component),
-            )
+            let sink = LogstashSink::new(address, &config.logstash, &service)?
+                .with_telemetry(metrics.logstash.clone(), component);
+            cut_offset = Some(sink.cut_offset());
+            Box::new(sink)
         }
         None => Box::new(StdoutSink::new(io::stdout(), service)),
     };
@@ -312,7 +313,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         tracing::error!(
             "Draining took longer than {shutdown_timeout:?}; saving the checkpoints of what was delivered and exiting."
         );
-        stopper.save_checkpoints().context("saving checkpoints")?;
+        let cut = cut_offset
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|&c| c != NO_CUT);
+        stopper
+            .save_checkpoints(cut)
+            .context("saving checkpoints")?;
         if let Some(t) = traces {
             t.shutdown();
         }

@@ -872,7 +872,8 @@ fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing(
     assert_no_stdout(&isr);
 
     // Logstash reads again: what the first run's socket held arrives, then the second run
-    // sends what was not delivered.
+    // sends what was not delivered: the cut batch resumes at its first event the kernel had
+    // not wholly taken, so nothing arrives twice.
     fake.resume_reading();
     let isr2 = cmd.spawn();
     expect_arrive(&fake, &isr2, "w", w.written(), BULK);
@@ -901,6 +902,12 @@ fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing(
         check_seqs(w.written(), &[], &got).err().unwrap_or_default()
     );
     assert_no_stdout(&isr2);
+    assert!(
+        dups.is_empty(),
+        "{} lines arrived twice after a forced stop ({})",
+        dups.len(),
+        support::ranges(&dups)
+    );
     eprintln!(
         "SIGTERM while Logstash does not read: exit after {took:?}; {} duplicates after the restart, {cut_lines} cut line(s)",
         dups.len()

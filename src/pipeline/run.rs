@@ -33,7 +33,7 @@ use super::stages::{Matched, run_stages};
 use crate::event::Timestamp;
 use crate::patterns::PatternSet;
 use crate::sinks::Sink;
-use crate::tail::checkpoint::CheckpointStore;
+use crate::tail::checkpoint::{CheckpointStore, FileCheckpoint};
 use crate::tail::tailer::{ServerSource, TailOptions, TailStats, Tailer};
 use crate::tail::watch::{WakeHandle, Waker, follow};
 use crate::telemetry::metrics::{EventLabels, PipelineMetrics, TraceLabel};
@@ -128,6 +128,7 @@ pub struct Stopper {
     wake: WakeHandle,
     store: Arc<Mutex<CheckpointStore>>,
     progress: Arc<Progress>,
+    in_flight: Arc<Mutex<Option<FileCheckpoint>>>,
 }
 
 impl Stopper {
@@ -143,9 +144,23 @@ impl Stopper {
     }
 
     /// Saves the checkpoints of what has been delivered so far, now. For a forced exit when
-    /// draining does not finish in time.
-    pub fn save_checkpoints(&self) -> io::Result<()> {
-        lock(&self.store).save(Timestamp::now())
+    /// draining does not finish in time. `cut`: where the sink's cut-short write of the batch
+    /// in flight stopped taking whole events (a file offset, see
+    /// [`crate::sinks::logstash::LogstashSink::cut_offset`]); that batch's file then resumes
+    /// there rather than at the batch's start.
+    pub fn save_checkpoints(&self, cut: Option<u64>) -> io::Result<()> {
+        let mut store = lock(&self.store);
+        let in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let (Some(cp), Some(offset)) = (in_flight, cut)
+            && offset < cp.offset
+        {
+            store.update(FileCheckpoint { offset, ..cp });
+        }
+        store.save(Timestamp::now())
     }
 }
 
@@ -161,6 +176,7 @@ pub struct Pipeline {
     metrics: PipelineMetrics,
     sink_name: &'static str,
     progress: Arc<Progress>,
+    in_flight: Arc<Mutex<Option<FileCheckpoint>>>,
 }
 
 impl Pipeline {
@@ -187,11 +203,13 @@ impl Pipeline {
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::new(Mutex::new(store));
         let progress = Arc::new(Progress::default());
+        let in_flight = Arc::new(Mutex::new(None));
         let stopper = Stopper {
             stop: stop.clone(),
             wake: waker.handle(),
             store: store.clone(),
             progress: progress.clone(),
+            in_flight: in_flight.clone(),
         };
         Ok((
             Pipeline {
@@ -205,6 +223,7 @@ impl Pipeline {
                 metrics: opts.metrics,
                 sink_name: opts.sink_name,
                 progress,
+                in_flight,
             },
             stopper,
         ))
@@ -227,6 +246,7 @@ impl Pipeline {
             metrics,
             sink_name,
             progress,
+            in_flight,
         } = self;
         let match_seconds = metrics.stage("match");
         let route_seconds = metrics.stage("route");
@@ -296,6 +316,12 @@ impl Pipeline {
                     }
                     _ => crate::traced_span!(parent: &span, "sink.stdout", events = events.len()),
                 };
+                // Where the file ends up once this batch is delivered, for a forced stop that
+                // cuts its write short.
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone_from(&checkpoint);
                 let flushed = sink_span.in_scope(|| -> io::Result<()> {
                     sink.flush()?;
                     debug!(events = events.len(), "Batch delivered.");
@@ -318,6 +344,7 @@ impl Pipeline {
                 if let Some(cp) = checkpoint {
                     lock(&store).update(cp);
                 }
+                *in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if last_save.elapsed() >= checkpoint_interval {
                     save(&mut summary);
                     last_save = Instant::now();

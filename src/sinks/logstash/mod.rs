@@ -35,7 +35,8 @@ pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -143,9 +144,34 @@ enum Connection {
 }
 
 impl Connection {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    /// Writes all of `buf`. Over plain TCP, `progress` is told how many bytes the kernel has
+    /// taken after every write; over TLS, bytes taken by rustls may not be on the wire yet, so
+    /// it is not told.
+    fn write_all(&mut self, buf: &[u8], mut progress: impl FnMut(usize)) -> io::Result<()> {
         match self {
-            Connection::Plain(s) => s.write_all(buf),
+            Connection::Plain(s) => {
+                let mut done = 0;
+                while done < buf.len() {
+                    match s.write(&buf[done..]) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => {
+                            done += n;
+                            progress(done);
+                        }
+                        // The write timeout passed with nothing taken: Logstash is not
+                        // reading. Wait on; that is backpressure.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::Interrupted
+                                    | io::ErrorKind::WouldBlock
+                                    | io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
             Connection::Tls(s) => {
                 s.write_all(buf)?;
                 // rustls hands the last records to the socket on flush, and reports its
@@ -207,7 +233,18 @@ pub struct LogstashSink {
     stats: LogstashStats,
     metrics: LogstashMetrics,
     health: Component,
+    /// Per event in `buf`: where its line ends in `buf`, and its record's offset in its file.
+    ends: Vec<(usize, u64)>,
+    /// While a batch is being written over plain TCP: the file offset of its first event not
+    /// yet wholly taken by the kernel; [`NO_CUT`] otherwise. See [`LogstashSink::cut_offset`].
+    cut: Arc<AtomicU64>,
 }
+
+/// How often a blocked plain-TCP write reports how far it got.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// [`LogstashSink::cut_offset`]'s value when no write is cut short.
+pub const NO_CUT: u64 = u64::MAX;
 
 impl LogstashSink {
     /// A sink for `address` (`HOST:PORT`). Nothing connects until the first flush. Fails only
@@ -235,7 +272,18 @@ impl LogstashSink {
             stats: LogstashStats::default(),
             metrics: LogstashMetrics::default(),
             health: Component::default(),
+            ends: Vec::new(),
+            cut: Arc::new(AtomicU64::new(NO_CUT)),
         })
+    }
+
+    /// Where a forced stop should resume the batch being written: the file offset of the
+    /// first event whose line the kernel has not wholly taken ([`NO_CUT`] when no plain-TCP
+    /// write is under way or nothing of it is whole yet). Events before it are in the socket
+    /// and reach Logstash once it reads; saving this offset as the file's checkpoint means a
+    /// restart sends only the rest, instead of the whole batch again.
+    pub fn cut_offset(&self) -> Arc<AtomicU64> {
+        self.cut.clone()
     }
 
     /// Updates `metrics` and reports to `health` from now on.
@@ -294,7 +342,12 @@ impl LogstashSink {
                 Ok(s) => {
                     s.set_nodelay(true)?;
                     return match &self.tls {
-                        None => Ok(Connection::Plain(s)),
+                        None => {
+                            // A blocked write returns what it has written every so often,
+                            // so progress is known while Logstash does not read.
+                            s.set_write_timeout(Some(PROGRESS_INTERVAL))?;
+                            Ok(Connection::Plain(s))
+                        }
                         Some(tls) => {
                             let stream = tls.connect(s, self.connect_timeout).map_err(|e| {
                                 io::Error::new(e.kind(), format!("TLS handshake failed: {e}"))
@@ -329,6 +382,7 @@ impl Sink for LogstashSink {
             return Ok(());
         }
         self.encoder.write_line(event, &mut self.buf);
+        self.ends.push((self.buf.len(), event.offset));
         self.pending += 1;
         Ok(())
     }
@@ -349,7 +403,16 @@ impl Sink for LogstashSink {
                 self.metrics
                     .write_started_unix_ms
                     .store(unix_ms(), Ordering::Relaxed);
-                let written = stream.write_all(&self.buf);
+                let (ends, cut) = (&self.ends, &self.cut);
+                let written = stream.write_all(&self.buf, |done| {
+                    // The first event not wholly written; the ones before it are.
+                    let whole = ends.partition_point(|&(end, _)| end <= done);
+                    if whole > 0 {
+                        let next = ends.get(whole).map_or(NO_CUT, |&(_, offset)| offset);
+                        cut.store(next, Ordering::Relaxed);
+                    }
+                });
+                self.cut.store(NO_CUT, Ordering::Relaxed);
                 self.metrics
                     .write_started_unix_ms
                     .store(0, Ordering::Relaxed);
@@ -365,6 +428,7 @@ impl Sink for LogstashSink {
                         self.metrics.events_resent.inc_by(self.pending);
                     }
                     self.buf.clear();
+                    self.ends.clear();
                     self.pending = 0;
                     return Ok(());
                 }
@@ -516,6 +580,39 @@ mod tests {
         assert_eq!(got[0]["log"]["offset"], 1);
         assert_eq!(sink.stats().connects, 2);
         assert_eq!(sink.stats().disconnects, 1);
+    }
+
+    #[test]
+    fn a_blocked_write_tells_where_whole_events_stop() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default()).unwrap();
+        let cut = sink.cut_offset();
+        assert_eq!(cut.load(Ordering::Relaxed), NO_CUT);
+        // Far more than the socket buffers hold; nobody reads yet.
+        const EVENTS: u64 = 200_000;
+        for i in 0..EVENTS {
+            sink.write(&event(i, "chat")).unwrap();
+        }
+        let flusher = std::thread::spawn(move || sink.flush());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let seen = loop {
+            let c = cut.load(Ordering::Relaxed);
+            if c != NO_CUT {
+                break c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no cut offset while blocked"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(seen > 0 && seen < EVENTS, "cut at {seen}");
+        // Everything before the cut is whole in the socket: read it all, then the rest.
+        let got = read_lines(&listener, EVENTS as usize);
+        assert_eq!(got.len(), EVENTS as usize);
+        flusher.join().unwrap().unwrap();
+        assert_eq!(cut.load(Ordering::Relaxed), NO_CUT, "no cut once written");
     }
 
     #[test]
