@@ -137,12 +137,21 @@ fn every_stage_has_a_span_in_the_batch_trace_and_events_carry_its_ids() {
         events.iter().any(|e| e["trace_id"] == exemplar),
         "exemplar trace {exemplar} is no event's trace"
     );
-    // Every event was traced (sample rate 1.0), and every trace id is one the receiver got.
-    let known: HashSet<String> = receiver.traces().into_keys().collect();
-    for e in &events {
-        let t = e["trace_id"].as_str().unwrap_or_default();
-        assert!(known.contains(t), "event with unknown trace `{t}`: {e}");
-    }
+    // Every event was traced (sample rate 1.0), and every trace id is one the receiver gets
+    // (spans are exported in the background, a few seconds apart).
+    let wanted: HashSet<String> = events
+        .iter()
+        .map(|e| e["trace_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!wanted.contains(""), "an event without a trace id");
+    let all_known = receiver.wait_for(
+        |spans| {
+            let known: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+            wanted.iter().all(|t| known.contains(t.as_str()))
+        },
+        ARRIVE,
+    );
+    assert!(all_known, "events carry traces the receiver never got");
     isr.sigterm();
     assert_eq!(
         isr.wait_exit(Duration::from_secs(15))
