@@ -23,7 +23,7 @@ use factorio_isr::pipeline::{
     self, Pipeline, ReplayError, ReplayOptions, RunError, RunOptions, Stopper, default_workers,
 };
 use factorio_isr::sinks::Sink;
-use factorio_isr::sinks::discord::{Discord, ServerRoute, resolve_webhooks};
+use factorio_isr::sinks::discord::Discord;
 use factorio_isr::sinks::logstash::{LogstashSink, NO_CUT, check_address, stall_probe};
 use factorio_isr::sinks::stdout::{StdoutSink, is_closed_pipe};
 use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions};
@@ -223,7 +223,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             "TRACES_EXPORTER=stdout needs --logstash: without it, stdout carries the events"
         );
     }
-    let admin_address = metrics_address(args.metrics_addr, &config, env)?;
+    let admin_address = config.metrics.resolve(args.metrics_addr, env)?;
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_server = match admin_address {
         Some(address) => {
@@ -270,12 +270,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => Box::new(StdoutSink::new(io::stdout(), service)),
     };
-    let discord = start_discord(
+    let discord = Discord::from_config(
         &config,
         args.discord_webhook,
         env,
-        &runtime,
-        &metrics,
+        runtime.handle(),
+        metrics.discord.clone(),
         &health,
         &patterns.load(),
     )?
@@ -339,95 +339,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Starts the Discord sink when a webhook is configured (config, `--discord-webhook` or
-/// `DISCORD_WEBHOOK_URL`).
-fn start_discord(
-    config: &Config,
-    flag: Option<String>,
-    env: impl Fn(&str) -> Option<String>,
-    runtime: &tokio::runtime::Runtime,
-    metrics: &Metrics,
-    health: &Arc<Health>,
-    patterns: &PatternSet,
-) -> Result<Option<Discord>> {
-    let override_url = flag.or_else(|| env("DISCORD_WEBHOOK_URL").filter(|u| !u.trim().is_empty()));
-    let webhooks = resolve_webhooks(&config.discord, override_url.as_deref())?;
-    if webhooks.is_empty() {
-        return Ok(None);
-    }
-    let servers = config
-        .servers
-        .iter()
-        .map(|s| {
-            (
-                s.tag.clone(),
-                ServerRoute {
-                    webhook: s.discord_webhook.clone(),
-                    disabled: s.discord_disabled.clone(),
-                },
-            )
-        })
-        .collect();
-    for p in patterns.patterns() {
-        if let Some(w) = p.discord.as_ref().and_then(|d| d.webhook.as_ref())
-            && !webhooks.contains_key(w)
-        {
-            tracing::warn!(pattern = %p.qualified_name, webhook = %w, "This pattern posts to a Discord webhook that is not configured; its events are dropped. Add [discord.webhooks.{w}].");
-        }
-    }
-    let names: Vec<&String> = webhooks.keys().collect();
-    tracing::info!(webhooks = ?names, "Sending events with a Discord template to Discord.");
-    let discord = Discord::start(
-        &config.discord,
-        webhooks,
-        servers,
-        runtime.handle(),
-        metrics.discord.clone(),
-        health,
-    )?;
-    Ok(Some(discord))
-}
-
 /// How long the pipeline may make no progress, with no sink write pending, before `/healthz`
 /// says it is wedged.
 const WEDGED_AFTER: Duration = Duration::from_secs(60);
 
 /// How long a Logstash write may block before `/ready` reports Logstash as not reading.
 const LOGSTASH_STALL_MS: u64 = 5000;
-
-/// The admin server's address, or `None` when METRICS_ENABLED turns it off. `--metrics-addr`
-/// wins; else the config's address with its port replaced by METRICS_PORT when set.
-fn metrics_address(
-    flag: Option<String>,
-    config: &Config,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Option<String>> {
-    let enabled = match env("METRICS_ENABLED").as_deref().map(str::trim) {
-        None | Some("") => config.metrics.enabled,
-        Some(v) if ["1", "true", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()) => true,
-        Some(v) if ["0", "false", "no", "off"].contains(&v.to_ascii_lowercase().as_str()) => false,
-        Some(v) => anyhow::bail!("METRICS_ENABLED: `{v}` is neither true nor false"),
-    };
-    if let Some(flag) = flag {
-        return Ok(Some(flag));
-    }
-    if !enabled {
-        return Ok(None);
-    }
-    let address = config.metrics.address.clone();
-    match env("METRICS_PORT").filter(|p| !p.trim().is_empty()) {
-        None => Ok(Some(address)),
-        Some(port) => {
-            let port: u16 = port
-                .trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("METRICS_PORT: `{port}` is not a port number"))?;
-            let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
-            Ok(Some(format!("{host}:{port}")))
-        }
-    }
-}
 
 /// Waits for SIGTERM or SIGINT (then stops the pipeline and waits up to `timeout` for it to
 /// drain) or for the pipeline to end by itself. Returns whether it finished in time.

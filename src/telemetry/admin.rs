@@ -61,9 +61,64 @@ impl Default for MetricsConfig {
     }
 }
 
+impl MetricsConfig {
+    /// The address to serve on, or `None` when `METRICS_ENABLED` (or `enabled`) turns the
+    /// server off: `--metrics-addr` (`flag`) wins; else `address` with its port replaced by
+    /// `METRICS_PORT` when set.
+    pub fn resolve(
+        &self,
+        flag: Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, AdminError> {
+        let setting =
+            |variable: &'static str, value: String, problem: &'static str| AdminError::Setting {
+                variable,
+                value,
+                problem,
+            };
+        let enabled = match env("METRICS_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
+            None => self.enabled,
+            Some(v) if v.is_empty() => self.enabled,
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => true,
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => false,
+            Some(v) => return Err(setting("METRICS_ENABLED", v, "is neither true nor false")),
+        };
+        if flag.is_some() {
+            return Ok(flag);
+        }
+        if !enabled {
+            return Ok(None);
+        }
+        match env("METRICS_PORT").filter(|p| !p.trim().is_empty()) {
+            None => Ok(Some(self.address.clone())),
+            Some(port) => {
+                let port: u16 = port
+                    .trim()
+                    .parse()
+                    .map_err(|_| setting("METRICS_PORT", port.clone(), "is not a port number"))?;
+                let host = self
+                    .address
+                    .rsplit_once(':')
+                    .map_or("127.0.0.1", |(h, _)| h);
+                Ok(Some(format!("{host}:{port}")))
+            }
+        }
+    }
+}
+
 /// The admin server cannot start.
 #[derive(Debug, Error)]
 pub enum AdminError {
+    /// An environment variable does not parse.
+    #[error("{variable}: `{value}` {problem}")]
+    Setting {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// Binding failed.
     #[error(
         "cannot serve /metrics on {address}: {source}; choose another with --metrics-addr HOST:PORT or METRICS_PORT, or set METRICS_ENABLED=false"
@@ -277,6 +332,23 @@ mod tests {
         let c = MetricsConfig::default();
         assert!(c.enabled);
         assert_eq!(c.address, "127.0.0.1:9464");
+        let none = |_: &str| None;
+        assert_eq!(
+            c.resolve(None, none).unwrap().as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        let env = |k: &str| (k == "METRICS_PORT").then(|| "9999".to_owned());
+        assert_eq!(
+            c.resolve(None, env).unwrap().as_deref(),
+            Some("127.0.0.1:9999")
+        );
+        let flag = Some("0.0.0.0:1".to_owned());
+        assert_eq!(c.resolve(flag, env).unwrap().as_deref(), Some("0.0.0.0:1"));
+        let off = |k: &str| (k == "METRICS_ENABLED").then(|| "false".to_owned());
+        assert_eq!(c.resolve(None, off).unwrap(), None);
+        let bad = |k: &str| (k == "METRICS_PORT").then(|| "http".to_owned());
+        let err = c.resolve(None, bad).unwrap_err().to_string();
+        assert!(err.starts_with("METRICS_PORT"), "{err}");
     }
 
     #[test]

@@ -341,6 +341,48 @@ pub struct Discord {
 }
 
 impl Discord {
+    /// Starts the sink when `config` (its `[discord]` and `[[servers]]`), the
+    /// `--discord-webhook` flag or `DISCORD_WEBHOOK_URL` name a webhook; `None` when none does.
+    /// Warns about patterns that post to a webhook that is not configured.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_config(
+        config: &crate::config::Config,
+        flag: Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+        runtime: &tokio::runtime::Handle,
+        metrics: DiscordMetrics,
+        health: &Arc<Health>,
+        patterns: &crate::patterns::PatternSet,
+    ) -> Result<Option<Discord>, DiscordError> {
+        let override_url =
+            flag.or_else(|| env("DISCORD_WEBHOOK_URL").filter(|u| !u.trim().is_empty()));
+        let webhooks = resolve_webhooks(&config.discord, override_url.as_deref())?;
+        if webhooks.is_empty() {
+            return Ok(None);
+        }
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| {
+                let route = ServerRoute {
+                    webhook: s.discord_webhook.clone(),
+                    disabled: s.discord_disabled.clone(),
+                };
+                (s.tag.clone(), route)
+            })
+            .collect();
+        for p in patterns.patterns() {
+            if let Some(w) = p.discord.as_ref().and_then(|d| d.webhook.as_ref())
+                && !webhooks.contains_key(w)
+            {
+                tracing::warn!(pattern = %p.qualified_name, webhook = %w, "This pattern posts to a Discord webhook that is not configured; its events are dropped. Add [discord.webhooks.{w}].");
+            }
+        }
+        let names: Vec<&String> = webhooks.keys().collect();
+        tracing::info!(webhooks = ?names, "Sending events with a Discord template to Discord.");
+        Discord::start(&config.discord, webhooks, servers, runtime, metrics, health).map(Some)
+    }
+
     /// Starts a worker per webhook on `runtime`. `servers`: every server's tag and route.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
