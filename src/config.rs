@@ -28,12 +28,27 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::event::ServiceInfo;
-use crate::sinks::discord::DiscordConfig;
+use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
 use crate::tail::frame::{self, FramingLimits};
 use crate::tail::tailer;
 use crate::tail::watch;
 use crate::telemetry::admin::MetricsConfig;
+
+/// Default of every boolean setting that is on unless turned off.
+pub const fn default_true() -> bool {
+    true
+}
+
+/// A boolean from an environment variable: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`,
+/// any case; `None` for anything else.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
 
 /// Default tag of events' `server` when neither `--server` nor `server_tag` names one.
 pub fn default_server_tag() -> String {
@@ -481,6 +496,22 @@ impl Config {
             return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// Where each `[[servers]]` entry's events go on Discord, by tag.
+    pub fn discord_routes(&self) -> std::collections::HashMap<String, ServerRoute> {
+        self.servers
+            .iter()
+            .map(|s| {
+                let route = ServerRoute {
+                    webhook: s.discord_webhook.clone(),
+                    disabled: s.discord_disabled.clone(),
+                };
+                (s.tag.clone(), route)
+            })
+            .collect()
     }
 }
 

@@ -271,7 +271,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         None => Box::new(StdoutSink::new(io::stdout(), service)),
     };
     let discord = Discord::from_config(
-        &config,
+        &config.discord,
+        config.discord_routes(),
         args.discord_webhook,
         env,
         runtime.handle(),

@@ -47,10 +47,6 @@ pub const fn default_severity() -> Severity {
     Severity::Info
 }
 
-const fn default_true() -> bool {
-    true
-}
-
 /// The type a capture is converted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +80,7 @@ struct PatternSpec {
     severity: Severity,
     #[serde(default = "default_priority")]
     priority: i32,
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     enabled: bool,
     description: Option<String>,
     #[serde(default)]
@@ -99,7 +95,7 @@ struct DiscordSpec {
     emoji: Option<String>,
     color: Option<Spanned<ColorSpec>>,
     webhook: Option<Spanned<String>>,
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     enabled: bool,
 }
 

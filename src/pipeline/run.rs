@@ -37,6 +37,7 @@ use crate::tail::checkpoint::{CheckpointStore, FileCheckpoint};
 use crate::tail::tailer::{ServerSource, TailOptions, TailStats, Tailer};
 use crate::tail::watch::{WakeHandle, Waker, follow};
 use crate::telemetry::metrics::{EventLabels, PipelineMetrics, TraceLabel};
+use crate::telemetry::now_unix_ms;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -101,7 +102,7 @@ impl Progress {
     /// `after` while the sink is not busy writing. A sink that blocks in a write (Logstash not
     /// reading, a full stdout pipe) blocks the tail loop too, and is backpressure, not a hang.
     pub fn wedged(&self, after: Duration) -> Option<String> {
-        let now = unix_ms();
+        let now = now_unix_ms();
         let last = self.tail_pass_unix_ms.load(Ordering::Relaxed);
         let flushing = self.flushing_since_unix_ms.load(Ordering::Relaxed);
         let idle_ms = now.saturating_sub(last);
@@ -112,13 +113,6 @@ impl Progress {
             )
         })
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as u64)
-        .max(1)
 }
 
 /// Stops a running pipeline from another thread (a signal handler, a test).
@@ -150,11 +144,7 @@ impl Stopper {
     /// there rather than at the batch's start.
     pub fn save_checkpoints(&self, cut: Option<u64>) -> io::Result<()> {
         let mut store = lock(&self.store);
-        let in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let in_flight = lock(&self.in_flight).clone();
         if let (Some(cp), Some(offset)) = (in_flight, cut)
             && offset < cp.offset
         {
@@ -277,7 +267,7 @@ impl Pipeline {
                 let beat = || {
                     progress
                         .tail_pass_unix_ms
-                        .store(unix_ms(), Ordering::Relaxed)
+                        .store(now_unix_ms(), Ordering::Relaxed)
                 };
                 follow(tailer, waker, poll_interval_max, &stop, beat, |batch| {
                     seq.send(
@@ -299,7 +289,7 @@ impl Pipeline {
                 // Writing may block on the sink (stdout's buffer writes out as it fills).
                 progress
                     .flushing_since_unix_ms
-                    .store(unix_ms(), Ordering::Relaxed);
+                    .store(now_unix_ms(), Ordering::Relaxed);
                 crate::traced_span!(parent: &span, "route", events = events.len()).in_scope(
                     || -> io::Result<()> {
                         for event in &events {
@@ -318,10 +308,7 @@ impl Pipeline {
                 };
                 // Where the file ends up once this batch is delivered, for a forced stop that
                 // cuts its write short.
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone_from(&checkpoint);
+                lock(&in_flight).clone_from(&checkpoint);
                 let flushed = sink_span.in_scope(|| -> io::Result<()> {
                     sink.flush()?;
                     debug!(events = events.len(), "Batch delivered.");
@@ -344,7 +331,7 @@ impl Pipeline {
                 if let Some(cp) = checkpoint {
                     lock(&store).update(cp);
                 }
-                *in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *lock(&in_flight) = None;
                 if last_save.elapsed() >= checkpoint_interval {
                     save(&mut summary);
                     last_save = Instant::now();
@@ -399,12 +386,11 @@ impl EventTypeCounts {
     }
 }
 
-/// Locks the store; a panic elsewhere while holding it leaves data that is still consistent
-/// (every update is one map insert), so a poisoned lock is used as is.
-fn lock(store: &Mutex<CheckpointStore>) -> MutexGuard<'_, CheckpointStore> {
-    store
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Locks the checkpoint store or the in-flight checkpoint; a panic elsewhere while holding one
+/// leaves data that is still consistent (every update is one insert or assignment), so a
+/// poisoned lock is used as is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -416,15 +402,15 @@ mod tests {
         let p = Progress::default();
         let minute = Duration::from_secs(60);
         assert_eq!(p.wedged(minute), None, "not started yet");
-        p.tail_pass_unix_ms.store(unix_ms(), Ordering::Relaxed);
+        p.tail_pass_unix_ms.store(now_unix_ms(), Ordering::Relaxed);
         assert_eq!(p.wedged(minute), None);
         p.tail_pass_unix_ms
-            .store(unix_ms() - 90_000, Ordering::Relaxed);
+            .store(now_unix_ms() - 90_000, Ordering::Relaxed);
         let reason = p.wedged(minute).expect("wedged");
         assert!(reason.contains("90 s"), "{reason}");
         // A sink blocked in a write is backpressure.
         p.flushing_since_unix_ms
-            .store(unix_ms() - 80_000, Ordering::Relaxed);
+            .store(now_unix_ms() - 80_000, Ordering::Relaxed);
         assert_eq!(p.wedged(minute), None);
     }
 }

@@ -53,6 +53,11 @@ use crate::telemetry::metrics::{ErrorCounter, PipelineMetrics, ServerLabels};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
+/// The root span of a batch's trace: the read of one chunk of `path`.
+fn batch_span(server: &str, path: &Path) -> tracing::Span {
+    crate::traced_span!(parent: None, "batch", server = %server, file = %path.display())
+}
+
 /// The tailer's metric handles: per server (by index) lines and bytes, and the time of reads
 /// and of framing.
 #[derive(Clone, Debug)]
@@ -563,7 +568,7 @@ impl Tailer {
             // A batch's trace starts with the read of its chunk (only for data known to be
             // there: an idle file's empty reads make no spans).
             if batch.is_none() && f.read_offset < len {
-                batch = crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display());
+                batch = batch_span(tag, &f.path);
             }
             let read_span = if batch.is_none() {
                 tracing::Span::none()
@@ -586,7 +591,7 @@ impl Tailer {
             };
             metrics.read.observe(started.elapsed().as_secs_f64());
             if batch.is_none() {
-                batch = crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display());
+                batch = batch_span(tag, &f.path);
             }
             f.read_offset += n as u64;
             total += n as u64;
@@ -636,7 +641,7 @@ impl Tailer {
         }
         if !records.is_empty() {
             if batch.is_none() {
-                batch = crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display());
+                batch = batch_span(tag, &f.path);
             }
             emit(TailBatch {
                 source: f.source.clone(),
@@ -663,7 +668,7 @@ impl Tailer {
         let span = if records.is_empty() {
             tracing::Span::none()
         } else {
-            crate::traced_span!(parent: None, "batch", server = %tag, file = %f.path.display())
+            batch_span(&tag, &f.path)
         };
         emit(TailBatch {
             source: f.source.clone(),

@@ -35,16 +35,12 @@ pub fn default_metrics_address() -> String {
     "127.0.0.1:9464".to_owned()
 }
 
-const fn default_true() -> bool {
-    true
-}
-
 /// The `[metrics]` section: the admin server of `/metrics`, `/healthz` and `/ready`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve the admin endpoints. `METRICS_ENABLED=false` turns them off. Default true.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub enabled: bool,
     /// `HOST:PORT` to listen on. `--metrics-addr` overrides it; `METRICS_PORT` overrides the
     /// port. Default `127.0.0.1:9464`: use `0.0.0.0:9464` to let other hosts scrape.
@@ -76,12 +72,10 @@ impl MetricsConfig {
                 value,
                 problem,
             };
-        let enabled = match env("METRICS_ENABLED").map(|v| v.trim().to_ascii_lowercase()) {
+        let enabled = match env("METRICS_ENABLED").filter(|v| !v.trim().is_empty()) {
             None => self.enabled,
-            Some(v) if v.is_empty() => self.enabled,
-            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => true,
-            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => false,
-            Some(v) => return Err(setting("METRICS_ENABLED", v, "is neither true nor false")),
+            Some(v) => crate::config::parse_bool(&v)
+                .ok_or_else(|| setting("METRICS_ENABLED", v, "is neither true nor false"))?,
         };
         if flag.is_some() {
             return Ok(flag);

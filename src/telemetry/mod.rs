@@ -11,8 +11,18 @@
 //! the address and the flag to change it); once running, nothing here can stop or slow the
 //! pipeline: the stages only touch atomics and, on state changes, a short-held lock.
 
+use crate::event::Timestamp;
+
 pub mod admin;
 pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
+
+/// Milliseconds since the Unix epoch, at least 1: the signs-of-life atomics use 0 for "never"
+/// or "not now".
+pub fn now_unix_ms() -> u64 {
+    u64::try_from(Timestamp::now().as_millis())
+        .unwrap_or(0)
+        .max(1)
+}

@@ -101,7 +101,7 @@ impl TraceConfig {
         };
         let enabled = match get("TRACES_ENABLED") {
             None => false,
-            Some(v) => parse_bool(&v).ok_or(TraceError::Setting {
+            Some(v) => crate::config::parse_bool(&v).ok_or(TraceError::Setting {
                 variable: "TRACES_ENABLED",
                 value: v,
                 problem: "is neither true nor false",
@@ -137,14 +137,6 @@ impl TraceConfig {
             sample_rate,
             endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(default_otlp_endpoint),
         })
-    }
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
     }
 }
 

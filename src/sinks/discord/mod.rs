@@ -91,10 +91,6 @@ pub const fn default_shutdown_flush_ms() -> u64 {
     5000
 }
 
-const fn default_true() -> bool {
-    true
-}
-
 /// A webhook URL. Secret: its `Debug` and `Display` show `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -171,7 +167,7 @@ pub struct DiscordConfig {
     pub disabled: Vec<String>,
     /// Do not send chat that a Discord-to-game bridge wrote (`[CHAT] <server>: …`) back to
     /// Discord. Default true.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub echo_guard: bool,
     /// Events queued per webhook; beyond it the oldest least severe go first. Default 500.
     #[serde(default = "default_queue_events")]
@@ -341,12 +337,13 @@ pub struct Discord {
 }
 
 impl Discord {
-    /// Starts the sink when `config` (its `[discord]` and `[[servers]]`), the
-    /// `--discord-webhook` flag or `DISCORD_WEBHOOK_URL` name a webhook; `None` when none does.
-    /// Warns about patterns that post to a webhook that is not configured.
+    /// Starts the sink when `config`, the `--discord-webhook` flag or `DISCORD_WEBHOOK_URL`
+    /// name a webhook; `None` when none does. `servers`: every server's tag and route. Warns
+    /// about patterns that post to a webhook that is not configured.
     #[allow(clippy::too_many_arguments)]
     pub fn from_config(
-        config: &crate::config::Config,
+        config: &DiscordConfig,
+        servers: HashMap<String, ServerRoute>,
         flag: Option<String>,
         env: impl Fn(&str) -> Option<String>,
         runtime: &tokio::runtime::Handle,
@@ -356,21 +353,10 @@ impl Discord {
     ) -> Result<Option<Discord>, DiscordError> {
         let override_url =
             flag.or_else(|| env("DISCORD_WEBHOOK_URL").filter(|u| !u.trim().is_empty()));
-        let webhooks = resolve_webhooks(&config.discord, override_url.as_deref())?;
+        let webhooks = resolve_webhooks(config, override_url.as_deref())?;
         if webhooks.is_empty() {
             return Ok(None);
         }
-        let servers = config
-            .servers
-            .iter()
-            .map(|s| {
-                let route = ServerRoute {
-                    webhook: s.discord_webhook.clone(),
-                    disabled: s.discord_disabled.clone(),
-                };
-                (s.tag.clone(), route)
-            })
-            .collect();
         for p in patterns.patterns() {
             if let Some(w) = p.discord.as_ref().and_then(|d| d.webhook.as_ref())
                 && !webhooks.contains_key(w)
@@ -380,7 +366,7 @@ impl Discord {
         }
         let names: Vec<&String> = webhooks.keys().collect();
         tracing::info!(webhooks = ?names, "Sending events with a Discord template to Discord.");
-        Discord::start(&config.discord, webhooks, servers, runtime, metrics, health).map(Some)
+        Discord::start(config, webhooks, servers, runtime, metrics, health).map(Some)
     }
 
     /// Starts a worker per webhook on `runtime`. `servers`: every server's tag and route.

@@ -37,7 +37,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -47,6 +47,7 @@ use super::Sink;
 use crate::event::{Event, EventEncoder, LOG_EVENT_TYPE, ServiceInfo};
 use crate::telemetry::health::Component;
 use crate::telemetry::metrics::LogstashMetrics;
+use crate::telemetry::now_unix_ms;
 
 /// Default of [`LogstashConfig::connect_timeout_ms`].
 pub const fn default_connect_timeout_ms() -> u64 {
@@ -61,10 +62,6 @@ pub const fn default_backoff_initial_ms() -> u64 {
 /// Default of [`LogstashConfig::backoff_max_ms`].
 pub const fn default_backoff_max_ms() -> u64 {
     30_000
-}
-
-const fn default_true() -> bool {
-    true
 }
 
 /// The `[logstash]` section of the config file.
@@ -85,7 +82,7 @@ pub struct LogstashConfig {
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
     /// Send records no pattern matched (`event_type = "log"`). Default true.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub forward_unmatched: bool,
     /// TLS settings; the section's presence turns TLS on. See [`TlsConfig`].
     #[serde(default)]
@@ -184,11 +181,7 @@ impl Connection {
     /// `Err` when the peer closed or reset the connection. Anything Logstash sent (it sends
     /// nothing on a tcp input; over TLS, session tickets) is read and discarded.
     fn check_alive(&mut self) -> io::Result<()> {
-        let tcp = match self {
-            Connection::Plain(s) => &*s,
-            Connection::Tls(s) => &s.sock,
-        };
-        tcp.set_nonblocking(true)?;
+        self.tcp().set_nonblocking(true)?;
         let mut scratch = [0u8; 512];
         let result = loop {
             let read = match self {
@@ -208,12 +201,16 @@ impl Connection {
                 Err(e) => break Err(e),
             }
         };
-        let tcp = match self {
-            Connection::Plain(s) => &*s,
-            Connection::Tls(s) => &s.sock,
-        };
-        tcp.set_nonblocking(false)?;
+        self.tcp().set_nonblocking(false)?;
         result
+    }
+
+    /// The socket underneath.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Connection::Plain(s) => s,
+            Connection::Tls(s) => &s.sock,
+        }
     }
 }
 
@@ -402,7 +399,7 @@ impl Sink for LogstashSink {
             let result = stream.check_alive().and_then(|()| {
                 self.metrics
                     .write_started_unix_ms
-                    .store(unix_ms(), Ordering::Relaxed);
+                    .store(now_unix_ms(), Ordering::Relaxed);
                 let (ends, cut) = (&self.ends, &self.cut);
                 let written = stream.write_all(&self.buf, |done| {
                     // The first event not wholly written; the ones before it are.
@@ -441,21 +438,13 @@ impl Sink for LogstashSink {
     }
 }
 
-/// Milliseconds since the Unix epoch (at least 1, so 0 can mean "not writing").
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as u64)
-        .max(1)
-}
-
 /// A probe for `/ready`: `Some(reason)` while a write has been blocked for `stall_ms` or more,
 /// which means Logstash accepts but does not read (backpressure; the log files buffer).
 pub fn stall_probe(metrics: &LogstashMetrics, stall_ms: u64) -> crate::telemetry::health::Probe {
     let started = metrics.write_started_unix_ms.clone();
     Box::new(move || {
         let since = started.load(Ordering::Relaxed);
-        let blocked_ms = unix_ms().saturating_sub(since);
+        let blocked_ms = now_unix_ms().saturating_sub(since);
         (since != 0 && blocked_ms >= stall_ms).then(|| {
             format!(
                 "Logstash has not taken data for {} s (it accepts but does not read); reading waits, nothing is lost",
