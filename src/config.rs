@@ -28,27 +28,13 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::event::ServiceInfo;
+use crate::settings::line_col;
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
 use crate::tail::frame::{self, FramingLimits};
 use crate::tail::tailer;
 use crate::tail::watch;
 use crate::telemetry::admin::MetricsConfig;
-
-/// Default of every boolean setting that is on unless turned off.
-pub const fn default_true() -> bool {
-    true
-}
-
-/// A boolean from an environment variable: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`,
-/// any case; `None` for anything else.
-pub fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
 
 /// Default tag of events' `server` when neither `--server` nor `server_tag` names one.
 pub fn default_server_tag() -> String {
@@ -593,13 +579,6 @@ pub fn valid_tag(tag: &str) -> bool {
         && tag
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ pub mod config;
 pub mod event;
 pub mod patterns;
 pub mod pipeline;
+pub mod settings;
 pub mod sinks;
 pub mod tail;
 pub mod telemetry;

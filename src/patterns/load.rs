@@ -80,7 +80,7 @@ struct PatternSpec {
     severity: Severity,
     #[serde(default = "default_priority")]
     priority: i32,
-    #[serde(default = "crate::config::default_true")]
+    #[serde(default = "crate::settings::default_true")]
     enabled: bool,
     description: Option<String>,
     #[serde(default)]
@@ -95,7 +95,7 @@ struct DiscordSpec {
     emoji: Option<String>,
     color: Option<Spanned<ColorSpec>>,
     webhook: Option<Spanned<String>>,
-    #[serde(default = "crate::config::default_true")]
+    #[serde(default = "crate::settings::default_true")]
     enabled: bool,
 }
 

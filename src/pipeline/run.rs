@@ -22,7 +22,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use super::stages::{Matched, run_stages};
 use crate::event::Timestamp;
 use crate::patterns::PatternSet;
+use crate::settings::lock;
 use crate::sinks::Sink;
 use crate::tail::checkpoint::{CheckpointStore, FileCheckpoint};
 use crate::tail::tailer::{ServerSource, TailOptions, TailStats, Tailer};
@@ -386,12 +387,6 @@ impl EventTypeCounts {
     }
 }
 
-/// Locks the checkpoint store or the in-flight checkpoint; a panic elsewhere while holding one
-/// leaves data that is still consistent (every update is one insert or assignment), so a
-/// poisoned lock is used as is.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 #[cfg(test)]
 mod tests {

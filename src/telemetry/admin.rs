@@ -40,7 +40,7 @@ pub fn default_metrics_address() -> String {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve the admin endpoints. `METRICS_ENABLED=false` turns them off. Default true.
-    #[serde(default = "crate::config::default_true")]
+    #[serde(default = "crate::settings::default_true")]
     pub enabled: bool,
     /// `HOST:PORT` to listen on. `--metrics-addr` overrides it; `METRICS_PORT` overrides the
     /// port. Default `127.0.0.1:9464`: use `0.0.0.0:9464` to let other hosts scrape.
@@ -74,7 +74,7 @@ impl MetricsConfig {
             };
         let enabled = match env("METRICS_ENABLED").filter(|v| !v.trim().is_empty()) {
             None => self.enabled,
-            Some(v) => crate::config::parse_bool(&v)
+            Some(v) => crate::settings::parse_bool(&v)
                 .ok_or_else(|| setting("METRICS_ENABLED", v, "is neither true nor false"))?,
         };
         if flag.is_some() {

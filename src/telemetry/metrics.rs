@@ -155,7 +155,37 @@ pub struct ErrorCounter {
     errors: Family<ErrorLabels, Counter>,
 }
 
+/// A kind of error a component counts in `factorio_isr_errors_total{component,error_type}`.
+///
+/// Each component declares its errors as an enum implementing this (in its `internal_events`
+/// module), so label values are fixed words written once, and every label set can be
+/// registered at 0 from the start ([`ErrorKind::ALL`]).
+pub trait ErrorKind: Copy + 'static {
+    /// Every value, for registering the label sets up front.
+    const ALL: &'static [Self];
+    /// The `component` label: `tailer`, `checkpoint`, `logstash`, `discord`, `patterns`…
+    fn component(self) -> &'static str;
+    /// The `error_type` label: a fixed word such as `read`, `save`, `connect`.
+    fn error_type(self) -> &'static str;
+}
+
 impl ErrorCounter {
+    /// Counts one error of kind `kind`.
+    pub fn record(&self, kind: impl ErrorKind) {
+        self.count(kind.component(), kind.error_type());
+    }
+
+    /// Registers every label set of `K` at 0, so `rate()` and alerts see the series before
+    /// the first error.
+    pub fn register<K: ErrorKind>(&self) {
+        for k in K::ALL {
+            let _ = self.errors.get_or_create(&ErrorLabels {
+                component: k.component().to_owned(),
+                error_type: k.error_type().to_owned(),
+            });
+        }
+    }
+
     /// Counts one error.
     pub fn count(&self, component: &str, error_type: &str) {
         self.errors

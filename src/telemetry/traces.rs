@@ -101,7 +101,7 @@ impl TraceConfig {
         };
         let enabled = match get("TRACES_ENABLED") {
             None => false,
-            Some(v) => crate::config::parse_bool(&v).ok_or(TraceError::Setting {
+            Some(v) => crate::settings::parse_bool(&v).ok_or(TraceError::Setting {
                 variable: "TRACES_ENABLED",
                 value: v,
                 problem: "is neither true nor false",

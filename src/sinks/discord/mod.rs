@@ -167,7 +167,7 @@ pub struct DiscordConfig {
     pub disabled: Vec<String>,
     /// Do not send chat that a Discord-to-game bridge wrote (`[CHAT] <server>: …`) back to
     /// Discord. Default true.
-    #[serde(default = "crate::config::default_true")]
+    #[serde(default = "crate::settings::default_true")]
     pub echo_guard: bool,
     /// Events queued per webhook; beyond it the oldest least severe go first. Default 500.
     #[serde(default = "default_queue_events")]

@@ -82,7 +82,7 @@ pub struct LogstashConfig {
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
     /// Send records no pattern matched (`event_type = "log"`). Default true.
-    #[serde(default = "crate::config::default_true")]
+    #[serde(default = "crate::settings::default_true")]
     pub forward_unmatched: bool,
     /// TLS settings; the section's presence turns TLS on. See [`TlsConfig`].
     #[serde(default)]
