@@ -25,9 +25,10 @@ use arc_swap::ArcSwap;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use factorio_isr::event::ServiceInfo;
 use factorio_isr::patterns;
-use factorio_isr::pipeline::{Pipeline, RunOptions, default_workers};
+use factorio_isr::pipeline::{Pipeline, RunOptions};
 use factorio_isr::sinks::logstash::{LogstashConfig, LogstashSink};
 use factorio_isr::tail::tailer::{ServerSource, StartAt, TailOptions, default_globs};
+use factorio_isr::tail::{TailSource, TailSourceOptions};
 
 #[path = "support/mix.rs"]
 mod support;
@@ -88,7 +89,9 @@ fn bench_file_to_logstash(c: &mut Criterion) {
     let data = support::mix(LINES);
     let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
     std::fs::write(logs.join("factorio-current.log"), &data).expect("writing the log");
-    let patterns = ArcSwap::from_pointee(patterns::shipped().expect("shipped patterns load"));
+    let patterns = std::sync::Arc::new(ArcSwap::from_pointee(
+        patterns::shipped().expect("shipped patterns load"),
+    ));
     // Records, not lines: a crash record spans several lines and is one event.
     let records = factorio_isr::tail::frame::frame_all(&data, Default::default()).len();
 
@@ -113,36 +116,41 @@ fn bench_file_to_logstash(c: &mut Criterion) {
                         seen += buf[..n].iter().filter(|&&b| b == b'\n').count();
                     }
                 });
-                let opts = RunOptions {
-                    servers: vec![
-                        ServerSource::new("bench", logs.clone(), &default_globs()).expect("globs"),
-                    ],
-                    tail: TailOptions {
-                        start_at: StartAt::Beginning,
-                        ..TailOptions::default()
+                let source = TailSource::build(
+                    TailSourceOptions {
+                        servers: vec![
+                            ServerSource::new("bench", logs.clone(), &default_globs())
+                                .expect("globs"),
+                        ],
+                        tail: TailOptions {
+                            start_at: StartAt::Beginning,
+                            ..TailOptions::default()
+                        },
+                        state_dir: state,
+                        poll_only: true,
+                        poll_interval_max: Duration::from_millis(50),
+                        checkpoint_interval: Duration::from_secs(1),
                     },
-                    state_dir: state,
-                    poll_only: true,
-                    poll_interval_max: Duration::from_millis(50),
-                    checkpoint_interval: Duration::from_secs(1),
-                    workers: default_workers(),
-                    metrics: Default::default(),
-                    sink_name: "logstash",
-                };
-                let (pipeline, stopper) = Pipeline::new(opts).expect("the pipeline builds");
-                let mut sink =
+                    &Default::default(),
+                )
+                .expect("the source builds");
+                let sink =
                     LogstashSink::new(address, &LogstashConfig::default(), &ServiceInfo::default())
                         .expect("no TLS settings to fail");
+                let (pipeline, control) = Pipeline::new(
+                    source,
+                    vec![Box::new(sink)],
+                    patterns.clone(),
+                    RunOptions::default(),
+                );
                 let start = Instant::now();
                 let stop_when_received = std::thread::spawn(move || {
                     receiver.join().expect("the receiver");
                     let elapsed = start.elapsed();
-                    stopper.stop();
+                    control.stop();
                     elapsed
                 });
-                pipeline
-                    .run(&patterns, &mut sink)
-                    .expect("the pipeline runs");
+                pipeline.run().expect("the pipeline runs");
                 total += stop_when_received.join().expect("timing");
             }
             total

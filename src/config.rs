@@ -1,8 +1,12 @@
-//! Configuration: the TOML config file, environment variables, and their defaults.
+//! Configuration: the TOML config file, environment variables and flags, gathered in one place.
 //!
-//! Precedence is flags > environment > config file > defaults. The file is optional; every
-//! field has a default in a named function. Unknown keys are errors (a typo must not silently
-//! turn a setting off), reported with the file, line and column.
+//! Each component owns its section (its serde struct, the one copy of each default, its
+//! `validate()`): `[tail]` and `[framing]` in `tail`, `[logstash]` and `[discord]` in `sinks`,
+//! `[metrics]` in `telemetry::admin`. This module gathers the sections into [`Config`], loads
+//! the file, validates every section, and applies the environment and the command line over
+//! it in one place ([`Config::apply`]), so precedence is the same for every setting:
+//! flags > environment > config file > defaults. The file is optional. Unknown keys are errors
+//! (a typo must not silently turn a setting off), reported with the file, line and column.
 //!
 //! ```toml
 //! # factorio-isr.toml
@@ -19,7 +23,8 @@
 //! environment = "staging"
 //! ```
 //!
-//! How it fails: [`ConfigError`] names the file and what is wrong; nothing is half-applied.
+//! How it fails: [`ConfigError`] names the file (or the variable) and what is wrong; nothing is
+//! half-applied.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,13 +33,15 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::event::ServiceInfo;
-use crate::settings::line_col;
+use crate::settings::{Env, HostPort, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
 use crate::tail::frame::{self, FramingLimits};
 use crate::tail::tailer;
 use crate::tail::watch;
 use crate::telemetry::admin::MetricsConfig;
+use crate::telemetry::logs::LogFormat;
+use crate::telemetry::traces::{TraceConfig, TraceError};
 
 /// Default tag of events' `server` when neither `--server` nor `server_tag` names one.
 pub fn default_server_tag() -> String {
@@ -51,8 +58,8 @@ pub fn default_service_environment() -> String {
     "production".to_owned()
 }
 
-/// The whole config file.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+/// The whole configuration: the file's sections, then what only the environment sets.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Directory of pattern files (`*.toml`). Unset: the shipped patterns built into the
@@ -84,6 +91,42 @@ pub struct Config {
     /// The Discord sink: webhooks and how events are sent to them.
     #[serde(default)]
     pub discord: DiscordConfig,
+    /// The default webhook's URL from `--discord-webhook` or `DISCORD_WEBHOOK_URL` (not a
+    /// file key).
+    #[serde(skip)]
+    pub discord_webhook_url: Option<Secret>,
+    /// Traces: only from the environment (`TRACES_*`, `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    #[serde(skip)]
+    pub traces: TraceConfig,
+    /// factorio-isr's own logs: only from the environment (`LOG_FORMAT`, `LOG_LEVEL`).
+    #[serde(skip)]
+    pub log: LogSettings,
+}
+
+/// How factorio-isr writes its own logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `LOG_FORMAT`; `None`: JSON unless stderr is a terminal.
+    pub format: Option<LogFormat>,
+    /// `LOG_LEVEL` directives; `None`: `info`.
+    pub level: Option<String>,
+}
+
+/// What the command line sets, applied over the environment and the file by [`Config::apply`].
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--patterns DIR`.
+    pub patterns_dir: Option<PathBuf>,
+    /// `--state-dir DIR`.
+    pub state_dir: Option<PathBuf>,
+    /// `--poll`.
+    pub poll: bool,
+    /// `--logstash HOST:PORT`.
+    pub logstash: Option<String>,
+    /// `--metrics-addr HOST:PORT`.
+    pub metrics_addr: Option<String>,
+    /// `--discord-webhook URL`.
+    pub discord_webhook: Option<Secret>,
 }
 
 impl Default for Config {
@@ -98,6 +141,9 @@ impl Default for Config {
             logstash: LogstashConfig::default(),
             metrics: MetricsConfig::default(),
             discord: DiscordConfig::default(),
+            discord_webhook_url: None,
+            traces: TraceConfig::default(),
+            log: LogSettings::default(),
         }
     }
 }
@@ -299,6 +345,18 @@ impl Default for ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// The service description (after [`Config::apply`] applied the environment).
+    pub fn info(&self) -> ServiceInfo {
+        ServiceInfo {
+            name: self.name.clone(),
+            version: self
+                .version
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            environment: self.environment.clone(),
+        }
+    }
+
     /// The service description, with `SERVICE_NAME`, `SERVICE_VERSION` and
     /// `SERVICE_ENVIRONMENT` from `env` taking precedence.
     pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> ServiceInfo {
@@ -314,9 +372,30 @@ impl ServiceConfig {
     }
 }
 
-/// The config file could not be used.
+/// The configuration could not be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// An environment variable does not parse.
+    #[error("{variable}: `{value}` {problem}")]
+    Setting {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A trace setting does not parse.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// An address from the environment is not `HOST:PORT`.
+    #[error("{variable}: {problem}")]
+    Address {
+        /// The variable.
+        variable: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
     /// The file could not be read.
     #[error("{}: cannot read the config file: {source}", path.display())]
     Read {
@@ -362,6 +441,14 @@ impl fmt::Display for Located<'_> {
 }
 
 impl Config {
+    /// Reads and validates the config file at `path`, or the defaults when there is none.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => Config::load(p),
+            None => Ok(Config::default()),
+        }
+    }
+
     /// Reads and validates a config file. Relative paths in it are resolved against the
     /// file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -443,31 +530,9 @@ impl Config {
                 }
             }
         }
-        if let Some(addr) = &config.logstash.address
-            && crate::sinks::logstash::check_address(addr).is_err()
-        {
-            return Err(invalid(
-                "logstash.address",
-                "must be HOST:PORT, for example \"127.0.0.1:5044\"",
-            ));
-        }
-        if config.logstash.connect_timeout_ms == 0 {
-            return Err(invalid(
-                "logstash.connect_timeout_ms",
-                "must be at least 1 (a connection attempt needs some time)",
-            ));
-        }
-        if config
-            .metrics
-            .address
-            .rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
-            return Err(invalid(
-                "metrics.address",
-                "must be HOST:PORT, for example \"127.0.0.1:9464\"",
-            ));
-        }
+        let located = |e: crate::settings::InvalidSetting| invalid(e.key, e.problem);
+        config.logstash.validate().map_err(located)?;
+        config.metrics.validate().map_err(located)?;
         if let Some(name) = &config.discord.username {
             let lower = name.to_lowercase();
             let len = name.trim().chars().count();
@@ -482,6 +547,93 @@ impl Config {
             return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// Applies the environment, then the command line, over the file: the one place where
+    /// precedence is decided. Values that do not parse name the variable.
+    pub fn apply(&mut self, flags: &Overrides, env: &impl Env) -> Result<(), ConfigError> {
+        let setting = |variable, value: String, problem| ConfigError::Setting {
+            variable,
+            value,
+            problem,
+        };
+        // [service]
+        if let Some(v) = env.get("SERVICE_NAME") {
+            self.service.name = v;
+        }
+        if let Some(v) = env.get("SERVICE_VERSION") {
+            self.service.version = Some(v);
+        }
+        if let Some(v) = env.get("SERVICE_ENVIRONMENT") {
+            self.service.environment = v;
+        }
+        // Traces and logs have no file section.
+        self.traces = TraceConfig::from_env(|k: &str| env.get(k))?;
+        self.log = LogSettings {
+            format: match env.get("LOG_FORMAT") {
+                None => None,
+                Some(v) => Some(
+                    LogFormat::parse(&v)
+                        .ok_or_else(|| setting("LOG_FORMAT", v, "is neither json nor console"))?,
+                ),
+            },
+            level: env.get("LOG_LEVEL"),
+        };
+        // [metrics]: METRICS_ENABLED, METRICS_PORT, --metrics-addr.
+        if let Some(v) = env.get("METRICS_ENABLED") {
+            self.metrics.enabled = parse_bool(&v)
+                .ok_or_else(|| setting("METRICS_ENABLED", v, "is neither true nor false"))?;
+        }
+        if let Some(port) = env.get("METRICS_PORT") {
+            let port: u16 = port
+                .trim()
+                .parse()
+                .map_err(|_| setting("METRICS_PORT", port.clone(), "is not a port number"))?;
+            // `[metrics] address` was validated; its host stays.
+            self.metrics.address = HostPort::parse_listen(&self.metrics.address).map_or_else(
+                |_| format!("127.0.0.1:{port}"),
+                |a| a.with_port(port).to_string(),
+            );
+        }
+        if let Some(a) = &flags.metrics_addr {
+            self.metrics.address.clone_from(a);
+            self.metrics.enabled = true;
+        }
+        // [logstash]: --logstash, else LOGSTASH_ADDR, else the file.
+        if let Some(a) = &flags.logstash {
+            self.logstash.address = Some(a.clone());
+        } else if let Some(a) = env.get("LOGSTASH_ADDR") {
+            HostPort::parse(&a).map_err(|e| ConfigError::Address {
+                variable: "LOGSTASH_ADDR",
+                problem: e.to_string(),
+            })?;
+            self.logstash.address = Some(a);
+        }
+        // [discord]: --discord-webhook, else DISCORD_WEBHOOK_URL, as the default webhook.
+        self.discord_webhook_url = flags
+            .discord_webhook
+            .clone()
+            .or_else(|| env.get("DISCORD_WEBHOOK_URL").map(Secret::new));
+        // [tail] and the patterns.
+        if let Some(d) = &flags.state_dir {
+            self.tail.state_dir = Some(d.clone());
+        }
+        self.tail.poll_only |= flags.poll;
+        if let Some(d) = &flags.patterns_dir {
+            self.patterns_dir = Some(d.clone());
+        }
+        Ok(())
+    }
+
+    /// The state directory in force: `[tail] state_dir` (or `--state-dir`), else the default
+    /// from the environment.
+    pub fn state_dir(&self, env: &impl Env) -> PathBuf {
+        self.tail
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| default_state_dir(|k: &str| env.get(k)))
     }
 }
 
@@ -734,6 +886,50 @@ mod tests {
             default_state_dir(env(&[("HOME", "/home/f")])),
             PathBuf::from("/home/f/.local/state/factorio-isr")
         );
+    }
+
+    #[test]
+    fn the_admin_server_is_local_unless_told_otherwise() {
+        let c = MetricsConfig::default();
+        assert!(c.enabled);
+        assert_eq!(c.address, "127.0.0.1:9464");
+        let resolve = |flag: Option<String>,
+                       env: &dyn Fn(&str) -> Option<String>|
+         -> Result<Option<String>, ConfigError> {
+            let mut c = Config::default();
+            let flags = Overrides {
+                metrics_addr: flag,
+                ..Overrides::default()
+            };
+            c.apply(&flags, &env)?;
+            Ok(c.metrics.serve_address().map(str::to_owned))
+        };
+        let none = |_: &str| None;
+        assert_eq!(
+            resolve(None, &none).unwrap().as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        let env = |k: &str| (k == "METRICS_PORT").then(|| "9999".to_owned());
+        assert_eq!(
+            resolve(None, &env).unwrap().as_deref(),
+            Some("127.0.0.1:9999")
+        );
+        let flag = Some("0.0.0.0:1".to_owned());
+        assert_eq!(resolve(flag, &env).unwrap().as_deref(), Some("0.0.0.0:1"));
+        let off = |k: &str| (k == "METRICS_ENABLED").then(|| "false".to_owned());
+        assert_eq!(resolve(None, &off).unwrap(), None);
+        let bad = |k: &str| (k == "METRICS_PORT").then(|| "http".to_owned());
+        let err = resolve(None, &bad).unwrap_err().to_string();
+        assert!(err.starts_with("METRICS_PORT"), "{err}");
+    }
+
+    #[test]
+    fn a_log_format_that_does_not_parse_names_the_variable() {
+        let env = |k: &str| (k == "LOG_FORMAT").then(|| "xml".to_owned());
+        let err = Config::default()
+            .apply(&Overrides::default(), &env)
+            .unwrap_err();
+        assert!(err.to_string().contains("LOG_FORMAT"), "{err}");
     }
 
     #[test]

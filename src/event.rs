@@ -254,6 +254,71 @@ impl Default for ServiceInfo {
     }
 }
 
+/// A framed record: one line, or one multi-line error record, as read from a log file and
+/// before any pattern looked at it. The match stage turns it into an [`Event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Byte offset of the first line in the file.
+    pub offset: u64,
+    /// Byte offset just past the last line's newline.
+    pub end_offset: u64,
+    /// The lines, decoded lossily, joined with `\n`.
+    pub text: String,
+    /// Where the message starts in `text` (after time stamp, level, source and tag).
+    pub message_start: usize,
+    /// Physical lines in the record.
+    pub lines: u32,
+    /// The record's time from its first line, in ms since the epoch, when the line carries one.
+    pub time_ms: Option<i64>,
+}
+
+/// One piece of a Discord template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Text copied as is.
+    Literal(String),
+    /// A `{field}` placeholder.
+    Field(String),
+}
+
+/// A pattern's validated Discord section (`[pattern.discord]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscordTemplate {
+    /// The template, split into text and placeholders.
+    pub parts: Vec<TemplatePart>,
+    /// The template as written.
+    pub source: String,
+    /// An emoji shown before the text.
+    pub emoji: Option<String>,
+    /// Embed colour, `0xRRGGBB`.
+    pub color: Option<u32>,
+    /// Name of the webhook to post to; `None` means the server's default webhook.
+    pub webhook: Option<String>,
+    /// Whether the pattern posts to Discord at all.
+    pub enabled: bool,
+}
+
+/// What an event's pattern tells the stages after `match`: its name and where it may go. One
+/// per pattern, shared by every event the pattern makes, so routing an event is a field access,
+/// never a look-up by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatternInfo {
+    /// `file/name`: the event's `pattern` in JSON.
+    pub name: Arc<str>,
+    /// The Discord template, when the pattern has one.
+    pub discord: Option<DiscordTemplate>,
+}
+
+impl PatternInfo {
+    /// A pattern with no Discord template (tests, events made outside the match stage).
+    pub fn named(name: &str) -> Arc<PatternInfo> {
+        Arc::new(PatternInfo {
+            name: name.into(),
+            discord: None,
+        })
+    }
+}
+
 /// One classified log record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
@@ -263,8 +328,9 @@ pub struct Event {
     pub event_type: Arc<str>,
     /// The pattern's severity; `info` for unmatched records.
     pub severity: Severity,
-    /// `file/name` of the pattern that matched, `None` for unmatched records.
-    pub pattern: Option<Arc<str>>,
+    /// The pattern that matched (its `file/name` and Discord template), `None` for unmatched
+    /// records.
+    pub pattern: Option<Arc<PatternInfo>>,
     /// Typed named captures of the winning pattern, in the pattern's capture order.
     pub fields: Vec<(Arc<str>, FieldValue)>,
     /// The whole record as read (lines joined with `\n`, decoded lossily).
@@ -284,6 +350,11 @@ impl Event {
     /// The record without its time stamp, level, source file and console tag.
     pub fn message(&self) -> &str {
         self.raw.get(self.message_start..).unwrap_or(&self.raw)
+    }
+
+    /// The `file/name` of the pattern that matched, `None` for unmatched records.
+    pub fn pattern_name(&self) -> Option<&str> {
+        self.pattern.as_ref().map(|p| &*p.name)
     }
 
     /// A field by name.
@@ -334,7 +405,7 @@ impl EventEncoder {
         out.push(b'"');
         if let Some(p) = &e.pattern {
             out.extend_from_slice(b",\"pattern\":");
-            json_str(out, p);
+            json_str(out, &p.name);
         }
         out.extend_from_slice(b",\"fields\":{");
         for (i, (k, v)) in e.fields.iter().enumerate() {
@@ -411,7 +482,7 @@ mod tests {
             timestamp: Timestamp(1_759_913_914_000),
             event_type: "player_join".into(),
             severity: Severity::Info,
-            pattern: Some("console/player_join".into()),
+            pattern: Some(PatternInfo::named("console/player_join")),
             fields: vec![("player".into(), FieldValue::Str("bsalis".into()))],
             raw: "2025-10-08 08:58:34 [JOIN] bsalis joined the game".into(),
             message_start: 27,

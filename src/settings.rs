@@ -51,12 +51,59 @@ impl Env for ProcessEnv {
     }
 }
 
+/// A secret setting (a webhook URL, a password, a token): its `Debug` and `Display` show
+/// `<redacted>`, so it cannot reach a log line, an error or `check` output by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A setting that does not parse.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum SettingError {
     /// Not `HOST:PORT`.
     #[error("`{0}` is not HOST:PORT (for example 127.0.0.1:5044)")]
     HostPort(String),
+}
+
+/// A value in a config section that is out of range: the dotted key and what to do. The config
+/// loader adds the file.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("`{key}` {problem}")]
+pub struct InvalidSetting {
+    /// The key, dotted (`logstash.address`).
+    pub key: &'static str,
+    /// What is wrong and what to do.
+    pub problem: &'static str,
+}
+
+impl InvalidSetting {
+    /// `key` is wrong: `problem`.
+    pub fn new(key: &'static str, problem: &'static str) -> InvalidSetting {
+        InvalidSetting { key, problem }
+    }
 }
 
 /// A `HOST:PORT` address as written (the host is not resolved): `127.0.0.1:5044`,
@@ -68,12 +115,22 @@ pub struct HostPort {
 }
 
 impl HostPort {
-    /// Parses `HOST:PORT`; an IPv6 host must be in brackets.
+    /// Parses `HOST:PORT` to connect to: an IPv6 host must be in brackets, the port is 1 to
+    /// 65535.
     pub fn parse(address: &str) -> Result<HostPort, SettingError> {
+        HostPort::parse_listen(address)
+            .ok()
+            .filter(|hp| hp.port != 0)
+            .ok_or_else(|| SettingError::HostPort(address.to_owned()))
+    }
+
+    /// Parses `HOST:PORT` to listen on: as [`HostPort::parse`], and port 0 lets the system
+    /// pick one.
+    pub fn parse_listen(address: &str) -> Result<HostPort, SettingError> {
         let problem = || SettingError::HostPort(address.to_owned());
         let (host, port) = address.trim().rsplit_once(':').ok_or_else(problem)?;
         let port: u16 = port.parse().map_err(|_| problem())?;
-        if host.is_empty() || port == 0 {
+        if host.is_empty() {
             return Err(problem());
         }
         if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
@@ -178,7 +235,16 @@ mod tests {
             assert_eq!(hp.to_string(), ok);
         }
         assert_eq!(HostPort::parse("[::1]:80").unwrap().bare_host(), "::1");
-        for bad in ["", "5044", ":5044", "host:", "host:0", "host:70000", "::1:5044", "h:p"] {
+        for bad in [
+            "",
+            "5044",
+            ":5044",
+            "host:",
+            "host:0",
+            "host:70000",
+            "::1:5044",
+            "h:p",
+        ] {
             let err = HostPort::parse(bad).unwrap_err();
             assert!(err.to_string().contains("HOST:PORT"), "{bad}: {err}");
         }
@@ -186,6 +252,8 @@ mod tests {
             HostPort::parse("h:1").unwrap().with_port(9).to_string(),
             "h:9"
         );
+        assert_eq!(HostPort::parse_listen("127.0.0.1:0").unwrap().port(), 0);
+        assert!(HostPort::parse_listen("127.0.0.1").is_err());
     }
 
     #[test]
@@ -199,6 +267,13 @@ mod tests {
         assert_eq!(line_col(text, 9), (3, 1));
         assert_eq!(line_col(text, 10), (4, 1));
         assert_eq!(line_col(text, 99), (4, 2));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("https://discord.com/api/webhooks/1/token");
+        assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
+        assert!(s.expose().ends_with("token"));
     }
 
     #[test]

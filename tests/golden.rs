@@ -9,9 +9,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use factorio_isr::app::replay;
 use factorio_isr::event::{BUILT_IN_EVENT_TYPES, EventEncoder, ServiceInfo, Timestamp};
 use factorio_isr::patterns;
-use factorio_isr::pipeline::{ReplayOptions, replay};
+use factorio_isr::tail::ReplayOptions;
 use factorio_isr::tail::frame::FramingLimits;
 
 /// Fixed "read" time for records without a time of their own: 2000-01-01T00:00:00Z.

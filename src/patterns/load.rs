@@ -22,6 +22,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::event::Severity;
+pub use crate::event::{DiscordTemplate, TemplatePart};
 
 /// Longest regex source accepted, in bytes.
 pub const MAX_REGEX_BYTES: usize = 4096;
@@ -104,32 +105,6 @@ struct DiscordSpec {
 enum ColorSpec {
     Number(i64),
     Hex(String),
-}
-
-/// One piece of a Discord template.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TemplatePart {
-    /// Text copied as is.
-    Literal(String),
-    /// A `{field}` placeholder.
-    Field(String),
-}
-
-/// A pattern's validated Discord section.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiscordTemplate {
-    /// The template, split into text and placeholders.
-    pub parts: Vec<TemplatePart>,
-    /// The template as written.
-    pub source: String,
-    /// An emoji shown before the text.
-    pub emoji: Option<String>,
-    /// Embed colour, `0xRRGGBB`.
-    pub color: Option<u32>,
-    /// Name of the webhook to post to; `None` means the server's default webhook.
-    pub webhook: Option<String>,
-    /// Whether the pattern posts to Discord at all.
-    pub enabled: bool,
 }
 
 /// A named capture of a pattern and the type it becomes.

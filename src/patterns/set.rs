@@ -18,8 +18,10 @@ use std::sync::Arc;
 use regex::{RegexSet, RegexSetBuilder};
 
 use super::load::{FieldType, Pattern, PatternError, PatternErrorKind};
-use crate::event::{Event, FieldValue, LOG_EVENT_TYPE, LogSource, Severity, Timestamp};
-use crate::tail::frame::Record;
+use crate::event::Record;
+use crate::event::{
+    Event, FieldValue, LOG_EVENT_TYPE, LogSource, PatternInfo, Severity, Timestamp,
+};
 
 /// Compiled size limit of the whole set, in bytes.
 pub const SET_SIZE_LIMIT_BYTES: usize = 64 * 1024 * 1024;
@@ -41,11 +43,13 @@ pub struct PatternSet {
     set: RegexSet,
     /// Enabled patterns in set order: by priority, then file order.
     active: Vec<Arc<Pattern>>,
+    /// What events of each active pattern carry, in the same order.
+    infos: Vec<Arc<PatternInfo>>,
     /// Every pattern, enabled or not, in file order.
     all: Vec<Arc<Pattern>>,
     files: Vec<FileSummary>,
     log_event_type: Arc<str>,
-    /// Patterns by qualified name, for the route stage's lookups.
+    /// Patterns by qualified name.
     by_name: std::collections::HashMap<Arc<str>, Arc<Pattern>>,
 }
 
@@ -54,6 +58,8 @@ pub struct PatternSet {
 pub struct Match<'a> {
     /// The winning pattern.
     pub pattern: &'a Arc<Pattern>,
+    /// What its events carry.
+    pub info: &'a Arc<PatternInfo>,
     /// Its typed captures.
     pub fields: Vec<(Arc<str>, FieldValue)>,
 }
@@ -83,9 +89,19 @@ impl PatternSet {
             .iter()
             .map(|p| (p.qualified_name.clone(), p.clone()))
             .collect();
+        let infos = active
+            .iter()
+            .map(|p| {
+                Arc::new(PatternInfo {
+                    name: p.qualified_name.clone(),
+                    discord: p.discord.clone(),
+                })
+            })
+            .collect();
         Ok(PatternSet {
             set,
             active,
+            infos,
             by_name,
             all,
             files,
@@ -121,6 +137,7 @@ impl PatternSet {
     pub fn match_text(&self, text: &str) -> Option<Match<'_>> {
         let winner = self.set.matches(text).iter().next()?;
         let pattern = &self.active[winner];
+        let info = &self.infos[winner];
         let mut fields = Vec::new();
         if !pattern.captures.is_empty() {
             let mut locs = pattern.regex.capture_locations();
@@ -133,7 +150,11 @@ impl PatternSet {
                 }
             }
         }
-        Some(Match { pattern, fields })
+        Some(Match {
+            pattern,
+            info,
+            fields,
+        })
     }
 
     /// The match stage: turns a framed record into an event. `read_time` stamps records whose
@@ -144,7 +165,7 @@ impl PatternSet {
             Some(m) => (
                 m.pattern.event_type.clone(),
                 m.pattern.severity,
-                Some(m.pattern.qualified_name.clone()),
+                Some(m.info.clone()),
                 m.fields,
             ),
             None => (

@@ -1,30 +1,31 @@
-//! The pipeline: the stages wired together.
-//!
-//! Both commands move work through the same stages, in batches over bounded channels:
+//! The pipeline: a source, the stages, and the sinks, wired together.
 //!
 //! ```text
-//!  source thread ──(seq, records)──► match workers ×N ──(seq, events)──► sink thread
-//!  read + frame                      match                               reorder by seq → sink
+//!  source thread ──(seq, batch)──► match workers ×N ──(seq, events)──► sink thread
+//!  Source::run                     match                               reorder by seq → route
+//!                                                                      → sinks → receipt
 //! ```
 //!
-//! - [`route`]: on the sink thread, every event goes to the reliable sink and events with a
-//!   Discord template also to Discord's queue, which never waits.
-//! - [`replay()`]: the source reads whole files once, start to end.
-//! - [`run`]: the source is the tailer following log directories; the sink thread advances a
-//!   file's checkpoint only past events the sink has taken, and saves checkpoints.
+//! - [`source`]: the [`Source`] seam (what feeds the pipeline) and its [`Batch`]es.
+//! - [`stages`](run_stages): the source thread, the match workers, and the in-order hand-over
+//!   to the sink thread.
+//! - [`route`]: on the sink thread, every event to every sink, the reliable sinks flushed,
+//!   then the batch's receipt moves the source's checkpoint.
+//! - [`run`]: [`Pipeline`] puts them together for `run` (the tailer) and `replay` (whole
+//!   files) alike, with [`Control`] to stop it and save checkpoints from another thread.
 //!
 //! Matching is where the time goes, so it runs on as many workers as there are cores; reading
-//! and framing stay on one thread because a file's records depend on the lines before them.
-//! Every batch carries a sequence number and the sink thread takes batches in that order, so
-//! events leave in file order whatever the workers' timing. The channel bounds keep memory flat
-//! when the sink is slower than the source: the source blocks, which for `run` means the tailer
-//! stops reading and the log file itself is the buffer.
+//! and framing stay on the source's thread because a file's records depend on the lines before
+//! them. Every batch carries a sequence number and the sink thread takes batches in that order,
+//! so events leave in source order whatever the workers' timing. The channel bounds keep memory
+//! flat when the sinks are slower than the source: the source blocks, which for the tailer means
+//! it stops reading and the log file itself is the buffer.
 
-pub mod replay;
 pub mod route;
 pub mod run;
+pub mod source;
 mod stages;
 
-pub use replay::{ReplayError, ReplayOptions, ReplaySummary, replay};
-pub use run::{Pipeline, RunError, RunOptions, RunSummary, Stopper};
+pub use run::{Control, Pipeline, RunError, RunOptions, RunSummary};
+pub use source::{Batch, Checkpoints, Output, Progress, Receipt, Source, StopHandle};
 pub use stages::default_workers;

@@ -13,10 +13,9 @@ use arc_swap::ArcSwap;
 use prometheus_client::metrics::histogram::Histogram;
 use std::time::Instant;
 
-use crate::event::{Event, LogSource, Timestamp};
+use super::source::{Batch, Receipt};
+use crate::event::Event;
 use crate::patterns::PatternSet;
-use crate::tail::checkpoint::FileCheckpoint;
-use crate::tail::frame::Record;
 
 /// Batches queued between two stages, per match worker.
 const BATCHES_PER_WORKER: usize = 2;
@@ -31,23 +30,19 @@ pub fn default_workers() -> usize {
         .clamp(1, MAX_WORKERS)
 }
 
-/// The records of one batch, numbered in source order.
+/// A batch numbered in source order, and when the source handed it on.
 struct Work {
     seq: u64,
-    source: Arc<LogSource>,
-    read_time: Timestamp,
-    records: Vec<Record>,
-    checkpoint: Option<FileCheckpoint>,
+    batch: Batch,
     read_at: Instant,
-    span: tracing::Span,
 }
 
-/// The events of one batch, and where its file stands once they are delivered.
+/// The events of one batch, and what delivering them moves.
 pub struct Matched {
-    /// Events in file order.
+    /// Events in source order.
     pub events: Vec<Event>,
-    /// The file's checkpoint after these events.
-    pub checkpoint: Option<FileCheckpoint>,
+    /// Moves the source's checkpoint once the events are delivered.
+    pub receipt: Option<Arc<dyn Receipt>>,
     /// When the batch was handed on by the source (just after it was read).
     pub read_at: Instant,
     /// The batch's root span.
@@ -68,22 +63,11 @@ pub struct Sequencer<'a> {
 impl Sequencer<'_> {
     /// Sends one batch; blocks while the workers are busy. Returns false when the pipeline is
     /// gone and the source should stop.
-    pub fn send(
-        &mut self,
-        source: Arc<LogSource>,
-        read_time: Timestamp,
-        records: Vec<Record>,
-        checkpoint: Option<FileCheckpoint>,
-        span: tracing::Span,
-    ) -> bool {
+    pub fn send(&mut self, batch: Batch) -> bool {
         let work = Work {
             seq: self.next,
-            source,
-            read_time,
-            records,
-            checkpoint,
+            batch,
             read_at: Instant::now(),
-            span,
         };
         self.next += 1;
         self.tx.send(work).is_ok()
@@ -162,12 +146,15 @@ fn match_worker(
         };
         let Ok(Work {
             seq,
-            source,
-            read_time,
-            records,
-            checkpoint,
+            batch:
+                Batch {
+                    source,
+                    read_time,
+                    records,
+                    receipt,
+                    span,
+                },
             read_at,
-            span,
         }) = next
         else {
             return;
@@ -191,7 +178,7 @@ fn match_worker(
         match_seconds.observe(started.elapsed().as_secs_f64());
         let matched = Matched {
             events,
-            checkpoint,
+            receipt,
             read_at,
             span,
         };

@@ -6,6 +6,7 @@
 
 use std::io::{self, Write};
 
+use super::{Delivery, Sink};
 use crate::event::{Event, EventEncoder, ServiceInfo};
 
 /// Size of the output buffer.
@@ -52,13 +53,25 @@ impl<W: Write> StdoutSink<W> {
     }
 }
 
-impl<W: Write> super::Sink for StdoutSink<W> {
+impl<W: Write + Send> Sink for StdoutSink<W> {
+    fn name(&self) -> &'static str {
+        "stdout"
+    }
+
+    fn delivery(&self) -> Delivery {
+        Delivery::Reliable
+    }
+
     fn write(&mut self, event: &Event) -> io::Result<()> {
         StdoutSink::write(self, event)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         StdoutSink::flush(self)
+    }
+
+    fn flush_span(&self, parent: &tracing::Span, events: usize) -> tracing::Span {
+        crate::traced_span!(parent: parent, "sink.stdout", events = events)
     }
 }
 

@@ -241,22 +241,7 @@ fn trim_partial_char(b: &[u8]) -> &[u8] {
     b
 }
 
-/// A framed record: one line, or one multi-line error record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    /// Byte offset of the first line in the file.
-    pub offset: u64,
-    /// Byte offset just past the last line's newline.
-    pub end_offset: u64,
-    /// The lines, decoded lossily, joined with `\n`.
-    pub text: String,
-    /// Where the message starts in `text` (after time stamp, level, source and tag).
-    pub message_start: usize,
-    /// Physical lines in the record.
-    pub lines: u32,
-    /// The record's time from its first line, in ms since the epoch, when the line carries one.
-    pub time_ms: Option<i64>,
-}
+pub use crate::event::Record;
 
 /// Why an open error record ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,6 +16,11 @@ pub mod checkpoint;
 pub mod fingerprint;
 pub mod frame;
 pub mod read;
+pub mod replay;
 pub mod shape;
+pub mod source;
 pub mod tailer;
 pub mod watch;
+
+pub use replay::{ReplayOptions, ReplayReport, ReplaySource};
+pub use source::{TailSource, TailSourceError, TailSourceOptions};

@@ -27,6 +27,8 @@ use axum::routing::get;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::settings::{HostPort, InvalidSetting};
+
 use super::health::{Health, Report};
 use super::metrics::Metrics;
 
@@ -58,61 +60,26 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
-    /// The address to serve on, or `None` when `METRICS_ENABLED` (or `enabled`) turns the
-    /// server off: `--metrics-addr` (`flag`) wins; else `address` with its port replaced by
-    /// `METRICS_PORT` when set.
-    pub fn resolve(
-        &self,
-        flag: Option<String>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<String>, AdminError> {
-        let setting =
-            |variable: &'static str, value: String, problem: &'static str| AdminError::Setting {
-                variable,
-                value,
-                problem,
-            };
-        let enabled = match env("METRICS_ENABLED").filter(|v| !v.trim().is_empty()) {
-            None => self.enabled,
-            Some(v) => crate::settings::parse_bool(&v)
-                .ok_or_else(|| setting("METRICS_ENABLED", v, "is neither true nor false"))?,
-        };
-        if flag.is_some() {
-            return Ok(flag);
+    /// Checks the values serde cannot: the address's form (port 0 lets the system pick one).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if HostPort::parse_listen(&self.address).is_err() {
+            return Err(InvalidSetting::new(
+                "metrics.address",
+                "must be HOST:PORT, for example \"127.0.0.1:9464\"",
+            ));
         }
-        if !enabled {
-            return Ok(None);
-        }
-        match env("METRICS_PORT").filter(|p| !p.trim().is_empty()) {
-            None => Ok(Some(self.address.clone())),
-            Some(port) => {
-                let port: u16 = port
-                    .trim()
-                    .parse()
-                    .map_err(|_| setting("METRICS_PORT", port.clone(), "is not a port number"))?;
-                let host = self
-                    .address
-                    .rsplit_once(':')
-                    .map_or("127.0.0.1", |(h, _)| h);
-                Ok(Some(format!("{host}:{port}")))
-            }
-        }
+        Ok(())
+    }
+
+    /// The address to serve on, or `None` when the server is off.
+    pub fn serve_address(&self) -> Option<&str> {
+        self.enabled.then_some(self.address.as_str())
     }
 }
 
 /// The admin server cannot start.
 #[derive(Debug, Error)]
 pub enum AdminError {
-    /// An environment variable does not parse.
-    #[error("{variable}: `{value}` {problem}")]
-    Setting {
-        /// The variable.
-        variable: &'static str,
-        /// Its value.
-        value: String,
-        /// What is wrong.
-        problem: &'static str,
-    },
     /// Binding failed.
     #[error(
         "cannot serve /metrics on {address}: {source}; choose another with --metrics-addr HOST:PORT or METRICS_PORT, or set METRICS_ENABLED=false"
@@ -319,30 +286,6 @@ mod tests {
              # HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n\
              # HELP x_seconds Time.\n# TYPE x_seconds histogram\nx_seconds_bucket{le=\"1\"} 1\n"
         );
-    }
-
-    #[test]
-    fn the_admin_server_is_local_unless_told_otherwise() {
-        let c = MetricsConfig::default();
-        assert!(c.enabled);
-        assert_eq!(c.address, "127.0.0.1:9464");
-        let none = |_: &str| None;
-        assert_eq!(
-            c.resolve(None, none).unwrap().as_deref(),
-            Some("127.0.0.1:9464")
-        );
-        let env = |k: &str| (k == "METRICS_PORT").then(|| "9999".to_owned());
-        assert_eq!(
-            c.resolve(None, env).unwrap().as_deref(),
-            Some("127.0.0.1:9999")
-        );
-        let flag = Some("0.0.0.0:1".to_owned());
-        assert_eq!(c.resolve(flag, env).unwrap().as_deref(), Some("0.0.0.0:1"));
-        let off = |k: &str| (k == "METRICS_ENABLED").then(|| "false".to_owned());
-        assert_eq!(c.resolve(None, off).unwrap(), None);
-        let bad = |k: &str| (k == "METRICS_PORT").then(|| "http".to_owned());
-        let err = c.resolve(None, bad).unwrap_err().to_string();
-        assert!(err.starts_with("METRICS_PORT"), "{err}");
     }
 
     #[test]

@@ -32,16 +32,24 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// `LOG_FORMAT`, else JSON unless stderr is a terminal.
-    pub fn from_env(value: Option<&str>) -> Result<LogFormat, String> {
-        match value.map(str::trim).filter(|v| !v.is_empty()) {
-            None if io::stderr().is_terminal() => Ok(LogFormat::Console),
-            None => Ok(LogFormat::Json),
-            Some(v) if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
-            Some(v) if v.eq_ignore_ascii_case("console") || v.eq_ignore_ascii_case("text") => {
-                Ok(LogFormat::Console)
-            }
-            Some(v) => Err(format!("LOG_FORMAT: `{v}` is neither json nor console")),
+    /// `json` or `console` (also `text`), any case.
+    pub fn parse(value: &str) -> Option<LogFormat> {
+        let v = value.trim();
+        if v.eq_ignore_ascii_case("json") {
+            Some(LogFormat::Json)
+        } else if v.eq_ignore_ascii_case("console") || v.eq_ignore_ascii_case("text") {
+            Some(LogFormat::Console)
+        } else {
+            None
+        }
+    }
+
+    /// The format when `LOG_FORMAT` is unset: console on a terminal, else JSON.
+    pub fn default_for_stderr() -> LogFormat {
+        if io::stderr().is_terminal() {
+            LogFormat::Console
+        } else {
+            LogFormat::Json
         }
     }
 }
@@ -84,10 +92,11 @@ pub fn init(format: LogFormat, level: Option<&str>, tracer: Option<SdkTracer>) {
             .with_tracer(t)
             .with_filter(Targets::new().with_target("factorio_isr", Level::INFO))
     });
-    tracing_subscriber::registry()
+    // A second App in one process (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
         .with(fmt_layer)
         .with(otel_layer)
-        .init();
+        .try_init();
     if bad_level {
         tracing::warn!(
             LOG_LEVEL = directives,
@@ -102,12 +111,8 @@ mod tests {
 
     #[test]
     fn log_format_names() {
-        assert_eq!(LogFormat::from_env(Some("json")), Ok(LogFormat::Json));
-        assert_eq!(LogFormat::from_env(Some("Console")), Ok(LogFormat::Console));
-        assert!(
-            LogFormat::from_env(Some("xml"))
-                .unwrap_err()
-                .contains("LOG_FORMAT")
-        );
+        assert_eq!(LogFormat::parse("json"), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse("Console"), Some(LogFormat::Console));
+        assert_eq!(LogFormat::parse("xml"), None);
     }
 }

@@ -91,6 +91,18 @@ pub enum TraceError {
     Exporter(String),
 }
 
+impl Default for TraceConfig {
+    /// Traces off, as with no `TRACES_*` variable set.
+    fn default() -> Self {
+        TraceConfig {
+            enabled: false,
+            exporter: Exporter::Otlp,
+            sample_rate: default_sample_rate(),
+            endpoint: default_otlp_endpoint(),
+        }
+    }
+}
+
 impl TraceConfig {
     /// Reads the settings from `env`.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<TraceConfig, TraceError> {

@@ -1165,7 +1165,7 @@ mod tests {
             .map(|record| set.to_event(record, &source, TIME))
             .find(|e| &*e.event_type == "server_crashed")
             .unwrap_or_else(|| panic!("the fixture holds a crash"));
-        let pattern = crash.pattern.as_deref().unwrap_or_default();
+        let pattern = crash.pattern_name().unwrap_or_default();
         let item = render(&shipped_template(&set, pattern), &crash, false);
         assert_eq!(item.severity, Severity::Critical);
         let e = embed(&item);

@@ -24,7 +24,10 @@
 
 pub mod format;
 pub mod ratelimit;
+mod sink;
 pub mod worker;
+
+pub use self::sink::DiscordSink;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -453,7 +456,7 @@ impl Discord {
         let server = &*event.source.server;
         let route = self.servers.get(server);
         let off = |list: &dyn Fn(&str) -> bool| {
-            list(&event.event_type) || event.pattern.as_deref().is_some_and(list)
+            list(&event.event_type) || event.pattern_name().is_some_and(list)
         };
         if off(&|k| self.disabled.contains(k))
             || route.is_some_and(|r| off(&|k| r.disabled.iter().any(|d| d == k)))
@@ -483,7 +486,7 @@ impl Discord {
 
     /// Sends what is queued, for at most `shutdown_flush_ms`, then drops the rest (counted as
     /// `shutdown`). Blocks; call it outside the runtime.
-    pub fn shutdown(&self, runtime: &tokio::runtime::Runtime) {
+    pub fn shutdown(&self, runtime: &tokio::runtime::Handle) {
         self.stopping.store(true, Ordering::Release);
         for n in &self.stop_notifies {
             n.notify_one();

@@ -43,8 +43,9 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use self::tls::{Tls, TlsConfig, TlsError, TlsStream};
-use super::Sink;
+use super::{Delivery, Sink, SinkContext, SinkHandle};
 use crate::event::{Event, EventEncoder, LOG_EVENT_TYPE, ServiceInfo};
+use crate::settings::{HostPort, InvalidSetting};
 use crate::telemetry::health::Component;
 use crate::telemetry::metrics::LogstashMetrics;
 use crate::telemetry::now_unix_ms;
@@ -102,17 +103,53 @@ impl Default for LogstashConfig {
     }
 }
 
+impl LogstashConfig {
+    /// Checks the values serde cannot: the address's form and the timeouts.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if let Some(addr) = &self.address
+            && HostPort::parse(addr).is_err()
+        {
+            return Err(InvalidSetting::new(
+                "logstash.address",
+                "must be HOST:PORT, for example \"127.0.0.1:5044\"",
+            ));
+        }
+        if self.connect_timeout_ms == 0 {
+            return Err(InvalidSetting::new(
+                "logstash.connect_timeout_ms",
+                "must be at least 1 (a connection attempt needs some time)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How long a write may block before `/ready` reports Logstash as not reading.
+pub const STALL_MS: u64 = 5000;
+
+impl LogstashConfig {
+    /// The sink, when an address is configured: reporting to the `logstash` health component
+    /// and the Logstash metrics. Fails only on TLS settings that cannot work.
+    pub fn build(&self, ctx: &SinkContext<'_>) -> Result<Option<LogstashSink>, TlsError> {
+        let Some(address) = &self.address else {
+            return Ok(None);
+        };
+        info!(%address, tls = self.tls.is_some(), "Sending events to Logstash.");
+        let component = ctx
+            .health
+            .component("logstash", &format!("connecting to {address}"));
+        component.set_probe(stall_probe(&ctx.metrics.logstash, STALL_MS));
+        let sink = LogstashSink::new(address.clone(), self, ctx.service)?
+            .with_telemetry(ctx.metrics.logstash.clone(), component);
+        Ok(Some(sink))
+    }
+}
+
 /// Checks that `address` has the form `HOST:PORT` (IPv6 hosts in brackets).
 pub fn check_address(address: &str) -> Result<(), String> {
-    let problem = || format!("`{address}` is not HOST:PORT (for example 127.0.0.1:5044)");
-    let (host, port) = address.rsplit_once(':').ok_or_else(problem)?;
-    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(problem());
-    }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err(problem());
-    }
-    Ok(())
+    HostPort::parse(address)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Counters of the Logstash sink.
@@ -240,8 +277,7 @@ pub struct LogstashSink {
 /// How often a blocked plain-TCP write reports how far it got.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
-/// [`LogstashSink::cut_offset`]'s value when no write is cut short.
-pub const NO_CUT: u64 = u64::MAX;
+pub use super::NO_CUT;
 
 impl LogstashSink {
     /// A sink for `address` (`HOST:PORT`). Nothing connects until the first flush. Fails only
@@ -373,6 +409,25 @@ impl LogstashSink {
 }
 
 impl Sink for LogstashSink {
+    fn name(&self) -> &'static str {
+        "logstash"
+    }
+
+    fn delivery(&self) -> Delivery {
+        Delivery::Reliable
+    }
+
+    fn flush_span(&self, parent: &tracing::Span, events: usize) -> tracing::Span {
+        crate::traced_span!(parent: parent, "sink.logstash", events = events)
+    }
+
+    fn handle(&self) -> SinkHandle {
+        SinkHandle {
+            cut_offset: Some(self.cut.clone()),
+            shutdown: None,
+        }
+    }
+
     fn write(&mut self, event: &Event) -> io::Result<()> {
         if !self.forward_unmatched && &*event.event_type == LOG_EVENT_TYPE {
             self.stats.events_skipped += 1;

@@ -156,7 +156,7 @@ impl Tls {
         };
         let name = match &config.server_name {
             Some(n) => n.clone(),
-            None => host_of(address).to_owned(),
+            None => host_of(address),
         };
         let server_name = ServerName::try_from(name.clone()).map_err(|_| {
             TlsError::Setting(format!(
@@ -205,9 +205,9 @@ impl Tls {
 }
 
 /// `HOST` of `HOST:PORT`, without the brackets of an IPv6 address.
-fn host_of(address: &str) -> &str {
-    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
+fn host_of(address: &str) -> String {
+    crate::settings::HostPort::parse(address)
+        .map_or_else(|_| address.to_owned(), |hp| hp.bare_host().to_owned())
 }
 
 fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {

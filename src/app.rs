@@ -1,0 +1,716 @@
+//! The application: a resolved [`Config`] becomes a running factorio-isr, and stops in order.
+//!
+//! - `run`: [`App::build`] does everything that can fail before anything runs (in the style of
+//!   linkerd2-proxy's config → build → spawn): it loads the patterns, starts the trace
+//!   exporter and the logs, binds the admin address, opens the state directory, and builds the
+//!   source and every sink. [`App::run`] then serves, follows and forwards until SIGTERM or
+//!   SIGINT (or until [`App::control`] stops it), and shuts down in order: the source stops
+//!   reading, what was read drains to the sinks within `shutdown_timeout_ms`, checkpoints are
+//!   saved, Discord gets its last seconds, the admin server and the exporter close.
+//! - `replay`: [`replay`] runs the same pipeline from whole files to stdout (or any sink).
+//! - `check`: [`check`] validates the config and the patterns exactly as `run` would load them.
+//!
+//! Sinks are registered in one place, [`App::build`]'s `sinks`: adding one is one line there.
+//!
+//! How it fails: every start-up problem is an [`AppError`] naming what to fix, before anything
+//! is served or read. Once running, a reliable sink's error stops the pipeline (after saving
+//! the checkpoints of what was delivered) and is returned by `run`; a stdout whose reader went
+//! away is a normal end.
+
+use std::io::{self, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::config::{Config, ConfigError, ServersError};
+use crate::event::BUILT_IN_EVENT_TYPES;
+use crate::patterns::reload::{self, Reloader};
+use crate::patterns::{self, PatternErrors, PatternSet};
+use crate::pipeline::{Control, Pipeline, RunError, RunOptions, RunSummary};
+use crate::sinks::discord::{Discord, DiscordError, DiscordSink};
+use crate::sinks::logstash::tls::TlsError;
+use crate::sinks::stdout::{StdoutSink, is_closed_pipe};
+use crate::sinks::{FnSink, Sink, SinkContext, SinkHandle};
+use crate::tail::TailSourceOptions;
+use crate::tail::frame::{FrameStats, FramingLimits};
+use crate::tail::read::ReadError;
+use crate::tail::tailer::{ServerSource, StartAt, TailOptions, TailStats};
+use crate::tail::{ReplayOptions, ReplayReport, ReplaySource, TailSource, TailSourceError};
+use crate::telemetry::admin::{self, AdminError};
+use crate::telemetry::health::{Component, Health};
+use crate::telemetry::logs::{self, LogFormat};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::{Exporter, TraceError, Traces};
+
+/// How long the pipeline may make no progress, with no sink write pending, before `/healthz`
+/// says it is wedged.
+const WEDGED_AFTER: Duration = Duration::from_secs(60);
+
+/// `factorio-isr` could not start, or stopped on an error.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The servers to follow are missing or contradict each other.
+    #[error(transparent)]
+    Servers(#[from] ServersError),
+    /// A server's globs do not parse.
+    #[error("server `{tag}`: invalid globs: {source}")]
+    Globs {
+        /// The server.
+        tag: String,
+        /// The cause.
+        source: globset::Error,
+    },
+    /// The pattern files are unusable.
+    #[error(transparent)]
+    Patterns(#[from] PatternErrors),
+    /// The trace exporter cannot start.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The admin server cannot start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] TailSourceError),
+    /// Logstash's TLS settings cannot work.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A Discord webhook is unusable.
+    #[error(transparent)]
+    Discord(#[from] DiscordError),
+    /// Traces to stdout would mix with the events.
+    #[error("TRACES_EXPORTER=stdout needs --logstash: without it, stdout carries the events")]
+    StdoutTraces,
+    /// The operating system refused something factorio-isr needs to run.
+    #[error("{what}: {source}")]
+    System {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The pipeline stopped on a sink error.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The checkpoints could not be saved at a forced stop.
+    #[error("saving checkpoints: {0}")]
+    Checkpoints(io::Error),
+}
+
+/// What `run` follows, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    /// LOG_DIR arguments; empty: the config's `[[servers]]`.
+    pub dirs: Vec<PathBuf>,
+    /// `--server TAG` for a single LOG_DIR.
+    pub server: Option<String>,
+    /// `--from-beginning`.
+    pub from_beginning: bool,
+}
+
+/// The pattern set in force: the config's `patterns_dir` (or `--patterns`), else the shipped
+/// patterns built into factorio-isr.
+pub fn load_patterns(config: &Config) -> Result<PatternSet, PatternErrors> {
+    match &config.patterns_dir {
+        Some(dir) => patterns::load_dir(dir),
+        None => patterns::shipped(),
+    }
+}
+
+/// A built `run`, ready to start.
+pub struct App {
+    runtime: tokio::runtime::Runtime,
+    traces: Option<Traces>,
+    admin: Option<(tokio::task::JoinHandle<io::Result<()>>, oneshot::Sender<()>)>,
+    admin_address: Option<SocketAddr>,
+    reloader: Option<(Reloader, Duration)>,
+    pipeline: Pipeline<'static, TailSource>,
+    control: Control,
+    sinks: Vec<SinkHandle>,
+    tailer: Component,
+    shutdown_timeout: Duration,
+}
+
+impl App {
+    /// Builds everything `run` needs from `config` (already resolved with the environment and
+    /// flags by [`Config::apply`]) and `request`. Nothing is read or sent yet, but the admin
+    /// server already answers.
+    pub fn build(config: Config, request: &RunRequest) -> Result<App, AppError> {
+        let service = config.service.info();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("factorio-isr-admin")
+            .enable_all()
+            .build()
+            .map_err(|source| AppError::System {
+                what: "starting the async runtime",
+                source,
+            })?;
+        // The gRPC exporter needs the runtime when it is built.
+        let (traces, tracer) = {
+            let _guard = runtime.enter();
+            match Traces::start(&config.traces, &service)? {
+                Some((t, tracer)) => (Some(t), Some(tracer)),
+                None => (None, None),
+            }
+        };
+        let format = config
+            .log
+            .format
+            .unwrap_or_else(LogFormat::default_for_stderr);
+        logs::init(format, config.log.level.as_deref(), tracer);
+        if traces.is_some() {
+            let t = &config.traces;
+            tracing::info!(exporter = ?t.exporter, endpoint = %t.endpoint, sample_rate = t.sample_rate, "Exporting traces.");
+        }
+        let servers = config
+            .run_servers(&request.dirs, request.server.as_deref())?
+            .into_iter()
+            .map(|s| {
+                ServerSource::new(&s.tag, s.log_dir.clone(), &s.globs).map_err(|source| {
+                    AppError::Globs {
+                        tag: s.tag.clone(),
+                        source,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let patterns = Arc::new(ArcSwap::from_pointee(load_patterns(&config)?));
+        if config.logstash.address.is_none()
+            && traces.is_some()
+            && config.traces.exporter == Exporter::Stdout
+        {
+            return Err(AppError::StdoutTraces);
+        }
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new(metrics.component_status.clone());
+
+        let (admin, admin_address) = match config.metrics.serve_address() {
+            Some(address) => {
+                let listener = admin::bind(address)?;
+                let local = listener.local_addr().map_err(|source| AppError::System {
+                    what: "the admin address",
+                    source,
+                })?;
+                tracing::info!(address = %local, "Serving /metrics, /healthz and /ready.");
+                let (stop, stopped) = oneshot::channel::<()>();
+                let (m, h) = (metrics.clone(), health.clone());
+                let _guard = runtime.enter();
+                let task = runtime.spawn(admin::serve(listener, m, h, async {
+                    let _ = stopped.await;
+                }));
+                (Some((task, stop)), Some(local))
+            }
+            None => (None, None),
+        };
+
+        let tail = &config.tail;
+        let ms = Duration::from_millis;
+        let tailer = health.component("tailer", "starting");
+        let source = TailSource::build(
+            TailSourceOptions {
+                servers,
+                tail: TailOptions {
+                    limits: config.framing.limits(),
+                    read_chunk_bytes: tail.read_chunk_bytes,
+                    discovery_interval: ms(tail.discovery_interval_ms),
+                    rotate_wait: ms(tail.rotate_wait_ms),
+                    record_flush: ms(tail.record_flush_ms),
+                    start_at: if request.from_beginning {
+                        StartAt::Beginning
+                    } else {
+                        StartAt::End
+                    },
+                    ..TailOptions::default()
+                },
+                state_dir: config.state_dir(&crate::settings::ProcessEnv),
+                poll_only: tail.poll_only,
+                poll_interval_max: ms(tail.poll_interval_max_ms),
+                checkpoint_interval: ms(tail.checkpoint_interval_ms),
+            },
+            &metrics.pipeline,
+        )?;
+
+        // The sinks, in delivery order: the reliable one first, then the best-effort ones.
+        let ctx = SinkContext {
+            service: &service,
+            metrics: &metrics,
+            health: &health,
+            runtime: runtime.handle(),
+        };
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        match config.logstash.build(&ctx)? {
+            Some(logstash) => sinks.push(Box::new(logstash)),
+            None => sinks.push(Box::new(StdoutSink::new(io::stdout(), service.clone()))),
+        }
+        let discord = Discord::from_config(
+            &config.discord,
+            config.discord_routes(),
+            config
+                .discord_webhook_url
+                .as_ref()
+                .map(|u| u.expose().to_owned()),
+            |_: &str| None,
+            runtime.handle(),
+            metrics.discord.clone(),
+            &health,
+            &patterns.load(),
+        )?;
+        if let Some(d) = discord {
+            sinks.push(Box::new(DiscordSink::new(d, runtime.handle().clone())));
+        }
+        let handles = sinks.iter().map(|s| s.handle()).collect();
+
+        let (pipeline, control) = Pipeline::new(
+            source,
+            sinks,
+            patterns.clone(),
+            RunOptions {
+                workers: crate::pipeline::default_workers(),
+                metrics: metrics.pipeline.clone(),
+            },
+        );
+        let progress = control.progress();
+        tailer.set_liveness_probe(Box::new(move || progress.wedged(WEDGED_AFTER)));
+        let reloader = config.patterns_dir.clone().map(|dir| {
+            let reloader = Reloader::new(dir, patterns.clone()).with_telemetry(
+                metrics.reload.clone(),
+                health.component("patterns", "loading"),
+            );
+            (reloader, ms(tail.reload_poll_interval_ms))
+        });
+        Ok(App {
+            runtime,
+            traces,
+            admin,
+            admin_address,
+            reloader,
+            pipeline,
+            control,
+            sinks: handles,
+            tailer,
+            shutdown_timeout: ms(tail.shutdown_timeout_ms),
+        })
+    }
+
+    /// Where the admin server listens, when it runs.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
+    }
+
+    /// Stops the pipeline from another thread, as SIGTERM does.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// Runs until SIGTERM or SIGINT (or [`Control::stop`]), then shuts down in order. `Ok` on
+    /// a clean stop, a forced stop whose checkpoints were saved, or a closed stdout.
+    pub fn run(self) -> Result<RunSummary<TailStats>, AppError> {
+        let App {
+            runtime,
+            traces,
+            admin,
+            reloader,
+            pipeline,
+            control,
+            sinks,
+            tailer,
+            shutdown_timeout,
+            ..
+        } = self;
+        let stop_reload = Arc::new(AtomicBool::new(false));
+        let reloader = reloader.map(|(reloader, poll)| {
+            let stop = stop_reload.clone();
+            std::thread::spawn(move || {
+                reload::watch(
+                    reloader,
+                    Duration::from_millis(reload::default_debounce_ms()),
+                    poll,
+                    &stop,
+                )
+            })
+        });
+        let (done_tx, done_rx) = oneshot::channel();
+        let worker = std::thread::spawn(move || {
+            tailer.ready();
+            let result = pipeline.run();
+            if let Err(e) = &result {
+                tailer.failed(format!("the pipeline stopped: {e}"));
+            }
+            let _ = done_tx.send(());
+            result
+        });
+
+        let drained =
+            runtime.block_on(wait_for_stop(control.clone(), done_rx, shutdown_timeout))?;
+        stop_reload.store(true, Ordering::Release);
+        for h in sinks {
+            if let Some(shutdown) = h.shutdown {
+                shutdown();
+            }
+        }
+        if let Some((server, stop)) = admin {
+            let _ = stop.send(());
+            // Open scrapes get a moment to finish; the server must not hold up the exit.
+            let _ = runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(1), server).await });
+        }
+        if !drained {
+            tracing::error!(
+                "Draining took longer than {shutdown_timeout:?}; saving the checkpoints of what was delivered and exiting."
+            );
+            control.save_checkpoints().map_err(AppError::Checkpoints)?;
+            if let Some(t) = traces {
+                t.shutdown();
+            }
+            runtime.shutdown_background();
+            return Ok(RunSummary::default());
+        }
+        if let Some(t) = traces {
+            t.shutdown();
+        }
+        if let Some(r) = reloader {
+            let _ = r.join();
+        }
+        match join(worker) {
+            Ok(summary) => {
+                tracing::info!(
+                    events = summary.events,
+                    files_opened = summary.source.files_opened,
+                    truncations = summary.source.truncations,
+                    "Stopped; checkpoints saved."
+                );
+                Ok(summary)
+            }
+            Err(RunError::Sink(e)) if is_closed_pipe(&e) => Ok(RunSummary::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn join<T>(worker: JoinHandle<T>) -> T {
+    match worker.join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (then stops the pipeline and waits up to `timeout` for it to
+/// drain) or for the pipeline to end by itself. Returns whether it finished in time.
+async fn wait_for_stop(
+    control: Control,
+    mut done: oneshot::Receiver<()>,
+    timeout: Duration,
+) -> Result<bool, AppError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handler = |source| AppError::System {
+        what: "installing the signal handlers",
+        source,
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(handler)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(handler)?;
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = &mut done => return Ok(true),
+    };
+    tracing::info!("{name} received; stopping: draining what was read, saving checkpoints.");
+    control.stop();
+    Ok(tokio::time::timeout(timeout, done).await.is_ok())
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct ReplaySummary {
+    /// Files read to the end.
+    pub files_read: usize,
+    /// Framing counters summed over all files.
+    pub frame: FrameStats,
+    /// Files that could not be read, in the order given.
+    pub file_errors: Vec<ReadError>,
+    /// Events emitted, by event type.
+    pub events_by_type: std::collections::BTreeMap<String, u64>,
+}
+
+impl ReplaySummary {
+    /// Events emitted in all.
+    pub fn events(&self) -> u64 {
+        self.events_by_type.values().sum()
+    }
+}
+
+/// Replays `paths` start to end through the match stage, handing every event to `sink` on the
+/// calling thread, in file order.
+pub fn replay_to(
+    paths: &[PathBuf],
+    patterns: Arc<PatternSet>,
+    options: &ReplayOptions,
+    sink: Box<dyn Sink + '_>,
+) -> Result<ReplaySummary, RunError> {
+    let source = ReplaySource::new(paths, options.clone());
+    let (pipeline, _control) = Pipeline::new(
+        source,
+        vec![sink],
+        Arc::new(ArcSwap::new(patterns)),
+        RunOptions::default(),
+    );
+    let RunSummary {
+        source:
+            ReplayReport {
+                files_read,
+                frame,
+                file_errors,
+            },
+        events_by_type,
+        ..
+    } = pipeline.run()?;
+    Ok(ReplaySummary {
+        files_read,
+        frame,
+        file_errors,
+        events_by_type,
+    })
+}
+
+/// [`replay_to`] with a closure as the sink.
+pub fn replay(
+    paths: &[PathBuf],
+    patterns: Arc<PatternSet>,
+    options: &ReplayOptions,
+    sink: impl FnMut(&crate::event::Event) -> io::Result<()> + Send,
+) -> Result<ReplaySummary, RunError> {
+    replay_to(paths, patterns, options, Box::new(FnSink(sink)))
+}
+
+/// What `replay` found besides the events: cut lines, unreadable files.
+pub struct ReplayOutcome {
+    /// The summary; `None` when stdout's reader went away.
+    pub summary: Option<ReplaySummary>,
+    /// The line limit, for the warning about cut lines.
+    pub limits: FramingLimits,
+}
+
+/// `factorio-isr replay`: the events of `files` as JSON lines on stdout.
+pub fn replay_stdout(
+    config: &Config,
+    files: &[PathBuf],
+    server: Option<String>,
+) -> Result<ReplayOutcome, AppError> {
+    let set = load_patterns(config)?;
+    let options = ReplayOptions {
+        server: Arc::from(server.unwrap_or_else(|| config.server_tag.clone())),
+        limits: config.framing.limits(),
+        read_time: None,
+        progress: io::stderr().is_terminal(),
+    };
+    // Unlocked: the sink thread is not this one. The sink buffers 256 KiB per write anyway.
+    let sink = StdoutSink::new(io::stdout(), config.service.info());
+    let summary = match replay_to(files, Arc::new(set), &options, Box::new(sink)) {
+        Ok(s) => Some(s),
+        Err(RunError::Sink(e)) if is_closed_pipe(&e) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ReplayOutcome {
+        summary,
+        limits: options.limits,
+    })
+}
+
+/// `factorio-isr check`: validates `config_path` and the patterns it names (or `patterns_dir`
+/// from the command line, already applied to `config`), printing what is valid to `out` and
+/// every problem to `err`. Returns the number of problems.
+pub fn check(
+    config_path: Option<&Path>,
+    patterns_flag: Option<PathBuf>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> io::Result<usize> {
+    let mut problems = 0usize;
+    let mut config = match config_path {
+        None => Config::default(),
+        Some(path) => match Config::load(path) {
+            Ok(c) => {
+                writeln!(out, "config: {} is valid", path.display())?;
+                c
+            }
+            Err(e) => {
+                writeln!(err, "{e}")?;
+                problems += 1;
+                Config::default()
+            }
+        },
+    };
+    if patterns_flag.is_some() {
+        config.patterns_dir = patterns_flag;
+    }
+    match load_patterns(&config) {
+        Ok(set) => write_summary(out, config.patterns_dir.as_deref(), &set)?,
+        Err(errors) => {
+            for e in &errors.0 {
+                writeln!(err, "{e}")?;
+            }
+            problems += errors.0.len();
+        }
+    }
+    out.flush()?;
+    if problems > 0 {
+        writeln!(
+            err,
+            "\n{}; nothing was loaded",
+            plural(problems, "problem found", "problems found")
+        )?;
+    }
+    Ok(problems)
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn write_summary(out: &mut impl Write, dir: Option<&Path>, set: &PatternSet) -> io::Result<()> {
+    match dir {
+        Some(d) => writeln!(out, "patterns: {} is valid", d.display())?,
+        None => writeln!(out, "patterns: the built-in set is valid")?,
+    }
+    for f in set.files() {
+        writeln!(
+            out,
+            "  {:<20} {}, {} enabled",
+            format!("{}.toml", f.stem),
+            plural(f.patterns, "pattern", "patterns"),
+            f.enabled
+        )?;
+    }
+    let types = set.event_types();
+    writeln!(out, "event types ({}):", types.len())?;
+    for (t, n) in &types {
+        writeln!(out, "  {t:<20} {}", plural(*n, "pattern", "patterns"))?;
+    }
+    let missing: Vec<&str> = BUILT_IN_EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|t| !types.contains_key(t))
+        .collect();
+    if !missing.is_empty() {
+        writeln!(
+            out,
+            "note: no enabled pattern produces these built-in event types: {}",
+            missing.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Timestamp;
+    use std::io::Write;
+
+    fn options() -> ReplayOptions {
+        ReplayOptions {
+            server: "t".into(),
+            limits: FramingLimits::default(),
+            read_time: Some(Timestamp(0)),
+            progress: false,
+        }
+    }
+
+    fn file(lines: impl Iterator<Item = String>) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+        f
+    }
+
+    #[test]
+    fn events_arrive_in_file_order_across_chunks_and_files() {
+        let set = Arc::new(crate::patterns::shipped().unwrap());
+        let a = file((0..50_000).map(|i| format!("2025-01-01 00:00:00 [CHAT] a: {i}")));
+        let b = file((0..50_000).map(|i| format!("2025-01-01 00:00:00 [CHAT] b: {i}")));
+        let paths = [a.path().to_owned(), b.path().to_owned()];
+        let mut seen = Vec::new();
+        let summary = replay(&paths, set.clone(), &options(), |e| {
+            seen.push(e.raw.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(summary.files_read, 2);
+        assert_eq!(summary.events(), 100_000);
+        assert_eq!(summary.events_by_type["chat"], 100_000);
+        for (i, raw) in seen.iter().enumerate() {
+            let (who, n) = if i < 50_000 {
+                ("a", i)
+            } else {
+                ("b", i - 50_000)
+            };
+            assert_eq!(raw, &format!("2025-01-01 00:00:00 [CHAT] {who}: {n}"));
+        }
+    }
+
+    #[test]
+    fn a_failing_sink_stops_the_replay_with_its_error() {
+        let set = Arc::new(crate::patterns::shipped().unwrap());
+        let a = file((0..200_000).map(|i| format!("line {i}")));
+        let mut n = 0;
+        let err = replay(&[a.path().to_owned()], set.clone(), &options(), |_| {
+            n += 1;
+            if n == 10 {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(err, RunError::Sink(ref e) if e.kind() == io::ErrorKind::BrokenPipe));
+        assert_eq!(n, 10, "no event after the failing one");
+    }
+
+    #[test]
+    fn stopping_early_never_deadlocks_whatever_the_point() {
+        let set = Arc::new(crate::patterns::shipped().unwrap());
+        let a = file((0..60_000).map(|i| format!("line {i}")));
+        let b = file((0..60_000).map(|i| format!("other {i}")));
+        let paths = [a.path().to_owned(), b.path().to_owned()];
+        for stop_at in [1, 2, 100, 4_000, 30_000, 59_999, 60_001, 119_999] {
+            let mut n = 0;
+            let result = replay(&paths, set.clone(), &options(), |_| {
+                n += 1;
+                if n == stop_at {
+                    Err(io::Error::other("stop"))
+                } else {
+                    Ok(())
+                }
+            });
+            assert!(result.is_err(), "stop at {stop_at}");
+            assert_eq!(n, stop_at);
+        }
+    }
+
+    #[test]
+    fn unreadable_files_are_reported_and_the_rest_replayed() {
+        let set = Arc::new(crate::patterns::shipped().unwrap());
+        let good = file(std::iter::once("hello".to_owned()));
+        let paths = [PathBuf::from("/nonexistent/x.log"), good.path().to_owned()];
+        let mut n = 0;
+        let summary = replay(&paths, set.clone(), &options(), |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(summary.files_read, 1);
+        assert_eq!(summary.file_errors.len(), 1);
+    }
+}
