@@ -279,6 +279,8 @@ impl Worker {
                     .emit(&self.metrics)
                 }),
                 Outcome::Failed(why) => {
+                    // The request's span ends with the request, not after the wait below.
+                    drop(span);
                     attempts += 1;
                     if attempts >= self.config.max_attempts.max(1) {
                         RetriesExhausted {
