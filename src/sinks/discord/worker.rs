@@ -17,6 +17,8 @@
 //!
 //! The webhook URL never appears in a log line or error: errors are stripped of it and the
 //! webhook is named by its name in the config.
+//!
+//! Each of these outcomes is logged and counted by one event of [`super::internal_events`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,14 +27,18 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use tokio::sync::Notify;
-use tracing::{Instrument, debug, error, warn};
+use tracing::Instrument;
 
+use super::config::{DiscordConfig, WebhookUrl};
 use super::format::{Item, build_body};
+use super::internal_events::{
+    DropReason, EventsDelivered, EventsDropped, MessageRejected, RateLimitAnnounced, RateLimitHit,
+    RateLimitWait, RequestFinished, RequestRetried, RetriesExhausted, WebhookDisabled,
+};
 use super::ratelimit::{RateLimits, parse_429};
-use super::{DiscordConfig, WebhookUrl};
 use crate::event::Severity;
 use crate::telemetry::health::Component;
-use crate::telemetry::metrics::{DiscordMetrics, RateLimitLabels, RequestLabels, WebhookLabels};
+use crate::telemetry::metrics::{DiscordMetrics, WebhookLabels};
 
 /// Most events looked at to build one message (a message holds at most 10 embeds, and lines
 /// up to 2000 characters).
@@ -71,7 +77,7 @@ impl Queue {
     /// dropped (the new one, when it is less severe than everything queued).
     pub fn push(&self, item: Item) {
         if self.disabled.load(Ordering::Relaxed) {
-            self.metrics.drop_events("webhook_disabled", 1);
+            self.dropped(DropReason::WebhookDisabled, 1);
             return;
         }
         let mut items = self.lock();
@@ -83,12 +89,12 @@ impl Queue {
                 .unwrap_or(Severity::Critical);
             if item.severity < lowest {
                 drop(items);
-                self.metrics.drop_events("queue_full", 1);
+                self.dropped(DropReason::QueueFull, 1);
                 return;
             }
             if let Some(pos) = items.iter().position(|i| i.severity == lowest) {
                 items.remove(pos);
-                self.metrics.drop_events("queue_full", 1);
+                self.dropped(DropReason::QueueFull, 1);
             }
         }
         items.push_back(item);
@@ -126,11 +132,15 @@ impl Queue {
     }
 
     /// Drops everything queued, counting it under `reason`.
-    pub fn drop_all(&self, reason: &str) {
+    pub fn drop_all(&self, reason: DropReason) {
         let n = self.take_front(usize::MAX).len();
         if n > 0 {
-            self.metrics.drop_events(reason, n as u64);
+            self.dropped(reason, n as u64);
         }
+    }
+
+    fn dropped(&self, reason: DropReason, events: u64) {
+        EventsDropped { reason, events }.emit(&self.metrics);
     }
 
     fn set_gauge(&self, len: usize) {
@@ -169,8 +179,10 @@ pub struct Worker {
 enum Outcome {
     Delivered,
     RateLimited,
-    Disabled,
-    Rejected,
+    /// 404 or 401, with Discord's reason.
+    Disabled(StatusCode, String),
+    /// Another 4xx, with Discord's reason.
+    Rejected(StatusCode, String),
     Failed(String),
 }
 
@@ -195,7 +207,11 @@ impl Worker {
                 continue;
             }
             while let Some(wait) = self.limits.wait(&self.name, Instant::now()) {
-                debug!(webhook = %self.name, wait_ms = wait.as_millis() as u64, "Waiting for Discord's rate limit.");
+                RateLimitWait {
+                    webhook: &self.name,
+                    wait,
+                }
+                .emit();
                 tokio::time::sleep(wait).await;
             }
             let mut batch = self.queue.take_front(TAKE_MAX);
@@ -220,47 +236,72 @@ impl Worker {
                 .map(|ids| crate::telemetry::traces::traceparent(&ids));
             let outcome = self
                 .post(&body, traceparent.as_deref())
-                .instrument(span)
+                .instrument(span.clone())
                 .await;
             match outcome {
                 Outcome::Delivered => {
                     attempts = 0;
                     backoff = Duration::from_millis(self.config.retry_initial_ms.max(1));
-                    self.metrics
-                        .events_sent
-                        .get_or_create(&WebhookLabels {
-                            webhook: self.name.clone(),
-                        })
-                        .inc_by(batch.len() as u64);
+                    EventsDelivered {
+                        webhook: &self.name,
+                        events: batch.len() as u64,
+                    }
+                    .emit(&self.metrics);
                     self.health.ready();
                 }
                 Outcome::RateLimited => self.queue.put_back(batch),
-                Outcome::Disabled => {
-                    self.metrics.errors.count("discord", "webhook_disabled");
-                    self.metrics
-                        .drop_events("webhook_disabled", batch.len() as u64);
+                Outcome::Disabled(status, reason) => {
                     self.queue.disabled.store(true, Ordering::Relaxed);
-                    self.queue.drop_all("webhook_disabled");
+                    let queued = self.queue.take_front(usize::MAX).len();
+                    // Logged in the request's span, like what Discord's answer says.
+                    span.in_scope(|| {
+                        WebhookDisabled {
+                            webhook: &self.name,
+                            status,
+                            reason: &reason,
+                            dropped: (batch.len() + queued) as u64,
+                        }
+                        .emit(&self.metrics)
+                    });
+                    self.health.not_ready(format!(
+                        "disabled: Discord answered {} ({reason}); check the webhook URL and restart",
+                        status.as_u16()
+                    ));
                     return;
                 }
-                Outcome::Rejected => {
-                    self.metrics.errors.count("discord", "rejected");
-                    self.metrics.drop_events("rejected", batch.len() as u64);
-                }
+                Outcome::Rejected(status, reason) => span.in_scope(|| {
+                    MessageRejected {
+                        webhook: &self.name,
+                        status,
+                        reason: &reason,
+                        dropped: batch.len() as u64,
+                    }
+                    .emit(&self.metrics)
+                }),
                 Outcome::Failed(why) => {
-                    self.metrics.errors.count("discord", "request_failed");
+                    // The request's span ends with the request, not after the wait below.
+                    drop(span);
                     attempts += 1;
                     if attempts >= self.config.max_attempts.max(1) {
-                        warn!(webhook = %self.name, attempts, error = %why, "Discord kept failing; dropping the message.");
-                        self.metrics
-                            .drop_events("retries_exhausted", batch.len() as u64);
+                        RetriesExhausted {
+                            webhook: &self.name,
+                            attempts,
+                            error: &why,
+                            dropped: batch.len() as u64,
+                        }
+                        .emit(&self.metrics);
                         attempts = 0;
                         continue;
                     }
                     self.health
                         .not_ready(format!("Discord is failing ({why}); retrying"));
                     let jittered = backoff / 2 + backoff.mul_f64(fastrand::f64() / 2.0);
-                    warn!(webhook = %self.name, error = %why, retry_in_ms = jittered.as_millis() as u64, "Posting to Discord failed; retrying.");
+                    RequestRetried {
+                        webhook: &self.name,
+                        error: &why,
+                        retry_in: jittered,
+                    }
+                    .emit(&self.metrics);
                     self.queue.put_back(batch);
                     if !self.stopping.load(Ordering::Acquire) {
                         tokio::time::sleep(jittered).await;
@@ -269,26 +310,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    fn count_request(&self, status: &str) {
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                webhook: self.name.clone(),
-                status: status.to_owned(),
-            })
-            .inc();
-    }
-
-    fn count_rate_limited(&self, scope: &str) {
-        self.metrics
-            .rate_limited
-            .get_or_create(&RateLimitLabels {
-                webhook: self.name.clone(),
-                scope: scope.to_owned(),
-            })
-            .inc();
     }
 
     async fn post(&self, body: &serde_json::Value, traceparent: Option<&str>) -> Outcome {
@@ -301,7 +322,12 @@ impl Worker {
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                self.count_request("error");
+                RequestFinished {
+                    webhook: &self.name,
+                    status: None,
+                    elapsed: started.elapsed(),
+                }
+                .emit(&self.metrics);
                 // reqwest's errors carry the URL, which holds the webhook's token.
                 return Outcome::Failed(e.without_url().to_string());
             }
@@ -309,37 +335,40 @@ impl Worker {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap_or_default();
-        self.metrics
-            .api_latency_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.count_request(status.as_str());
+        RequestFinished {
+            webhook: &self.name,
+            status: Some(status),
+            elapsed: started.elapsed(),
+        }
+        .emit(&self.metrics);
         let now = Instant::now();
         if status.is_success() {
             if self.limits.update(&self.name, &headers, now) {
-                self.count_rate_limited("bucket");
+                RateLimitAnnounced {
+                    webhook: &self.name,
+                }
+                .emit(&self.metrics);
             }
             return Outcome::Delivered;
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             let limited = parse_429(&headers, &bytes);
             self.limits.limited(&self.name, limited, &headers, now);
-            self.count_rate_limited(if limited.global { "global" } else { "bucket" });
-            warn!(webhook = %self.name, retry_after_ms = limited.retry_after.as_millis() as u64, global = limited.global, "Discord rate limit hit; waiting.");
+            RateLimitHit {
+                webhook: &self.name,
+                retry_after: limited.retry_after,
+                global: limited.global,
+            }
+            .emit(&self.metrics);
             return Outcome::RateLimited;
         }
         let reason = discord_reason(&bytes);
         if status == StatusCode::NOT_FOUND || status == StatusCode::UNAUTHORIZED {
-            error!(webhook = %self.name, status = status.as_u16(), reason = %reason, "Discord says this webhook does not exist or its token is wrong; it is disabled until factorio-isr restarts. Check its URL.");
-            self.health.not_ready(format!(
-                "disabled: Discord answered {} ({reason}); check the webhook URL and restart",
-                status.as_u16()
-            ));
-            return Outcome::Disabled;
+            return Outcome::Disabled(status, reason);
         }
         if status.is_client_error() {
             self.limits.update(&self.name, &headers, now);
-            warn!(webhook = %self.name, status = status.as_u16(), reason = %reason, "Discord refused a message; it is dropped.");
-            return Outcome::Rejected;
+            return Outcome::Rejected(status, reason);
         }
         Outcome::Failed(format!("HTTP {}", status.as_u16()))
     }

@@ -1,0 +1,465 @@
+//! What happens in the Discord sink, each logged and counted in one place.
+//!
+//! Every occurrence the sink reports is a struct here with an `emit` method that writes its log
+//! line (if it has one) and updates its metrics, so a log line and its counter cannot drift
+//! apart, and the label values are the fixed words of [`DiscordErrorKind`], [`DropReason`] and
+//! [`RateLimitScope`], written once:
+//!
+//! | Event | Log | Metrics |
+//! |-------|-----|---------|
+//! | [`RequestFinished`] | — | `discord_requests_total{webhook,status}`, `discord_api_latency_seconds` |
+//! | [`RateLimitAnnounced`] | — | `discord_rate_limited_total{scope="bucket"}` |
+//! | [`RateLimitHit`] | warn | `discord_rate_limited_total{scope}` |
+//! | [`RateLimitWait`] | debug | — |
+//! | [`EventsDelivered`] | — | `discord_events_sent_total{webhook}` |
+//! | [`WebhookDisabled`] | error | `errors_total{error_type="webhook_disabled"}`, `discord_dropped_total{reason="webhook_disabled"}` |
+//! | [`MessageRejected`] | warn | `errors_total{error_type="rejected"}`, `discord_dropped_total{reason="rejected"}` |
+//! | [`RequestRetried`] | warn | `errors_total{error_type="request_failed"}` |
+//! | [`RetriesExhausted`] | warn | `errors_total{error_type="request_failed"}`, `discord_dropped_total{reason="retries_exhausted"}` |
+//! | [`EventsDropped`] | — | `discord_dropped_total{reason}` |
+//!
+//! The log lines keep the target of the worker that used to write them
+//! (`factorio_isr::sinks::discord::worker`), so `LOG_LEVEL` filters written for it still apply.
+//! No event carries a webhook URL: webhooks are named by their name in the config.
+//!
+//! How it fails: it does not; emitting only logs and updates atomics.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tracing::{debug, error, warn};
+
+use crate::telemetry::metrics::{
+    DiscordMetrics, ErrorKind, RateLimitLabels, RequestLabels, WebhookLabels,
+};
+
+/// The target of every log line here: the worker's module, where these lines were first
+/// written.
+const TARGET: &str = "factorio_isr::sinks::discord::worker";
+
+/// The errors the Discord sink counts in `errors_total{component="discord",error_type}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DiscordErrorKind {
+    /// Discord answered 404 or 401: the webhook is gone or its token is wrong.
+    WebhookDisabled,
+    /// Discord refused a message with another 4xx.
+    Rejected,
+    /// A 5xx answer, a timeout or a broken connection.
+    RequestFailed,
+}
+
+impl ErrorKind for DiscordErrorKind {
+    const ALL: &'static [Self] = &[
+        DiscordErrorKind::WebhookDisabled,
+        DiscordErrorKind::Rejected,
+        DiscordErrorKind::RequestFailed,
+    ];
+
+    fn component(self) -> &'static str {
+        "discord"
+    }
+
+    fn error_type(self) -> &'static str {
+        match self {
+            DiscordErrorKind::WebhookDisabled => "webhook_disabled",
+            DiscordErrorKind::Rejected => "rejected",
+            DiscordErrorKind::RequestFailed => "request_failed",
+        }
+    }
+}
+
+/// Why events were not delivered: the `reason` of `discord_dropped_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The webhook's queue was full; the oldest least severe event went.
+    QueueFull,
+    /// The webhook was disabled (Discord answered 404 or 401).
+    WebhookDisabled,
+    /// Discord refused the message (a 4xx other than 429).
+    Rejected,
+    /// Every attempt failed (5xx, timeouts, broken connections).
+    RetriesExhausted,
+    /// The event was older than `max_event_age_ms` (a backlog read at start).
+    TooOld,
+    /// The event's webhook is not configured.
+    NoWebhook,
+    /// factorio-isr stopped before the event could be sent.
+    Shutdown,
+}
+
+impl DropReason {
+    /// Every reason.
+    pub const ALL: &'static [DropReason] = &[
+        DropReason::QueueFull,
+        DropReason::WebhookDisabled,
+        DropReason::Rejected,
+        DropReason::RetriesExhausted,
+        DropReason::TooOld,
+        DropReason::NoWebhook,
+        DropReason::Shutdown,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::WebhookDisabled => "webhook_disabled",
+            DropReason::Rejected => "rejected",
+            DropReason::RetriesExhausted => "retries_exhausted",
+            DropReason::TooOld => "too_old",
+            DropReason::NoWebhook => "no_webhook",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Which rate limit made a webhook wait: the `scope` of `discord_rate_limited_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RateLimitScope {
+    /// The webhook's own bucket.
+    Bucket,
+    /// Discord's limit for this address, across every webhook.
+    Global,
+}
+
+impl RateLimitScope {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitScope::Bucket => "bucket",
+            RateLimitScope::Global => "global",
+        }
+    }
+}
+
+fn count_rate_limited(metrics: &DiscordMetrics, webhook: &str, scope: RateLimitScope) {
+    metrics
+        .rate_limited
+        .get_or_create(&RateLimitLabels {
+            webhook: webhook.to_owned(),
+            scope: scope.as_str().to_owned(),
+        })
+        .inc();
+}
+
+fn count_dropped(metrics: &DiscordMetrics, reason: DropReason, events: u64) {
+    metrics.drop_events(reason.as_str(), events);
+}
+
+/// A request ended: with Discord's answer, or without one (`status` `error`).
+pub struct RequestFinished<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The answer's status; `None` when no answer came (timeout, broken connection).
+    pub status: Option<StatusCode>,
+    /// From sending the request to reading the whole answer.
+    pub elapsed: Duration,
+}
+
+impl RequestFinished<'_> {
+    /// Counts the request by status and, when answered, its latency.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        let status = match self.status {
+            Some(status) => {
+                metrics
+                    .api_latency_seconds
+                    .observe(self.elapsed.as_secs_f64());
+                status.as_str().to_owned()
+            }
+            None => "error".to_owned(),
+        };
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                webhook: self.webhook.to_owned(),
+                status,
+            })
+            .inc();
+    }
+}
+
+/// A delivered message's headers said the bucket is used up (`X-RateLimit-Remaining: 0`): the
+/// next request waits for the reset.
+pub struct RateLimitAnnounced<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+}
+
+impl RateLimitAnnounced<'_> {
+    /// Counts a `bucket` rate limit.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        count_rate_limited(metrics, self.webhook, RateLimitScope::Bucket);
+    }
+}
+
+/// Discord answered 429.
+pub struct RateLimitHit<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// How long Discord said to wait.
+    pub retry_after: Duration,
+    /// Whether the limit is Discord's global one.
+    pub global: bool,
+}
+
+impl RateLimitHit<'_> {
+    /// Logs a warning and counts the rate limit under its scope.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        let scope = if self.global {
+            RateLimitScope::Global
+        } else {
+            RateLimitScope::Bucket
+        };
+        count_rate_limited(metrics, self.webhook, scope);
+        warn!(target: TARGET, webhook = %self.webhook, retry_after_ms = self.retry_after.as_millis() as u64, global = self.global, "Discord rate limit hit; waiting.");
+    }
+}
+
+/// A worker waits for a rate-limit window before its next request.
+pub struct RateLimitWait<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// How long it waits.
+    pub wait: Duration,
+}
+
+impl RateLimitWait<'_> {
+    /// Logs at debug level; the limit itself was counted when it was announced or hit.
+    pub fn emit(self) {
+        debug!(target: TARGET, webhook = %self.webhook, wait_ms = self.wait.as_millis() as u64, "Waiting for Discord's rate limit.");
+    }
+}
+
+/// Discord took a message.
+pub struct EventsDelivered<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The events the message held.
+    pub events: u64,
+}
+
+impl EventsDelivered<'_> {
+    /// Counts the events sent.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        metrics
+            .events_sent
+            .get_or_create(&WebhookLabels {
+                webhook: self.webhook.to_owned(),
+            })
+            .inc_by(self.events);
+    }
+}
+
+/// Discord answered 404 or 401: the webhook is disabled until factorio-isr restarts, and its
+/// events are dropped.
+pub struct WebhookDisabled<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The answer's status.
+    pub status: StatusCode,
+    /// Discord's reason.
+    pub reason: &'a str,
+    /// The events dropped with it: the refused message's and the queued ones.
+    pub dropped: u64,
+}
+
+impl WebhookDisabled<'_> {
+    /// Logs an error, counts a `webhook_disabled` error and the dropped events.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        error!(target: TARGET, webhook = %self.webhook, status = self.status.as_u16(), reason = %self.reason, "Discord says this webhook does not exist or its token is wrong; it is disabled until factorio-isr restarts. Check its URL.");
+        metrics.errors.record(DiscordErrorKind::WebhookDisabled);
+        count_dropped(metrics, DropReason::WebhookDisabled, self.dropped);
+    }
+}
+
+/// Discord refused a message with a 4xx other than 429, 404 and 401; it is dropped, never
+/// retried.
+pub struct MessageRejected<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The answer's status.
+    pub status: StatusCode,
+    /// Discord's reason.
+    pub reason: &'a str,
+    /// The events the message held.
+    pub dropped: u64,
+}
+
+impl MessageRejected<'_> {
+    /// Logs a warning, counts a `rejected` error and the dropped events.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        warn!(target: TARGET, webhook = %self.webhook, status = self.status.as_u16(), reason = %self.reason, "Discord refused a message; it is dropped.");
+        metrics.errors.record(DiscordErrorKind::Rejected);
+        count_dropped(metrics, DropReason::Rejected, self.dropped);
+    }
+}
+
+/// A request failed (5xx, timeout, broken connection) and the message will be tried again.
+pub struct RequestRetried<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// What went wrong (never the URL).
+    pub error: &'a str,
+    /// The wait before the next attempt.
+    pub retry_in: Duration,
+}
+
+impl RequestRetried<'_> {
+    /// Counts a `request_failed` error and logs a warning.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        metrics.errors.record(DiscordErrorKind::RequestFailed);
+        warn!(target: TARGET, webhook = %self.webhook, error = %self.error, retry_in_ms = self.retry_in.as_millis() as u64, "Posting to Discord failed; retrying.");
+    }
+}
+
+/// A request failed and it was the message's last attempt: the message is dropped.
+pub struct RetriesExhausted<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The attempts made.
+    pub attempts: u32,
+    /// What went wrong the last time (never the URL).
+    pub error: &'a str,
+    /// The events the message held.
+    pub dropped: u64,
+}
+
+impl RetriesExhausted<'_> {
+    /// Counts a `request_failed` error, logs a warning and counts the dropped events.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        metrics.errors.record(DiscordErrorKind::RequestFailed);
+        warn!(target: TARGET, webhook = %self.webhook, attempts = self.attempts, error = %self.error, "Discord kept failing; dropping the message.");
+        count_dropped(metrics, DropReason::RetriesExhausted, self.dropped);
+    }
+}
+
+/// Events dropped without a request: a full queue, a disabled webhook, an old event, a
+/// webhook that is not configured, a stop.
+pub struct EventsDropped {
+    /// Why.
+    pub reason: DropReason,
+    /// How many.
+    pub events: u64,
+}
+
+impl EventsDropped {
+    /// Counts the dropped events under their reason (nothing is logged: a burst would flood
+    /// the log; the counter says it).
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        count_dropped(metrics, self.reason, self.events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::Metrics;
+
+    #[test]
+    fn label_values_are_the_fixed_words() {
+        let reasons: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "queue_full",
+                "webhook_disabled",
+                "rejected",
+                "retries_exhausted",
+                "too_old",
+                "no_webhook",
+                "shutdown"
+            ]
+        );
+        let errors: Vec<(&str, &str)> = DiscordErrorKind::ALL
+            .iter()
+            .map(|k| (k.component(), k.error_type()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                ("discord", "webhook_disabled"),
+                ("discord", "rejected"),
+                ("discord", "request_failed")
+            ]
+        );
+        assert_eq!(RateLimitScope::Bucket.as_str(), "bucket");
+        assert_eq!(RateLimitScope::Global.as_str(), "global");
+    }
+
+    #[test]
+    fn each_event_counts_what_it_says() {
+        let registry = Metrics::new();
+        let metrics = &registry.discord;
+        WebhookDisabled {
+            webhook: "main",
+            status: StatusCode::NOT_FOUND,
+            reason: "10015: Unknown Webhook",
+            dropped: 3,
+        }
+        .emit(metrics);
+        MessageRejected {
+            webhook: "main",
+            status: StatusCode::BAD_REQUEST,
+            reason: "50035: Invalid Form Body",
+            dropped: 2,
+        }
+        .emit(metrics);
+        RequestRetried {
+            webhook: "main",
+            error: "HTTP 502",
+            retry_in: Duration::from_millis(800),
+        }
+        .emit(metrics);
+        RetriesExhausted {
+            webhook: "main",
+            attempts: 5,
+            error: "HTTP 502",
+            dropped: 4,
+        }
+        .emit(metrics);
+        EventsDropped {
+            reason: DropReason::TooOld,
+            events: 1,
+        }
+        .emit(metrics);
+        RateLimitHit {
+            webhook: "main",
+            retry_after: Duration::from_millis(1500),
+            global: true,
+        }
+        .emit(metrics);
+        RateLimitAnnounced { webhook: "main" }.emit(metrics);
+        for status in [Some(StatusCode::OK), None] {
+            RequestFinished {
+                webhook: "main",
+                status,
+                elapsed: Duration::from_millis(20),
+            }
+            .emit(metrics);
+        }
+        EventsDelivered {
+            webhook: "main",
+            events: 7,
+        }
+        .emit(metrics);
+
+        let text = registry.encode();
+        for want in [
+            r#"factorio_isr_errors_total{component="discord",error_type="webhook_disabled"} 1"#,
+            r#"factorio_isr_errors_total{component="discord",error_type="rejected"} 1"#,
+            r#"factorio_isr_errors_total{component="discord",error_type="request_failed"} 2"#,
+            r#"factorio_isr_discord_dropped_total{reason="webhook_disabled"} 3"#,
+            r#"factorio_isr_discord_dropped_total{reason="rejected"} 2"#,
+            r#"factorio_isr_discord_dropped_total{reason="retries_exhausted"} 4"#,
+            r#"factorio_isr_discord_dropped_total{reason="too_old"} 1"#,
+            r#"factorio_isr_discord_rate_limited_total{webhook="main",scope="global"} 1"#,
+            r#"factorio_isr_discord_rate_limited_total{webhook="main",scope="bucket"} 1"#,
+            r#"factorio_isr_discord_requests_total{webhook="main",status="200"} 1"#,
+            r#"factorio_isr_discord_requests_total{webhook="main",status="error"} 1"#,
+            r#"factorio_isr_discord_api_latency_seconds_count 1"#,
+            r#"factorio_isr_discord_events_sent_total{webhook="main"} 7"#,
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+}
