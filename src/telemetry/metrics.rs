@@ -20,6 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::patterns::internal_events::ReloadResult;
+
 /// `{component}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ComponentLabels {
@@ -76,14 +78,11 @@ pub struct ReloadMetrics {
 }
 
 impl ReloadMetrics {
-    /// Counts one reload with `result`.
-    pub fn count(&self, result: &str) {
-        if result == "failed" {
-            self.errors.count("patterns", "reload");
-        }
+    /// Counts one reload with `result` (a failed reload's error is counted by the caller).
+    pub fn count(&self, result: ReloadResult) {
         self.reloads
             .get_or_create(&ResultLabels {
-                result: result.to_owned(),
+                result: result.as_str().to_owned(),
             })
             .inc();
     }
