@@ -34,7 +34,7 @@ use crate::event::BUILT_IN_EVENT_TYPES;
 use crate::patterns::reload::{self, Reloader};
 use crate::patterns::{self, PatternErrors, PatternSet};
 use crate::pipeline::{Control, Pipeline, RunError, RunOptions, RunSummary};
-use crate::sinks::discord::{Discord, DiscordError, DiscordSink};
+use crate::sinks::discord::{Discord, DiscordError};
 use crate::sinks::logstash::tls::TlsError;
 use crate::sinks::stdout::{StdoutSink, is_closed_pipe};
 use crate::sinks::{FnSink, Sink, SinkContext, SinkHandle};
@@ -253,21 +253,15 @@ impl App {
             Some(logstash) => sinks.push(Box::new(logstash)),
             None => sinks.push(Box::new(StdoutSink::new(io::stdout(), service.clone()))),
         }
-        let discord = Discord::from_config(
+        let discord = Discord::build(
             &config.discord,
             config.discord_routes(),
-            config
-                .discord_webhook_url
-                .as_ref()
-                .map(|u| u.expose().to_owned()),
-            |_: &str| None,
-            runtime.handle(),
-            metrics.discord.clone(),
-            &health,
+            config.discord_webhook_url.as_ref(),
             &patterns.load(),
+            &ctx,
         )?;
         if let Some(d) = discord {
-            sinks.push(Box::new(DiscordSink::new(d, runtime.handle().clone())));
+            sinks.push(Box::new(d));
         }
         let handles = sinks.iter().map(|s| s.handle()).collect();
 

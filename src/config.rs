@@ -533,15 +533,8 @@ impl Config {
         let located = |e: crate::settings::InvalidSetting| invalid(e.key, e.problem);
         config.logstash.validate().map_err(located)?;
         config.metrics.validate().map_err(located)?;
-        if let Some(name) = &config.discord.username {
-            let lower = name.to_lowercase();
-            let len = name.trim().chars().count();
-            if !(1..=80).contains(&len) || lower.contains("discord") || lower.contains("clyde") {
-                return Err(invalid(
-                    "discord.username",
-                    "must be 1 to 80 characters and contain neither \"discord\" nor \"clyde\" (Discord refuses such names)",
-                ));
-            }
+        if let Err(e) = config.discord.validate() {
+            return Err(invalid(e.key(), e.problem()));
         }
         if config.tail.read_chunk_bytes < 4096 {
             return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));

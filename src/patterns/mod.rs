@@ -10,21 +10,30 @@
 //! line, column and pattern name, and no set. A half-loaded set never exists, so a running
 //! pipeline that fails to reload keeps its old set.
 //!
-//! - [`load`]: TOML → validated [`Pattern`]s, with errors located in the file.
+//! - [`spec`]: the file format as written, the serde shapes of `[[pattern]]` and
+//!   `[pattern.discord]`, and the defaults of the keys that may be left out.
+//! - [`load`]: TOML → validated [`Pattern`]s, step by step, with errors located in the file.
+//! - [`template`]: Discord templates split into text and placeholders, and colours.
+//! - [`error`]: [`PatternError`] (what is wrong, at which file:line:column) and [`PatternErrors`].
 //! - [`set`]: the compiled [`PatternSet`] and the match stage (record → [`crate::event::Event`]).
 //! - [`reload`]: hot reload of a patterns directory while `run` runs.
+//! - [`internal_events`]: where a reload that succeeded or failed is logged and counted.
 
+pub mod error;
+pub mod internal_events;
 pub mod load;
 pub mod reload;
 pub mod set;
+pub mod spec;
+pub mod template;
 
 use std::path::{Path, PathBuf};
 
-pub use load::{
-    Capture, DiscordTemplate, FieldType, Location, Pattern, PatternError, PatternErrorKind,
-    PatternErrors, TemplatePart,
-};
+pub use error::{Location, PatternError, PatternErrorKind, PatternErrors};
+pub use load::{Capture, Pattern};
 pub use set::{FileSummary, Match, PatternSet};
+pub use spec::FieldType;
+pub use template::{DiscordTemplate, TemplatePart};
 
 /// The shipped pattern files, built into the binary: (file name, contents).
 pub const SHIPPED_FILES: &[(&str, &str)] = &[

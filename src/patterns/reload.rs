@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
-use tracing::{error, info, warn};
+use tracing::warn;
 
+use super::internal_events;
 use super::{PatternErrors, PatternSet, load_dir, pattern_files};
 use crate::telemetry::health::Component;
 use crate::telemetry::metrics::ReloadMetrics;
@@ -99,7 +100,7 @@ impl Reloader {
         self.last_error.as_deref()
     }
 
-    /// Reloads when the files changed.
+    /// Reloads when the files changed, and logs and counts a reload that ran or failed.
     pub fn check(&mut self) -> ReloadOutcome {
         let hash = dir_hash(&self.dir);
         if hash.is_some() && hash == self.loaded_hash {
@@ -111,36 +112,20 @@ impl Reloader {
                 let patterns = set.patterns().len();
                 self.current.store(Arc::new(set));
                 self.stats.reloaded += 1;
-                self.metrics.count("reloaded");
+                internal_events::reloaded(&self.metrics, &self.dir, patterns);
                 self.health.ready();
                 self.last_error = None;
                 ReloadOutcome::Reloaded { patterns }
             }
             Err(errors) => {
                 self.stats.failed += 1;
-                self.metrics.count("failed");
+                internal_events::reload_failed(&self.metrics, &self.dir, &errors);
                 self.health.not_ready(format!(
                     "the pattern files do not load; the previous patterns keep running: {}",
                     errors.0.first().map_or(String::new(), |e| e.to_string())
                 ));
                 self.last_error = Some(errors.to_string());
                 ReloadOutcome::Failed(errors)
-            }
-        }
-    }
-
-    /// Checks and logs what happened.
-    pub fn check_and_log(&mut self) {
-        match self.check() {
-            ReloadOutcome::Unchanged => {}
-            ReloadOutcome::Reloaded { patterns } => {
-                info!(dir = %self.dir.display(), patterns, "Patterns reloaded.");
-            }
-            ReloadOutcome::Failed(errors) => {
-                for e in &errors.0 {
-                    error!("{e}");
-                }
-                warn!(dir = %self.dir.display(), "Pattern reload failed; the previous patterns keep running.");
             }
         }
     }
@@ -188,7 +173,7 @@ pub fn watch(
         if stop.load(Ordering::Acquire) {
             break;
         }
-        reloader.check_and_log();
+        reloader.check();
     }
     reloader.stats()
 }

@@ -66,6 +66,28 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// The `result` label of `pattern_reloads_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReloadResult {
+    /// The changed files loaded and the new set is running.
+    Reloaded,
+    /// The changed files do not load; the previous set keeps running.
+    Failed,
+}
+
+impl ReloadResult {
+    /// Every value, for registering the label sets up front.
+    pub const ALL: &'static [ReloadResult] = &[ReloadResult::Reloaded, ReloadResult::Failed];
+
+    /// The label value: `reloaded` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Reloaded => "reloaded",
+            ReloadResult::Failed => "failed",
+        }
+    }
+}
+
 /// What pattern hot reload updates.
 #[derive(Clone, Debug, Default)]
 pub struct ReloadMetrics {
@@ -76,14 +98,11 @@ pub struct ReloadMetrics {
 }
 
 impl ReloadMetrics {
-    /// Counts one reload with `result`.
-    pub fn count(&self, result: &str) {
-        if result == "failed" {
-            self.errors.count("patterns", "reload");
-        }
+    /// Counts one reload with `result` (a failed reload's error is counted by the caller).
+    pub fn count(&self, result: ReloadResult) {
         self.reloads
             .get_or_create(&ResultLabels {
-                result: result.to_owned(),
+                result: result.as_str().to_owned(),
             })
             .inc();
     }

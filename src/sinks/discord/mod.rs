@@ -52,8 +52,9 @@ use self::format::render;
 use self::internal_events::{DropReason, EventsDropped};
 use self::ratelimit::RateLimits;
 use self::worker::{Queue, Worker};
-use crate::event::{Event, Timestamp};
-use crate::patterns::DiscordTemplate;
+use crate::event::{DiscordTemplate, Event, Timestamp};
+use crate::settings::Secret;
+use crate::sinks::SinkContext;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::DiscordMetrics;
 
@@ -74,23 +75,18 @@ pub struct Discord {
 }
 
 impl Discord {
-    /// Starts the sink when `config`, the `--discord-webhook` flag or `DISCORD_WEBHOOK_URL`
-    /// name a webhook; `None` when none does. `servers`: every server's tag and route. Warns
-    /// about patterns that post to a webhook that is not configured.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_config(
+    /// Starts the sink when `config` or `default_url` (`--discord-webhook` or
+    /// `DISCORD_WEBHOOK_URL`, for the default webhook) name a webhook; `None` when none does.
+    /// `servers`: every server's tag and route. Warns about patterns that post to a webhook
+    /// that is not configured.
+    pub fn build(
         config: &DiscordConfig,
         servers: HashMap<String, ServerRoute>,
-        flag: Option<String>,
-        env: impl Fn(&str) -> Option<String>,
-        runtime: &tokio::runtime::Handle,
-        metrics: DiscordMetrics,
-        health: &Arc<Health>,
+        default_url: Option<&Secret>,
         patterns: &crate::patterns::PatternSet,
-    ) -> Result<Option<Discord>, DiscordError> {
-        let override_url =
-            flag.or_else(|| env("DISCORD_WEBHOOK_URL").filter(|u| !u.trim().is_empty()));
-        let webhooks = resolve_webhooks(config, override_url.as_deref())?;
+        ctx: &SinkContext<'_>,
+    ) -> Result<Option<DiscordSink>, DiscordError> {
+        let webhooks = resolve_webhooks(config, default_url.map(Secret::expose))?;
         if webhooks.is_empty() {
             return Ok(None);
         }
@@ -103,7 +99,15 @@ impl Discord {
         }
         let names: Vec<&String> = webhooks.keys().collect();
         tracing::info!(webhooks = ?names, "Sending events with a Discord template to Discord.");
-        Discord::start(config, webhooks, servers, runtime, metrics, health).map(Some)
+        let discord = Discord::start(
+            config,
+            webhooks,
+            servers,
+            ctx.runtime,
+            ctx.metrics.discord.clone(),
+            ctx.health,
+        )?;
+        Ok(Some(DiscordSink::new(discord, ctx.runtime.clone())))
     }
 
     /// Starts a worker per webhook on `runtime`. `servers`: every server's tag and route.
