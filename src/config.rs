@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::event::ServiceInfo;
 use crate::settings::{Env, HostPort, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
@@ -41,21 +40,12 @@ use crate::tail::tailer;
 use crate::tail::watch;
 use crate::telemetry::admin::MetricsConfig;
 use crate::telemetry::logs::LogFormat;
+pub use crate::telemetry::service::ServiceConfig;
 use crate::telemetry::traces::{TraceConfig, TraceError};
 
 /// Default tag of events' `server` when neither `--server` nor `server_tag` names one.
 pub fn default_server_tag() -> String {
     "default".to_owned()
-}
-
-/// Default service name (`SERVICE_NAME`).
-pub fn default_service_name() -> String {
-    "factorio-isr".to_owned()
-}
-
-/// Default deployment environment (`SERVICE_ENVIRONMENT`).
-pub fn default_service_environment() -> String {
-    "production".to_owned()
 }
 
 /// The whole configuration: the file's sections, then what only the environment sets.
@@ -315,59 +305,6 @@ impl FramingConfig {
             max_line_bytes: self.max_line_bytes,
             max_record_lines: self.max_record_lines,
             max_record_bytes: self.max_record_bytes,
-        }
-    }
-}
-
-/// Who is sending: the `service` object of events (and, later, of traces).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// Service name; `SERVICE_NAME` overrides it. Default `factorio-isr`.
-    #[serde(default = "default_service_name")]
-    pub name: String,
-    /// Service version; `SERVICE_VERSION` overrides it. Default: this build's version.
-    #[serde(default)]
-    pub version: Option<String>,
-    /// Deployment environment; `SERVICE_ENVIRONMENT` overrides it. Default `production`.
-    #[serde(default = "default_service_environment")]
-    pub environment: String,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            name: default_service_name(),
-            version: None,
-            environment: default_service_environment(),
-        }
-    }
-}
-
-impl ServiceConfig {
-    /// The service description (after [`Config::apply`] applied the environment).
-    pub fn info(&self) -> ServiceInfo {
-        ServiceInfo {
-            name: self.name.clone(),
-            version: self
-                .version
-                .clone()
-                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
-            environment: self.environment.clone(),
-        }
-    }
-
-    /// The service description, with `SERVICE_NAME`, `SERVICE_VERSION` and
-    /// `SERVICE_ENVIRONMENT` from `env` taking precedence.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> ServiceInfo {
-        let non_empty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        ServiceInfo {
-            name: non_empty("SERVICE_NAME").unwrap_or_else(|| self.name.clone()),
-            version: non_empty("SERVICE_VERSION")
-                .or_else(|| self.version.clone())
-                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
-            environment: non_empty("SERVICE_ENVIRONMENT")
-                .unwrap_or_else(|| self.environment.clone()),
         }
     }
 }

@@ -5,7 +5,10 @@
 //! - [`health`]: the state of every component (tailer, sinks, patterns) behind `/healthz` and
 //!   `/ready`.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/ready`, on 127.0.0.1 unless
-//!   told otherwise.
+//!   told otherwise, and its `[metrics]` section.
+//! - [`traces`]: OpenTelemetry spans per batch and stage, exported over OTLP/gRPC.
+//! - [`logs`]: factorio-isr's own log lines (JSON or console), carrying the trace id.
+//! - [`service`]: the `[service]` section, who is sending.
 //!
 //! How it fails: an admin address that cannot be bound is an error when `run` starts (naming
 //! the address and the flag to change it); once running, nothing here can stop or slow the
@@ -17,6 +20,7 @@ pub mod admin;
 pub mod health;
 pub mod logs;
 pub mod metrics;
+pub mod service;
 pub mod traces;
 
 /// Milliseconds since the Unix epoch, at least 1: the signs-of-life atomics use 0 for "never"
