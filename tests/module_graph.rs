@@ -608,13 +608,16 @@ fn lex(src: &str) -> Vec<Token> {
     let at = |i: usize| c.get(i).copied().unwrap_or('\0');
     let is_ident_start = |ch: char| ch == '_' || ch.is_alphabetic();
     let is_ident = |ch: char| ch == '_' || ch.is_alphanumeric();
-    let mut out = Vec::new();
-    let mut line = 1;
-    let mut i = 0;
-    // Skips from `from` to after the closing quote of a string (escapes when not raw); returns
-    // the index after it and counts lines.
-    let skip_string = |from: usize, hashes: usize, raw: bool, line: &mut usize| -> usize {
-        let mut j = from;
+    let ident_end = |mut i: usize| {
+        while i < c.len() && is_ident(c[i]) {
+            i += 1;
+        }
+        i
+    };
+    // The text of a string whose opening quote is at `open`, closed by a quote and `hashes`
+    // `#`s (with escapes unless `raw`), and the index after it; counts the lines it spans.
+    let string = |open: usize, hashes: usize, raw: bool, line: &mut usize| -> (Tok, usize) {
+        let mut j = open + 1;
         while j < c.len() {
             match c[j] {
                 '\\' if !raw => {
@@ -625,142 +628,103 @@ fn lex(src: &str) -> Vec<Token> {
                     j += 1;
                 }
                 '\n' => *line += 1,
-                '"' if (1..=hashes).all(|h| at(j + h) == '#') => return j + 1 + hashes,
+                '"' if (1..=hashes).all(|h| at(j + h) == '#') => break,
                 _ => {}
             }
             j += 1;
         }
-        c.len()
+        let text = c[open + 1..j.min(c.len())].iter().collect();
+        (Tok::Str(text), j + 1 + hashes)
     };
+    let mut out = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
     while i < c.len() {
         let ch = c[i];
         let start_line = line;
-        if ch == '\n' {
+        // The token at `i`, if any, and where the next one may start.
+        let (tok, next) = if ch == '\n' {
             line += 1;
-            i += 1;
+            (None, i + 1)
         } else if ch.is_whitespace() {
-            i += 1;
+            (None, i + 1)
         } else if ch == '/' && at(i + 1) == '/' {
-            while i < c.len() && c[i] != '\n' {
-                i += 1;
-            }
+            let end = c[i..]
+                .iter()
+                .position(|&x| x == '\n')
+                .map_or(c.len(), |p| i + p);
+            (None, end)
         } else if ch == '/' && at(i + 1) == '*' {
-            let mut depth = 0;
-            while i < c.len() {
-                if c[i] == '/' && at(i + 1) == '*' {
+            // Block comments nest.
+            let (mut j, mut depth) = (i, 0);
+            while j < c.len() {
+                if c[j] == '/' && at(j + 1) == '*' {
                     depth += 1;
-                    i += 2;
-                } else if c[i] == '*' && at(i + 1) == '/' {
+                    j += 2;
+                } else if c[j] == '*' && at(j + 1) == '/' {
                     depth -= 1;
-                    i += 2;
+                    j += 2;
                     if depth == 0 {
                         break;
                     }
                 } else {
-                    if c[i] == '\n' {
+                    if c[j] == '\n' {
                         line += 1;
                     }
-                    i += 1;
-                }
-            }
-        } else if ch == '"' {
-            let end = skip_string(i + 1, 0, false, &mut line);
-            let text: String = c[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect();
-            out.push(Token {
-                tok: Tok::Str(text),
-                line: start_line,
-            });
-            i = end;
-        } else if ch == '\'' {
-            // A char literal ('x', '\n', '\u{1F600}') or a lifetime / label ('a, 'static).
-            if at(i + 1) == '\\' {
-                let mut j = i + 3;
-                while j < c.len() && c[j] != '\'' {
                     j += 1;
                 }
-                i = j + 1;
+            }
+            (None, j)
+        } else if ch == '"' {
+            let (tok, end) = string(i, 0, false, &mut line);
+            (Some(tok), end)
+        } else if ch == '\'' {
+            // A char literal ('x', '\n', '\u{1F600}') or a lifetime / label ('a, 'static).
+            let end = if at(i + 1) == '\\' {
+                let close = (i + 3..c.len()).find(|&j| c[j] == '\'').unwrap_or(c.len());
+                close + 1
             } else if at(i + 2) == '\'' {
-                i += 3;
+                i + 3
             } else {
-                i += 1;
-                while i < c.len() && is_ident(c[i]) {
-                    i += 1;
-                }
-            }
-            out.push(Token {
-                tok: Tok::Other,
-                line: start_line,
-            });
+                ident_end(i + 1)
+            };
+            (Some(Tok::Other), end)
         } else if is_ident_start(ch) {
-            let mut j = i;
-            while j < c.len() && is_ident(c[j]) {
-                j += 1;
-            }
+            let j = ident_end(i);
             let word: String = c[i..j].iter().collect();
             let hashes = c[j..].iter().take_while(|&&h| h == '#').count();
             let raw_prefix = matches!(word.as_str(), "r" | "br" | "cr");
             if matches!(word.as_str(), "b" | "c") && at(j) == '"' {
                 // A byte or C string.
-                let end = skip_string(j + 1, 0, false, &mut line);
-                let text: String = c[j + 1..end.saturating_sub(1).max(j + 1)].iter().collect();
-                out.push(Token {
-                    tok: Tok::Str(text),
-                    line: start_line,
-                });
-                i = end;
+                let (tok, end) = string(j, 0, false, &mut line);
+                (Some(tok), end)
             } else if raw_prefix && at(j + hashes) == '"' {
-                // A raw string.
-                let end = skip_string(j + hashes + 1, hashes, true, &mut line);
-                let text: String = c[j + hashes + 1..end.saturating_sub(1 + hashes).max(j + 1)]
-                    .iter()
-                    .collect();
-                out.push(Token {
-                    tok: Tok::Str(text),
-                    line: start_line,
-                });
-                i = end;
+                let (tok, end) = string(j + hashes, hashes, true, &mut line);
+                (Some(tok), end)
             } else if word == "r" && hashes == 1 && is_ident_start(at(j + 1)) {
                 // A raw identifier.
-                let mut k = j + 1;
-                while k < c.len() && is_ident(c[k]) {
-                    k += 1;
-                }
-                out.push(Token {
-                    tok: Tok::Ident(c[j + 1..k].iter().collect()),
-                    line: start_line,
-                });
-                i = k;
+                let end = ident_end(j + 1);
+                (Some(Tok::Ident(c[j + 1..end].iter().collect())), end)
             } else if word == "b" && at(j) == '\'' {
                 // A byte char: lexed as a char literal next.
-                i = j;
+                (None, j)
             } else {
-                out.push(Token {
-                    tok: Tok::Ident(word),
-                    line: start_line,
-                });
-                i = j;
+                (Some(Tok::Ident(word)), j)
             }
         } else if ch.is_ascii_digit() {
-            while i < c.len() && is_ident(c[i]) {
-                i += 1;
-            }
-            out.push(Token {
-                tok: Tok::Other,
-                line: start_line,
-            });
+            (Some(Tok::Other), ident_end(i))
         } else if ch == ':' && at(i + 1) == ':' {
-            out.push(Token {
-                tok: Tok::PathSep,
-                line: start_line,
-            });
-            i += 2;
+            (Some(Tok::PathSep), i + 2)
         } else {
+            (Some(Tok::Punct(ch)), i + 1)
+        };
+        if let Some(tok) = tok {
             out.push(Token {
-                tok: Tok::Punct(ch),
+                tok,
                 line: start_line,
             });
-            i += 1;
         }
+        i = next;
     }
     out
 }
