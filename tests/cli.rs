@@ -11,20 +11,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-// --- helpers ----------------------------------------------------------------------------------
+#[path = "support/schema.rs"]
+mod schema;
 
-/// The keys every event's JSON object carries.
-const EVENT_KEYS: &[&str] = &[
-    "@timestamp",
-    "event_type",
-    "server",
-    "severity",
-    "fields",
-    "message",
-    "raw",
-    "log",
-    "service",
-];
+use schema::EVENT_KEYS;
+
+// --- helpers ----------------------------------------------------------------------------------
 
 /// One mebibyte: the default `framing.max_line_bytes`.
 const MIB: usize = 1024 * 1024;
@@ -86,6 +78,18 @@ fn run(cmd: &mut Command) -> Run {
         stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Asserts that the run failed with exit code 1 and named `path` on stderr; `what` is what
+/// the failure message calls the path.
+#[track_caller]
+fn assert_fails_naming(r: &Run, path: &Path, what: &str) {
+    assert_eq!(r.code(), Some(1), "stdout:\n{}", r.stdout);
+    assert!(
+        r.stderr.contains(&path.display().to_string()),
+        "{what} not named:\n{}",
+        r.stderr
+    );
 }
 
 /// Writes `bytes` to `name` inside `dir` and returns the file's path.
@@ -255,12 +259,7 @@ fn check_with_a_missing_patterns_directory_names_it() {
     let dir = temp_dir();
     let missing = dir.path().join("no-such-patterns");
     let r = run(cli().arg("check").arg("--patterns").arg(&missing));
-    assert_eq!(r.code(), Some(1), "stdout:\n{}", r.stdout);
-    assert!(
-        r.stderr.contains(&missing.display().to_string()),
-        "directory not named:\n{}",
-        r.stderr
-    );
+    assert_fails_naming(&r, &missing, "directory");
     assert!(
         r.stderr.contains("cannot read the patterns directory"),
         "{}",
@@ -374,12 +373,7 @@ fn replay_of_a_missing_file_names_it() {
     let dir = temp_dir();
     let missing = dir.path().join("gone.log");
     let r = run(cli().arg("replay").arg(&missing));
-    assert_eq!(r.code(), Some(1), "stdout:\n{}", r.stdout);
-    assert!(
-        r.stderr.contains(&missing.display().to_string()),
-        "missing file not named:\n{}",
-        r.stderr
-    );
+    assert_fails_naming(&r, &missing, "missing file");
     assert!(r.stdout.is_empty(), "stdout:\n{}", r.stdout);
 }
 
@@ -397,12 +391,7 @@ fn replay_with_a_missing_patterns_directory_names_it_and_prints_nothing() {
         .arg(&log)
         .arg("--patterns")
         .arg(&missing));
-    assert_eq!(r.code(), Some(1), "stdout:\n{}", r.stdout);
-    assert!(
-        r.stderr.contains(&missing.display().to_string()),
-        "directory not named:\n{}",
-        r.stderr
-    );
+    assert_fails_naming(&r, &missing, "directory");
     assert!(
         r.stdout.is_empty(),
         "events printed without patterns:\n{}",

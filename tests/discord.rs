@@ -9,56 +9,29 @@ mod support;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::discord::{FakeConfig, FakeDiscord, Mode, Recorded, all_text};
-use support::{Isr, IsrCmd, wait_until};
-use tempfile::TempDir;
+use support::{Env, Isr, wait_until};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
-/// A test's directories and config: fast timings, a short coalescing wait and short retries.
-struct Env {
-    _tmp: TempDir,
-    logs: PathBuf,
-    state: PathBuf,
-    config: PathBuf,
+/// A test's directories and config: fast discovery and polling, a short coalescing wait and
+/// short retries, plus `discord_extra` in `[discord]`; `run` with `--from-beginning`.
+fn discord_env(discord_extra: &str) -> Env {
+    Env::builder()
+        .config_text(format!(
+            "[tail]\ndiscovery_interval_ms = 100\npoll_interval_max_ms = 50\n\
+             [discord]\ncoalesce_ms = 100\nretry_initial_ms = 50\nretry_max_ms = 200\n{discord_extra}\n"
+        ))
+        .start_at_beginning()
+        .build()
 }
 
-impl Env {
-    fn with(discord_extra: &str) -> Env {
-        let tmp = tempfile::tempdir().expect("a temporary directory");
-        let logs = tmp.path().join("logs");
-        fs::create_dir(&logs).unwrap();
-        let config = tmp.path().join("factorio-isr.toml");
-        fs::write(
-            &config,
-            format!(
-                "[tail]\ndiscovery_interval_ms = 100\npoll_interval_max_ms = 50\n\
-                 [discord]\ncoalesce_ms = 100\nretry_initial_ms = 50\nretry_max_ms = 200\n{discord_extra}\n"
-            ),
-        )
-        .unwrap();
-        Env {
-            state: tmp.path().join("state"),
-            _tmp: tmp,
-            logs,
-            config,
-        }
-    }
-
-    fn isr(&self, webhook_url: &str) -> Isr {
-        IsrCmd::new(&self.logs, &self.state)
-            .config(&self.config)
-            .start_at_beginning()
-            .env("DISCORD_WEBHOOK_URL", webhook_url)
-            .spawn()
-    }
-
-    fn console(&self) -> PathBuf {
-        self.logs.join("console.log")
-    }
+/// Starts `factorio-isr run` in `env` posting to `webhook_url`.
+fn start(env: &Env, webhook_url: &str) -> Isr {
+    env.isr().env("DISCORD_WEBHOOK_URL", webhook_url).spawn()
 }
 
 /// Appends console lines stamped with the current time (UTC, as factorio-isr reads them).
@@ -138,15 +111,15 @@ fn stop(mut isr: Isr) -> Isr {
 /// no request that could ping.
 #[test]
 fn a_burst_of_sixty_joins_is_coalesced_within_the_rate_limit() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     let names: Vec<String> = (0..60).map(|i| format!("player-{i:02}.x")).collect();
     let lines: Vec<String> = names
         .iter()
         .map(|n| format!("[JOIN] {n} joined the game"))
         .collect();
-    append(&env.console(), &lines);
+    append(&env.log("console.log"), &lines);
     let all_there = wait_until(
         || {
             let text = delivered_text(&fake).replace('\\', "");
@@ -195,11 +168,14 @@ fn a_burst_of_sixty_joins_is_coalesced_within_the_rate_limit() {
 
 #[test]
 fn a_deleted_webhook_is_tried_at_most_twice_and_everything_else_keeps_running() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
     fake.set_mode("gone", Mode::Gone);
-    let isr = env.isr(&fake.webhook_url("gone"));
-    append(&env.console(), &["[JOIN] alice joined the game".to_owned()]);
+    let isr = start(&env, &fake.webhook_url("gone"));
+    append(
+        &env.log("console.log"),
+        &["[JOIN] alice joined the game".to_owned()],
+    );
     assert!(
         fake.wait_for(|r| !r.is_empty(), ARRIVE),
         "no request:\n{}",
@@ -208,7 +184,7 @@ fn a_deleted_webhook_is_tried_at_most_twice_and_everything_else_keeps_running() 
     // More events for the dead webhook, and lines for stdout.
     for i in 0..20 {
         append(
-            &env.console(),
+            &env.log("console.log"),
             &[
                 format!("[JOIN] p{i} joined the game"),
                 format!("[CHAT] p{i}: hello"),
@@ -255,7 +231,7 @@ fn a_deleted_webhook_is_tried_at_most_twice_and_everything_else_keeps_running() 
 
 #[test]
 fn server_errors_are_retried_until_the_message_gets_through() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
     fake.set_mode(
         "main",
@@ -264,8 +240,11 @@ fn server_errors_are_retried_until_the_message_gets_through() {
             status: 503,
         },
     );
-    let isr = env.isr(&fake.webhook_url("main"));
-    append(&env.console(), &["[JOIN] bob joined the game".to_owned()]);
+    let isr = start(&env, &fake.webhook_url("main"));
+    append(
+        &env.log("console.log"),
+        &["[JOIN] bob joined the game".to_owned()],
+    );
     assert!(
         fake.wait_for(|r| r.iter().any(|x| x.status == 200), ARRIVE),
         "never delivered: {:?}\n{}",
@@ -281,11 +260,14 @@ fn server_errors_are_retried_until_the_message_gets_through() {
 
 #[test]
 fn reset_connections_are_retried_and_the_url_stays_out_of_the_logs() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
     fake.set_mode("main", Mode::Reset { remaining: 2 });
-    let isr = env.isr(&fake.webhook_url("main"));
-    append(&env.console(), &["[JOIN] carol joined the game".to_owned()]);
+    let isr = start(&env, &fake.webhook_url("main"));
+    append(
+        &env.log("console.log"),
+        &["[JOIN] carol joined the game".to_owned()],
+    );
     assert!(
         fake.wait_for(|r| r.iter().any(|x| x.status == 200), ARRIVE),
         "{}",
@@ -302,12 +284,15 @@ fn reset_connections_are_retried_and_the_url_stays_out_of_the_logs() {
 
 #[test]
 fn no_request_is_sent_inside_a_retry_window() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     // Someone else used the bucket: the next request gets a 429 for 1.5 s.
     fake.force_429("main", Duration::from_millis(1500), false);
-    append(&env.console(), &["[JOIN] dave joined the game".to_owned()]);
+    append(
+        &env.log("console.log"),
+        &["[JOIN] dave joined the game".to_owned()],
+    );
     assert!(fake.wait_for(|r| r.len() >= 2, ARRIVE), "{}", isr.stderr());
     let requests = fake.requests();
     assert_eq!(requests[0].status, 429);
@@ -317,7 +302,10 @@ fn no_request_is_sent_inside_a_retry_window() {
     assert_eq!(requests[1].status, 200);
     // Then a global limit on another burst.
     fake.force_429("main", Duration::from_millis(800), true);
-    append(&env.console(), &["[JOIN] erin joined the game".to_owned()]);
+    append(
+        &env.log("console.log"),
+        &["[JOIN] erin joined the game".to_owned()],
+    );
     assert!(fake.wait_for(
         |r| r.iter().filter(|x| x.status == 200).count() >= 2,
         ARRIVE
@@ -335,9 +323,9 @@ fn no_request_is_sent_inside_a_retry_window() {
 
 #[test]
 fn hostile_names_and_messages_cannot_ping_or_format() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     let hostile = [
         "@everyone",
         "@here",
@@ -355,7 +343,7 @@ fn hostile_names_and_messages_cannot_ping_or_format() {
         .enumerate()
         .map(|(i, h)| format!("[CHAT] mallory{i}: {h}"))
         .collect();
-    append(&env.console(), &lines);
+    append(&env.log("console.log"), &lines);
     assert!(
         wait_until(|| delivered_text(&fake).contains("mallory9"), ARRIVE),
         "{}\n{}",
@@ -390,11 +378,11 @@ fn hostile_names_and_messages_cannot_ping_or_format() {
 
 #[test]
 fn long_messages_are_truncated_never_refused() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     let long = "é".repeat(5000);
-    append(&env.console(), &[format!("[CHAT] frank: {long}")]);
+    append(&env.log("console.log"), &[format!("[CHAT] frank: {long}")]);
     assert!(fake.wait_for(|r| !r.is_empty(), ARRIVE), "{}", isr.stderr());
     std::thread::sleep(Duration::from_millis(300));
     let requests = fake.requests();
@@ -417,11 +405,11 @@ fn long_messages_are_truncated_never_refused() {
 
 #[test]
 fn bridge_echoes_are_not_sent_back_and_player_chat_is() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     append(
-        &env.console(),
+        &env.log("console.log"),
         &[
             "[CHAT] <server>: [Discord] zed: hi from discord".to_owned(),
             "[CHAT] yara: hi from the game".to_owned(),
@@ -445,14 +433,14 @@ fn bridge_echoes_are_not_sent_back_and_player_chat_is() {
 
 #[test]
 fn a_slow_discord_never_holds_up_the_reliable_sink() {
-    let env = Env::with("request_timeout_ms = 60000\nshutdown_flush_ms = 500");
+    let env = discord_env("request_timeout_ms = 60000\nshutdown_flush_ms = 500");
     let fake = FakeDiscord::start(FakeConfig::default());
     fake.set_mode("main", Mode::Slow(Duration::from_secs(30)));
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     let lines: Vec<String> = (0..5000)
         .map(|i| format!("[JOIN] p{i} joined the game"))
         .collect();
-    append(&env.console(), &lines);
+    append(&env.log("console.log"), &lines);
     assert!(
         isr.wait_for(|e| e.len() >= 5000, ARRIVE),
         "only {} of 5000 events reached stdout while Discord hangs",
@@ -475,16 +463,16 @@ fn a_slow_discord_never_holds_up_the_reliable_sink() {
 
 #[test]
 fn old_backlog_is_not_posted() {
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
     fs::write(
-        env.console(),
+        env.log("console.log"),
         "2019-01-20 10:30:04 [JOIN] olduser joined the game\n",
     )
     .unwrap();
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     append(
-        &env.console(),
+        &env.log("console.log"),
         &["[JOIN] newuser joined the game".to_owned()],
     );
     assert!(
@@ -500,11 +488,14 @@ fn old_backlog_is_not_posted() {
 fn a_steady_trickle_waits_for_the_bucket_to_refill() {
     // One join every 150 ms: more requests than the bucket's 5 per 2 s allow, so the sink must
     // wait when a response says the bucket is empty.
-    let env = Env::with("");
+    let env = discord_env("");
     let fake = FakeDiscord::start(FakeConfig::default());
-    let isr = env.isr(&fake.webhook_url("main"));
+    let isr = start(&env, &fake.webhook_url("main"));
     for i in 0..16 {
-        append(&env.console(), &[format!("[JOIN] t{i:02} joined the game")]);
+        append(
+            &env.log("console.log"),
+            &[format!("[JOIN] t{i:02} joined the game")],
+        );
         std::thread::sleep(Duration::from_millis(150));
     }
     assert!(

@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
-
-use support::logstash::{CLOSE_GRACE, Chat, Logstash, SCHEMA_KEYS};
-use support::{Isr, IsrCmd, SeqWriter, assert_each_once, check_seqs, logstash_config, paced};
+use support::logstash::{CLOSE_GRACE, Chat, Logstash};
+use support::schema::EVENT_KEYS;
+use support::{Env, EnvBuilder, Isr, SeqWriter, assert_each_once, check_seqs, paced};
 
 /// How long lines may take to arrive (normally milliseconds; generous for a loaded machine
 /// running the suite in parallel with a debug build).
@@ -39,55 +38,10 @@ const EXIT: Duration = Duration::from_secs(15);
 /// Peak resident memory allowed while Logstash does not read.
 const RSS_LIMIT_KIB: u64 = 128 * 1024;
 
-/// A test's directories: `logs/` (created), `state/` (created by factorio-isr) and a config.
-struct Env {
-    _tmp: TempDir,
-    logs: PathBuf,
-    state: PathBuf,
-    config: PathBuf,
-}
-
-impl Env {
-    /// Fast timings and small backoffs.
-    fn new() -> Env {
-        Env::with("", "")
-    }
-
-    /// Fast timings and small backoffs, plus `tail_extra` in `[tail]` and `logstash_extra` in
-    /// `[logstash]`.
-    fn with(tail_extra: &str, logstash_extra: &str) -> Env {
-        let tmp = tempfile::tempdir().expect("a temporary directory");
-        let logs = tmp.path().join("logs");
-        fs::create_dir(&logs).expect("creating logs/");
-        let state = tmp.path().join("state");
-        let config = logstash_config(tmp.path(), tail_extra, logstash_extra);
-        Env {
-            _tmp: tmp,
-            logs,
-            state,
-            config,
-        }
-    }
-
-    /// `factorio-isr run logs/ --state-dir state/ --server test --config … --from-beginning`:
-    /// the logs are created after the start, possibly before the first scan, which would read
-    /// them from their end otherwise. A restart resumes from checkpoints whatever the flag.
-    fn isr(&self) -> IsrCmd {
-        IsrCmd::new(&self.logs, &self.state)
-            .config(&self.config)
-            .start_at_beginning()
-    }
-
-    fn log(&self, name: &str) -> PathBuf {
-        self.logs.join(name)
-    }
-}
-
-/// The last lines of stderr, for failure messages.
-fn stderr_tail(isr: &Isr) -> String {
-    let s = isr.stderr();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+/// A test's directories with fast timings, small backoffs and `--from-beginning` (the logs
+/// are created after the start).
+fn logstash_env() -> EnvBuilder {
+    Env::builder().logstash("").start_at_beginning()
 }
 
 /// What the fake received, in a few words, for failure messages.
@@ -116,7 +70,7 @@ fn expect_arrive(fake: &Logstash, isr: &Isr, id: &str, want: &[u64], timeout: Du
         panic!(
             "writer {id}: not every line reached Logstash within {timeout:?}: {report}\n{}\nstderr (end):\n{}",
             summary(fake),
-            stderr_tail(isr)
+            isr.stderr_tail()
         );
     }
 }
@@ -145,7 +99,7 @@ fn assert_well_formed(fake: &Logstash) {
     let r = fake.received();
     assert!(
         r.parse_failures.is_empty() && r.schema_failures.is_empty(),
-        "lines Logstash would tag _jsonparsefailure: {} {:?}; events without every key of {SCHEMA_KEYS:?}: {} {:?}",
+        "lines Logstash would tag _jsonparsefailure: {} {:?}; events without every key of {EVENT_KEYS:?}: {} {:?}",
         r.parse_failures.len(),
         &r.parse_failures[..r.parse_failures.len().min(3)],
         r.schema_failures.len(),
@@ -186,7 +140,7 @@ fn expect_connection_failure_logged(isr: &Isr, timeout: Duration) {
         assert!(
             Instant::now() < deadline,
             "no failed connection to Logstash logged within {timeout:?}; stderr:\n{}",
-            stderr_tail(isr)
+            isr.stderr_tail()
         );
         sleep(Duration::from_millis(20));
     }
@@ -215,7 +169,7 @@ fn wait_until_blocked(isr: &Isr, why: &str) -> u64 {
         assert!(
             Instant::now() < deadline,
             "factorio-isr still used {busy} ticks per 500 ms after a minute {why}:\n{}",
-            stderr_tail(isr)
+            isr.stderr_tail()
         );
     }
 }
@@ -343,23 +297,93 @@ fn check_reconnect_duplicates(chats: &[Chat], id: &str, want: &[u64]) -> Result<
 
 // --- delivery ---------------------------------------------------------------------------------
 
-/// A writer "w" of ~3000 lines/s into `path` until `stop` is set, so that lines keep coming
-/// through an outage however slow the machine. Join the thread for the writer.
-fn steady_writer(path: PathBuf) -> (Arc<AtomicBool>, thread::JoinHandle<SeqWriter>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            let mut w = SeqWriter::create(&path, "w");
-            while !stop.load(Ordering::SeqCst) {
-                paced(300, 3000, |_| {
-                    w.write_line();
-                });
-            }
-            w
-        })
-    };
-    (stop, writer)
+/// A writer "w" of ~3000 lines/s into a file, on a thread of its own until
+/// [`SteadyWriter::finish`], so that lines keep coming through an outage however slow the
+/// machine.
+struct SteadyWriter {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<SeqWriter>,
+}
+
+impl SteadyWriter {
+    fn start(path: PathBuf) -> SteadyWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut w = SeqWriter::create(&path, "w");
+                while !stop.load(Ordering::SeqCst) {
+                    paced(300, 3000, |_| {
+                        w.write_line();
+                    });
+                }
+                w
+            })
+        };
+        SteadyWriter { stop, thread }
+    }
+
+    /// Stops the writer and returns it, with every number it wrote.
+    fn finish(self) -> SeqWriter {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().expect("the writer thread")
+    }
+}
+
+/// The start of an outage scenario: factorio-isr sends to a fake Logstash what a
+/// [`SteadyWriter`] writes into `console.log`. Returns once the first 2000 lines have arrived.
+#[track_caller]
+fn steady_stream(env: &Env) -> (Logstash, Isr, SteadyWriter) {
+    let fake = Logstash::start();
+    let isr = env.isr().logstash(fake.addr()).spawn();
+    let writer = SteadyWriter::start(env.log("console.log"));
+    assert!(
+        fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
+        "the first 2000 lines did not arrive:\n{}\nstderr:\n{}",
+        summary(&fake),
+        isr.stderr_tail()
+    );
+    (fake, isr, writer)
+}
+
+/// The end of an outage scenario, once Logstash is back: waits until 2000 lines have come
+/// through a connection after the first, stops the writer and expects every line it wrote to
+/// arrive. Returns the writer.
+#[track_caller]
+fn expect_flowing_again(fake: &Logstash, isr: &Isr, writer: SteadyWriter) -> SeqWriter {
+    let flowing = fake.wait_until(
+        |r| r.chats.iter().filter(|c| c.conn >= 2).count() >= 2000,
+        ARRIVE,
+    );
+    let w = writer.finish();
+    assert!(
+        flowing,
+        "lines did not flow again after the restart:\n{}\nstderr:\n{}",
+        summary(fake),
+        isr.stderr_tail()
+    );
+    expect_arrive(fake, isr, "w", w.written(), ARRIVE);
+    w
+}
+
+/// After a stop and a restart: asserts that every number of `want` arrived (in `got`), none
+/// more than twice and nothing else; returns the numbers that arrived twice.
+#[track_caller]
+fn restart_duplicates(want: &[u64], got: &[u64]) -> Vec<u64> {
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for &s in got {
+        *counts.entry(s).or_default() += 1;
+    }
+    assert!(
+        counts.values().all(|&n| n <= 2) && counts.len() == want.len(),
+        "{}",
+        check_seqs(want, &[], got).err().unwrap_or_default()
+    );
+    counts
+        .into_iter()
+        .filter(|e| e.1 > 1)
+        .map(|e| e.0)
+        .collect()
 }
 
 /// Sends SIGTERM and expects exit code 0 within `shutdown_timeout_ms = 1000` plus 2 s of
@@ -371,22 +395,22 @@ fn sigterm_and_expect_exit_0_by_the_deadline(isr: &mut Isr, situation: &str) -> 
     let status = isr.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
         panic!(
             "no exit within 10 s of SIGTERM {situation}:\n{}",
-            stderr_tail(isr)
+            isr.stderr_tail()
         )
     });
     let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(isr));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", isr.stderr_tail());
     assert!(
         took <= Duration::from_millis(1000 + 2000),
         "exit took {took:?} with shutdown_timeout_ms = 1000:\n{}",
-        stderr_tail(isr)
+        isr.stderr_tail()
     );
     took
 }
 
 #[test]
 fn a_hundred_thousand_lines_arrive_in_order_once_each_as_schema_events() {
-    let env = Env::new();
+    let env = logstash_env().build();
     let fake = Logstash::start();
     let mut isr = env.isr().logstash(fake.addr()).spawn();
     let mut a = SeqWriter::create(env.log("console.log"), "a");
@@ -429,7 +453,7 @@ fn a_hundred_thousand_lines_arrive_in_order_once_each_as_schema_events() {
         );
     }
     let status = isr.stop(EXIT);
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", isr.stderr_tail());
     // stdout was read to its end by now.
     assert_no_stdout(&isr);
     eprintln!("100k lines: {} connection(s) accepted", fake.accepted());
@@ -437,17 +461,8 @@ fn a_hundred_thousand_lines_arrive_in_order_once_each_as_schema_events() {
 
 #[test]
 fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
-    let env = Env::new();
-    let mut fake = Logstash::start();
-    let isr = env.isr().logstash(fake.addr()).spawn();
-    let path = env.log("console.log");
-    let (stop, writer) = steady_writer(path);
-    assert!(
-        fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
-        "the first 2000 lines did not arrive:\n{}\nstderr:\n{}",
-        summary(&fake),
-        stderr_tail(&isr)
-    );
+    let env = logstash_env().build();
+    let (mut fake, isr, writer) = steady_stream(&env);
     // Logstash closes the connection (and reads on until factorio-isr closes its side).
     fake.kill();
     let at_kill = fake.received().chats.len();
@@ -455,18 +470,7 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
     sleep(Duration::from_millis(500));
     fake.restart();
     // 2000 more lines through the new connection, then the writer stops.
-    let after_restart =
-        |r: &support::logstash::Received| r.chats.iter().filter(|c| c.conn >= 2).count() >= 2000;
-    let flowing = fake.wait_until(after_restart, ARRIVE);
-    stop.store(true, Ordering::SeqCst);
-    let w = writer.join().expect("the writer thread");
-    assert!(
-        flowing,
-        "lines did not flow again after the restart:\n{}\nstderr:\n{}",
-        summary(&fake),
-        stderr_tail(&isr)
-    );
-    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    let w = expect_flowing_again(&fake, &isr, writer);
     settle(&fake);
 
     assert_well_formed(&fake);
@@ -474,19 +478,19 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
         panic!(
             "kill and restart: {e}\n{}\nstderr:\n{}",
             summary(&fake),
-            stderr_tail(&isr)
+            isr.stderr_tail()
         )
     });
     assert_eq!(
         fake.cut_off(),
         0,
         "factorio-isr went on writing to the closed connection for {CLOSE_GRACE:?}:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     assert!(
         isr.stderr().contains("Lost the connection to Logstash"),
         "the lost connection is not logged:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     assert!(
         fake.accepted() >= 2,
@@ -518,16 +522,8 @@ fn metric(isr: &Isr, name: &str) -> f64 {
 /// stops reading.
 #[test]
 fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
-    let env = Env::new();
-    let mut fake = Logstash::start();
-    let isr = env.isr().logstash(fake.addr()).spawn();
-    let path = env.log("console.log");
-    let (stop, writer) = steady_writer(path);
-    assert!(
-        fake.wait_until(|r| r.chats.len() >= 2000, ARRIVE),
-        "the first lines did not arrive:\n{}",
-        stderr_tail(&isr)
-    );
+    let env = logstash_env().build();
+    let (mut fake, isr, writer) = steady_stream(&env);
     // The receiver vanishes for three seconds: it shuts down (closing its connections as a
     // server does) and nothing listens. A receiver that crashes with unread data loses that
     // data whatever the sender does (json_lines acknowledges nothing); that case has its own
@@ -539,14 +535,7 @@ fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
     assert!(body.contains("logstash"), "{body}");
     assert_eq!(isr.admin_get("/healthz").0, 200);
     fake.restart();
-    let flowing = fake.wait_until(
-        |r| r.chats.iter().filter(|c| c.conn >= 2).count() >= 2000,
-        ARRIVE,
-    );
-    stop.store(true, Ordering::SeqCst);
-    let mut w = writer.join().expect("the writer thread");
-    assert!(flowing, "lines did not flow again:\n{}", stderr_tail(&isr));
-    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    let mut w = expect_flowing_again(&fake, &isr, writer);
     assert_eq!(isr.admin_get("/ready").0, 200);
 
     // Then it accepts but stops reading while 300,000 more lines are written.
@@ -585,7 +574,7 @@ fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
     // Every line arrived; duplicates only with a batch re-sent after the reconnect, and
     // counted: no more than the sink says it sent again.
     let dups = check_reconnect_duplicates(&fake.chats(), "w", w.written())
-        .unwrap_or_else(|e| panic!("{e}\n{}", stderr_tail(&isr)));
+        .unwrap_or_else(|e| panic!("{e}\n{}", isr.stderr_tail()));
     let resent = metric(&isr, "factorio_isr_logstash_events_resent_total");
     assert!(
         dups.len() as f64 <= resent,
@@ -611,7 +600,7 @@ fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
 fn logstash_that_never_reads_blocks_factorio_isr_with_bounded_memory() {
     const LINES: usize = 1_000_000;
     const CHUNK: usize = 20_000;
-    let env = Env::new();
+    let env = logstash_env().build();
     let fake = Logstash::start_lean();
     fake.pause_reading();
     let isr = env.isr().logstash(fake.addr()).spawn();
@@ -624,7 +613,7 @@ fn logstash_that_never_reads_blocks_factorio_isr_with_bounded_memory() {
     assert!(
         fake.wait_until(|_| fake.accepted() >= 1, ARRIVE),
         "factorio-isr never connected:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     // factorio-isr has filled the socket buffers and blocks: it uses (almost) no CPU.
     let busy = wait_until_blocked(&isr, "while Logstash does not read");
@@ -655,7 +644,7 @@ fn logstash_that_never_reads_blocks_factorio_isr_with_bounded_memory() {
 
 #[test]
 fn logstash_crashing_loses_at_most_what_the_sockets_held_and_the_rest_arrives() {
-    let env = Env::new();
+    let env = logstash_env().build();
     // 16 MB of log before the start.
     let mut w = SeqWriter::create(env.log("console.log"), "w");
     for _ in 0..10 {
@@ -669,7 +658,7 @@ fn logstash_crashing_loses_at_most_what_the_sockets_held_and_the_rest_arrives() 
         fake.wait_until(|r| r.lines >= 1000, ARRIVE),
         "{}\nstderr:\n{}",
         summary(&fake),
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     wait_until_blocked(&isr, "while Logstash does not read");
     // Logstash dies with what its socket holds unread (lost with it: json_lines acknowledges
@@ -726,14 +715,14 @@ fn logstash_crashing_loses_at_most_what_the_sockets_held_and_the_rest_arrives() 
         panic!(
             "crash: {e}\n{}\nstderr:\n{}",
             summary(&fake),
-            stderr_tail(&isr)
+            isr.stderr_tail()
         )
     });
     assert!(fake.accepted() >= 2, "{}", summary(&fake));
     assert!(
         isr.stderr().contains("Lost the connection to Logstash"),
         "the lost connection is not logged:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     assert_no_stdout(&isr);
     eprintln!(
@@ -749,7 +738,7 @@ fn logstash_crashing_loses_at_most_what_the_sockets_held_and_the_rest_arrives() 
 
 #[test]
 fn connection_refused_at_start_is_retried_until_logstash_is_up() {
-    let env = Env::new();
+    let env = logstash_env().build();
     let port = free_port();
     let isr = env.isr().logstash(format!("127.0.0.1:{port}")).spawn();
     let mut w = SeqWriter::create(env.log("console.log"), "w");
@@ -786,7 +775,7 @@ fn connection_refused_at_start_is_retried_until_logstash_is_up() {
 
 #[test]
 fn sigterm_delivers_what_was_read_and_a_restart_sends_the_rest_once() {
-    let env = Env::new();
+    let env = logstash_env().build();
     let fake = Logstash::start();
     let cmd = env.isr().logstash(fake.addr());
     let mut isr = cmd.spawn();
@@ -795,7 +784,7 @@ fn sigterm_delivers_what_was_read_and_a_restart_sends_the_rest_once() {
     expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
     w.write_lines(3000);
     let status = isr.stop(EXIT);
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", stderr_tail(&isr));
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", isr.stderr_tail());
     assert_no_stdout(&isr);
     let run1 = fake.seqs("w").len();
 
@@ -818,7 +807,7 @@ fn sigterm_delivers_what_was_read_and_a_restart_sends_the_rest_once() {
 
 #[test]
 fn sigterm_with_logstash_down_exits_at_the_deadline_and_loses_nothing() {
-    let env = Env::with("shutdown_timeout_ms = 1000", "");
+    let env = logstash_env().tail("shutdown_timeout_ms = 1000").build();
     let mut fake = Logstash::start();
     let cmd = env.isr().logstash(fake.addr());
     let mut isr = cmd.spawn();
@@ -838,17 +827,7 @@ fn sigterm_with_logstash_down_exits_at_the_deadline_and_loses_nothing() {
     expect_arrive(&fake, &isr2, "w", w.written(), ARRIVE);
     settle(&fake);
     assert_well_formed(&fake);
-    let got = fake.seqs("w");
-    let mut counts: HashMap<u64, usize> = HashMap::new();
-    for &s in &got {
-        *counts.entry(s).or_default() += 1;
-    }
-    let dups: Vec<u64> = counts.iter().filter(|e| *e.1 > 1).map(|e| *e.0).collect();
-    assert!(
-        counts.values().all(|&n| n <= 2) && counts.len() == w.written().len(),
-        "{}",
-        check_seqs(w.written(), &[], &got).err().unwrap_or_default()
-    );
+    let dups = restart_duplicates(w.written(), &fake.seqs("w"));
     eprintln!(
         "SIGTERM with Logstash down: exit after {took:?}; {} duplicates after the restart ({})",
         dups.len(),
@@ -858,7 +837,7 @@ fn sigterm_with_logstash_down_exits_at_the_deadline_and_loses_nothing() {
 
 #[test]
 fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing() {
-    let env = Env::with("shutdown_timeout_ms = 1000", "");
+    let env = logstash_env().tail("shutdown_timeout_ms = 1000").build();
     let fake = Logstash::start();
     let cmd = env.isr().logstash(fake.addr());
     let mut isr = cmd.spawn();
@@ -894,16 +873,7 @@ fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing(
     let got = r.seqs("w");
     let cut_lines = r.parse_failures.len();
     drop(r);
-    let mut counts: HashMap<u64, usize> = HashMap::new();
-    for &s in &got {
-        *counts.entry(s).or_default() += 1;
-    }
-    let dups: Vec<u64> = counts.iter().filter(|e| *e.1 > 1).map(|e| *e.0).collect();
-    assert!(
-        counts.values().all(|&n| n <= 2) && counts.len() == w.written().len(),
-        "{}",
-        check_seqs(w.written(), &[], &got).err().unwrap_or_default()
-    );
+    let dups = restart_duplicates(w.written(), &got);
     assert_no_stdout(&isr2);
     assert!(
         dups.is_empty(),
@@ -921,7 +891,7 @@ fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing(
 
 #[test]
 fn forward_unmatched_false_drops_log_events() {
-    let env = Env::with("", "forward_unmatched = false");
+    let env = logstash_env().logstash("forward_unmatched = false").build();
     let fake = Logstash::start();
     let isr = env.isr().logstash(fake.addr()).spawn();
     let mut w = SeqWriter::create(env.log("console.log"), "w");
@@ -944,7 +914,7 @@ fn forward_unmatched_false_drops_log_events() {
 
 #[test]
 fn logstash_addr_in_the_environment_selects_the_sink_and_unmatched_lines_are_forwarded() {
-    let env = Env::new();
+    let env = logstash_env().build();
     let fake = Logstash::start();
     let isr = env
         .isr()
@@ -971,7 +941,9 @@ fn logstash_addr_in_the_environment_selects_the_sink_and_unmatched_lines_are_for
 fn the_config_file_address_selects_the_sink() {
     let fake = Logstash::start();
     // A host name, resolved by factorio-isr.
-    let env = Env::with("", &format!("address = \"localhost:{}\"", fake.port()));
+    let env = logstash_env()
+        .logstash(&format!("address = \"localhost:{}\"", fake.port()))
+        .build();
     let isr = env.isr().spawn();
     let mut w = SeqWriter::create(env.log("console.log"), "w");
     w.write_lines(5);
@@ -993,7 +965,9 @@ fn the_flag_beats_the_environment_which_beats_the_config_file() {
     let env_var = Logstash::start();
     let file = Logstash::start();
     let run = |with_flag: bool| {
-        let env = Env::with("", &format!("address = \"{}\"", file.addr()));
+        let env = logstash_env()
+            .logstash(&format!("address = \"{}\"", file.addr()))
+            .build();
         let mut cmd = env.isr().env("LOGSTASH_ADDR", env_var.addr().to_string());
         if with_flag {
             cmd = cmd.logstash(flag.addr());
@@ -1025,7 +999,7 @@ fn the_flag_beats_the_environment_which_beats_the_config_file() {
 
 #[test]
 fn connect_timeout_ms_0_is_refused_or_means_no_timeout() {
-    let env = Env::with("", "connect_timeout_ms = 0");
+    let env = logstash_env().logstash("connect_timeout_ms = 0").build();
     let fake = Logstash::start();
     let mut isr = env.isr().logstash(fake.addr()).spawn();
     let mut w = SeqWriter::create(env.log("console.log"), "w");
@@ -1039,7 +1013,7 @@ fn connect_timeout_ms_0_is_refused_or_means_no_timeout() {
         assert!(
             !status.success() && isr.stderr().contains("connect_timeout_ms"),
             "exit {status:?} without naming connect_timeout_ms:\n{}",
-            stderr_tail(&isr)
+            isr.stderr_tail()
         );
         return;
     }
@@ -1047,6 +1021,6 @@ fn connect_timeout_ms_0_is_refused_or_means_no_timeout() {
         delivered && fake.seqs("w") == w.written(),
         "connect_timeout_ms = 0 is accepted, but nothing arrives ({} connections accepted): stderr:\n{}",
         fake.accepted(),
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
 }

@@ -5,14 +5,13 @@
 
 mod support;
 
-use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
 use support::tls::{Pki, TlsLogstash};
-use support::{Isr, IsrCmd, SeqWriter, logstash_config, wait_until};
+use support::{Env, EnvBuilder, Isr, SeqWriter, wait_until};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
@@ -29,33 +28,27 @@ fn tls_section(ca: &Path, client: Option<&Pki>) -> String {
     s
 }
 
-/// Starts `factorio-isr run` on `tmp/logs/` sending to `addr` with the `[logstash.tls]`
-/// section `tls`, and writes `lines` chat lines.
-fn start(tmp: &Path, addr: std::net::SocketAddr, tls: &str, lines: usize) -> (Isr, SeqWriter) {
-    let config = logstash_config(tmp, "", tls);
-    let logs = tmp.join("logs");
-    fs::create_dir(&logs).unwrap();
-    let isr = IsrCmd::new(&logs, &tmp.join("state"))
-        .config(&config)
-        .start_at_beginning()
-        .logstash(addr)
-        .spawn();
-    let mut w = SeqWriter::create(logs.join("console.log"), "w");
+/// Starts `factorio-isr run` in `env` sending to `addr` with the `[logstash.tls]` section
+/// `tls`, and writes `lines` chat lines.
+fn start(
+    env: EnvBuilder,
+    addr: std::net::SocketAddr,
+    tls: &str,
+    lines: usize,
+) -> (Env, Isr, SeqWriter) {
+    let env = env.logstash(tls).start_at_beginning().build();
+    let isr = env.isr().logstash(addr).spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
     w.write_lines(lines);
-    (isr, w)
+    (env, isr, w)
 }
 
 #[test]
 fn events_arrive_over_tls_with_a_verified_server_and_a_client_certificate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::create(tmp.path());
+    let env = Env::builder();
+    let pki = Pki::create(env.root());
     let fake = TlsLogstash::start(&pki, true);
-    let (mut isr, w) = start(
-        tmp.path(),
-        fake.addr(),
-        &tls_section(&pki.ca, Some(&pki)),
-        500,
-    );
+    let (_env, mut isr, w) = start(env, fake.addr(), &tls_section(&pki.ca, Some(&pki)), 500);
     assert!(
         wait_until(|| fake.events().len() >= 500, ARRIVE),
         "{} of 500 events arrived; handshake failures {:?}\n{}",
@@ -75,16 +68,11 @@ fn events_arrive_over_tls_with_a_verified_server_and_a_client_certificate() {
 
 #[test]
 fn a_server_signed_by_another_authority_is_refused_and_retried() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::create(tmp.path());
+    let env = Env::builder();
+    let pki = Pki::create(env.root());
     let fake = TlsLogstash::start(&pki, false);
     // Trust only the unrelated authority.
-    let (mut isr, _w) = start(
-        tmp.path(),
-        fake.addr(),
-        &tls_section(&pki.other_ca, None),
-        10,
-    );
+    let (_env, mut isr, _w) = start(env, fake.addr(), &tls_section(&pki.other_ca, None), 10);
     assert!(
         isr.wait_for_stderr_count("TLS handshake failed", 3, ARRIVE),
         "no retried handshake failure logged:\n{}",
@@ -109,10 +97,10 @@ fn a_server_signed_by_another_authority_is_refused_and_retried() {
 
 #[test]
 fn a_missing_client_certificate_is_refused_by_logstash_and_nothing_is_delivered() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::create(tmp.path());
+    let env = Env::builder();
+    let pki = Pki::create(env.root());
     let fake = TlsLogstash::start(&pki, true);
-    let (mut isr, _w) = start(tmp.path(), fake.addr(), &tls_section(&pki.ca, None), 10);
+    let (_env, mut isr, _w) = start(env, fake.addr(), &tls_section(&pki.ca, None), 10);
     assert!(
         wait_until(|| fake.handshake_failures().len() >= 2, ARRIVE),
         "Logstash saw no refused client: {:?}\n{}",
@@ -131,13 +119,13 @@ fn a_missing_client_certificate_is_refused_by_logstash_and_nothing_is_delivered(
 
 #[test]
 fn tls_never_falls_back_to_plaintext() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::create(tmp.path());
+    let env = Env::builder();
+    let pki = Pki::create(env.root());
     // A plain TCP listener where a TLS Logstash is expected: what arrives must be a TLS
     // handshake record, never a JSON line.
     let plain = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = plain.local_addr().unwrap();
-    let (mut isr, _w) = start(tmp.path(), addr, &tls_section(&pki.ca, Some(&pki)), 10);
+    let (_env, mut isr, _w) = start(env, addr, &tls_section(&pki.ca, Some(&pki)), 10);
     let mut firsts = Vec::new();
     for _ in 0..3 {
         let (mut conn, _) = plain.accept().unwrap();

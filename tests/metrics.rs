@@ -7,11 +7,10 @@ mod support;
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Isr, IsrCmd, SeqWriter, fast_config, http_get, metric_sample};
+use support::{Env, Isr, SeqWriter, http_get, metric_sample};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
@@ -21,17 +20,16 @@ fn metrics(isr: &Isr) -> String {
     body
 }
 
-/// Starts `factorio-isr run` on a directory with a console log of `chats` chat lines, `joins`
-/// join lines and `other` lines no pattern matches; waits until every event is out.
-fn run_with_lines(dir: &Path, chats: usize, joins: usize, other: usize) -> (Isr, u64) {
-    let logs = dir.join("logs");
-    fs::create_dir(&logs).unwrap();
-    let config = fast_config(dir);
-    let isr = IsrCmd::new(&logs, &dir.join("state"))
-        .config(&config)
-        .start_at_beginning()
-        .spawn();
-    let path = logs.join("console.log");
+/// A test's directories: fast timings, `--from-beginning`.
+fn metrics_env() -> Env {
+    Env::builder().start_at_beginning().build()
+}
+
+/// Starts `factorio-isr run` in `env` with a console log of `chats` chat lines, `joins` join
+/// lines and `other` lines no pattern matches; waits until every event is out.
+fn run_with_lines(env: &Env, chats: usize, joins: usize, other: usize) -> (Isr, u64) {
+    let isr = env.isr().spawn();
+    let path = env.log("console.log");
     let mut w = SeqWriter::create(&path, "w");
     w.write_lines(chats);
     for i in 0..joins {
@@ -53,8 +51,8 @@ fn run_with_lines(dir: &Path, chats: usize, joins: usize, other: usize) -> (Isr,
 
 #[test]
 fn metric_values_equal_what_was_read_and_delivered() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (isr, size) = run_with_lines(tmp.path(), 300, 40, 25);
+    let env = metrics_env();
+    let (isr, size) = run_with_lines(&env, 300, 40, 25);
     // The counters are updated as the batch is delivered; give the last one a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
@@ -108,8 +106,8 @@ fn promtool_check_metrics_is_clean() {
     let Some(promtool) = tool("promtool") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (isr, _) = run_with_lines(tmp.path(), 10, 2, 1);
+    let env = metrics_env();
+    let (isr, _) = run_with_lines(&env, 10, 2, 1);
     let text = metrics(&isr);
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
@@ -139,28 +137,10 @@ fn promtool_check_metrics_is_clean() {
 
 #[test]
 fn a_broken_pattern_file_shows_in_ready_while_the_old_patterns_keep_running() {
-    let tmp = tempfile::tempdir().unwrap();
-    let patterns = tmp.path().join("patterns");
-    fs::create_dir(&patterns).unwrap();
-    for f in ["console.toml", "engine.toml", "mods.toml"] {
-        fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("patterns")
-                .join(f),
-            patterns.join(f),
-        )
-        .unwrap();
-    }
-    let logs = tmp.path().join("logs");
-    fs::create_dir(&logs).unwrap();
-    let config = fast_config(tmp.path());
-    let isr = IsrCmd::new(&logs, &tmp.path().join("state"))
-        .config(&config)
-        .start_at_beginning()
-        .arg("--patterns")
-        .arg(&patterns)
-        .spawn();
-    let mut w = SeqWriter::create(logs.join("console.log"), "w");
+    let env = metrics_env();
+    let patterns = env.shipped_patterns();
+    let isr = env.isr().arg("--patterns").arg(&patterns).spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
     w.write_lines(5);
     assert!(isr.wait_for(|e| e.len() >= 5, ARRIVE), "{}", isr.stderr());
     assert_eq!(isr.admin_get("/ready").0, 200);
@@ -229,15 +209,15 @@ fn a_real_prometheus_scrapes_our_series() {
     let Some(prometheus) = tool("prometheus") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (isr, _) = run_with_lines(tmp.path(), 50, 5, 5);
+    let env = metrics_env();
+    let (isr, _) = run_with_lines(&env, 50, 5, 5);
     let target = isr.admin_addr();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let config = tmp.path().join("prometheus.yml");
+    let config = env.root().join("prometheus.yml");
     fs::write(
         &config,
         format!(
@@ -252,7 +232,7 @@ fn a_real_prometheus_scrapes_our_series() {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                tmp.path().join("data").display()
+                env.root().join("data").display()
             ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -304,19 +284,14 @@ fn tool(name: &str) -> Option<&str> {
 
 #[test]
 fn the_admin_server_binds_loopback_and_can_be_turned_off() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (isr, _) = run_with_lines(tmp.path(), 3, 0, 0);
+    let env = metrics_env();
+    let (isr, _) = run_with_lines(&env, 3, 0, 0);
     assert!(isr.admin_addr().ip().is_loopback());
     drop(isr);
 
-    let logs = tmp.path().join("logs2");
-    fs::create_dir(&logs).unwrap();
-    let isr = IsrCmd::new(&logs, &tmp.path().join("state2"))
-        .config(&fast_config(tmp.path()))
-        .start_at_beginning()
-        .env("METRICS_ENABLED", "false")
-        .spawn();
-    let mut w = SeqWriter::create(logs.join("console.log"), "w");
+    let env = metrics_env();
+    let isr = env.isr().env("METRICS_ENABLED", "false").spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
     w.write_lines(3);
     assert!(isr.wait_for(|e| e.len() >= 3, ARRIVE), "{}", isr.stderr());
     assert!(

@@ -12,7 +12,7 @@ use std::fs;
 use std::thread::sleep;
 use std::time::Duration;
 
-use support::{IsrCmd, SeqWriter, check_seqs, fast_config, paced};
+use support::{Env, IsrCmd, SeqWriter, check_seqs, paced};
 
 const ARRIVE: Duration = Duration::from_secs(15);
 const RATE: u32 = 3000;
@@ -20,25 +20,19 @@ const RSS_LIMIT_KIB: u64 = 64 * 1024;
 
 #[test]
 fn every_line_arrives_once_through_every_hazard_and_a_restart() {
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let logs = tmp.path().join("logs");
-    fs::create_dir(&logs).expect("creating logs/");
-    let state = tmp.path().join("state");
-    let config = fast_config(tmp.path());
     // The writer starts at once, possibly before factorio-isr's first look, which would make the
     // file one "present at start" and read from its end: --from-beginning. The restart resumes
     // from checkpoints whatever the flag says.
-    let cmd = IsrCmd::new(&logs, &state)
-        .config(&config)
-        .start_at_beginning();
+    let env = Env::builder().start_at_beginning().build();
+    let cmd = env.isr();
     let mut isr = cmd.spawn();
-    let mut w = SeqWriter::create(logs.join("factorio-current.log"), "w");
+    let mut w = SeqWriter::create(env.log("factorio-current.log"), "w");
 
     paced(1500, RATE, |_| {
         w.write_line();
     });
     // Factorio restarts: rename rotation while writing, then writes to the old handle.
-    w.rotate_rename(&logs.join("factorio-previous.log"));
+    w.rotate_rename(&env.log("factorio-previous.log"));
     w.write_line_old();
     w.write_line_old();
     paced(1500, RATE, |_| {
@@ -46,7 +40,7 @@ fn every_line_arrives_once_through_every_hazard_and_a_restart() {
     });
     // logrotate copytruncate under load (the copy gets a name the globs do not match).
     let window = w.copytruncate(
-        &logs.join("factorio-current.log.1"),
+        &env.log("factorio-current.log.1"),
         60,
         Duration::from_millis(40),
     );
@@ -171,14 +165,14 @@ fn every_line_arrives_once_through_every_hazard_and_a_restart() {
 
 #[test]
 fn several_servers_are_followed_and_tagged() {
-    let tmp = tempfile::tempdir().expect("a temporary directory");
-    let alpha = tmp.path().join("alpha");
-    let beta = tmp.path().join("beta");
+    let env = Env::new();
+    let alpha = env.root().join("alpha");
+    let beta = env.root().join("beta");
     fs::create_dir(&alpha).expect("creating alpha/");
     fs::create_dir(&beta).expect("creating beta/");
     // Two LOG_DIRs: each server is tagged with its directory's name.
-    let mut isr = IsrCmd::new(&alpha, &tmp.path().join("state"))
-        .config(&fast_config(tmp.path()))
+    let mut isr = IsrCmd::new(&alpha, &env.state)
+        .config(&env.config)
         .start_at_beginning()
         .without_server()
         .dir(&beta)

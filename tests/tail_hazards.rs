@@ -13,16 +13,13 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tempfile::TempDir;
 
 use support::{
-    Isr, IsrCmd, SeqWriter, assert_each_once, check_seqs, clock_ticks_per_sec, fast_config, paced,
-    seqs_in,
+    Env, Isr, IsrCmd, SeqWriter, assert_each_once, check_seqs, clock_ticks_per_sec, paced, seqs_in,
 };
 
 /// How long lines may take to arrive. They normally take milliseconds; this is generous for a
@@ -35,47 +32,6 @@ const EXIT: Duration = Duration::from_secs(5);
 /// One mebibyte: the default `framing.max_line_bytes`.
 const MIB: usize = 1024 * 1024;
 
-/// A test's directories: `logs/` (created), `state/` (not created: factorio-isr creates it)
-/// and a config file with fast timings.
-struct Env {
-    tmp: TempDir,
-    logs: PathBuf,
-    state: PathBuf,
-    config: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().expect("a temporary directory");
-        let logs = tmp.path().join("logs");
-        fs::create_dir(&logs).expect("creating logs/");
-        let state = tmp.path().join("state");
-        let config = fast_config(tmp.path());
-        Env {
-            tmp,
-            logs,
-            state,
-            config,
-        }
-    }
-
-    /// `factorio-isr run logs/ --state-dir state/ --server test --config fast.toml`.
-    fn isr(&self) -> IsrCmd {
-        IsrCmd::new(&self.logs, &self.state).config(&self.config)
-    }
-
-    fn log(&self, name: &str) -> PathBuf {
-        self.logs.join(name)
-    }
-}
-
-/// The last lines of stderr, for failure messages.
-fn stderr_tail(isr: &Isr) -> String {
-    let s = isr.stderr();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
 /// Waits until every number of `want` from writer `id` has arrived; panics with what is missing
 /// and the end of stderr otherwise.
 #[track_caller]
@@ -86,7 +42,7 @@ fn expect_arrive(isr: &Isr, id: &str, want: &[u64]) {
             .unwrap_or_default();
         panic!(
             "writer {id}: not every line arrived within {ARRIVE:?}: {report}\nstderr (end):\n{}",
-            stderr_tail(isr)
+            isr.stderr_tail()
         );
     }
 }
@@ -150,7 +106,7 @@ fn rename_rotation_while_writing_delivers_every_line_once() {
     assert!(
         renames >= rotations,
         "{rotations} rotations but {renames} renames logged:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
 }
 
@@ -169,7 +125,7 @@ fn writes_to_the_old_handle_after_a_rename_arrive_under_the_new_name() {
     assert!(
         isr.wait_for_stderr("Log file renamed; following it.", ARRIVE),
         "the rename was not noticed:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     let old: Vec<u64> = (0..3).map(|_| w.write_line_old()).collect();
     let new: Vec<u64> = w.write_lines(2).collect();
@@ -227,7 +183,7 @@ fn a_file_renamed_to_a_name_the_globs_do_not_match_is_read_to_its_end_then_let_g
     assert!(
         !isr.fd_targets().contains(&rotated),
         "console.log.1 is still open 2.5 s later:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     settle();
     assert_each_once("renamed away", w.written(), &isr.seqs("w"), &isr.stderr());
@@ -461,7 +417,7 @@ fn a_deleted_file_is_read_to_its_end_then_let_go() {
     assert!(
         held.is_empty(),
         "deleted files still open 2.5 s later: {held:?}\nstderr:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     assert!(
         isr.wait_for_stderr("Let go of deleted or rotated log file.", ARRIVE),
@@ -494,7 +450,7 @@ fn a_file_created_later_is_read_from_its_start() {
 
     // A file that appears with lines already in it (written under another name, then moved
     // in), and one created empty and written to afterwards.
-    let tmp = env.tmp.path().join("staged");
+    let tmp = env.root().join("staged");
     let mut staged = SeqWriter::create(&tmp, "a");
     let a: Vec<u64> = staged.write_lines(5).collect();
     fs::rename(&tmp, env.log("a.log")).expect("moving a.log in");
@@ -548,7 +504,7 @@ fn five_hundred_files_are_all_read_in_bounded_memory() {
     assert!(
         all_written(&isr, &writers),
         "the first 10 lines of every file did not arrive; stderr:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     // Then 10 more lines to every file while it is followed.
     for w in &mut writers {
@@ -557,7 +513,7 @@ fn five_hundred_files_are_all_read_in_bounded_memory() {
     assert!(
         all_written(&isr, &writers),
         "the next 10 lines of every file did not arrive; stderr:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     settle();
     let events = isr.events();
@@ -635,7 +591,7 @@ fn a_directory_removed_and_recreated_is_followed_again() {
     assert!(
         isr.wait_for_stderr("Cannot list the log directory", ARRIVE),
         "the missing directory was not noticed:\n{}",
-        stderr_tail(&isr)
+        isr.stderr_tail()
     );
     fs::create_dir(&env.logs).expect("creating logs/ again");
     let mut b = SeqWriter::create(env.log(name), "b");
@@ -927,15 +883,7 @@ fn a_corrupt_checkpoint_file_is_ignored() {
 #[test]
 fn pattern_edits_apply_while_running_and_a_broken_edit_keeps_the_old_set() {
     let env = Env::new();
-    let patterns = env.tmp.path().join("patterns");
-    fs::create_dir(&patterns).expect("creating patterns/");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns");
-    for entry in fs::read_dir(&shipped).expect("the shipped patterns") {
-        let path = entry.expect("an entry").path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            fs::copy(&path, patterns.join(path.file_name().unwrap())).expect("copying");
-        }
-    }
+    let patterns = env.shipped_patterns();
     let custom = patterns.join("custom.toml");
     let probe_a = "[[pattern]]\nname = \"probe_a\"\nregex = '^PROBE-A '\n";
     fs::write(&custom, probe_a).expect("writing custom.toml");

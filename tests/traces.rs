@@ -15,8 +15,7 @@ use serde_json::Value;
 use support::discord::{FakeConfig, FakeDiscord};
 use support::logstash::Logstash;
 use support::otlp::{OtlpReceiver, ReceivedSpan, dangling_parents};
-use support::{IsrCmd, SeqWriter, logstash_config};
-use tempfile::TempDir;
+use support::{Env, IsrCmd, SeqWriter};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
@@ -29,27 +28,16 @@ const STAGES: [&str; 6] = [
     "sink.logstash",
 ];
 
-struct Env {
-    tmp: TempDir,
-    logs: std::path::PathBuf,
+/// A test's directories: fast timings, small backoffs, `--from-beginning`.
+fn traces_env() -> Env {
+    Env::builder().logstash("").start_at_beginning().build()
 }
 
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let logs = tmp.path().join("logs");
-        fs::create_dir(&logs).unwrap();
-        Env { tmp, logs }
-    }
-
-    fn cmd(&self, endpoint: &str) -> IsrCmd {
-        let config = logstash_config(self.tmp.path(), "", "");
-        IsrCmd::new(&self.logs, &self.tmp.path().join("state"))
-            .config(&config)
-            .start_at_beginning()
-            .env("TRACES_ENABLED", "true")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-    }
+/// `factorio-isr run` in `env` with traces exported to `endpoint`.
+fn traced(env: &Env, endpoint: &str) -> IsrCmd {
+    env.isr()
+        .env("TRACES_ENABLED", "true")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
 }
 
 fn by_name<'a>(trace: &'a [ReceivedSpan], name: &str) -> Option<&'a ReceivedSpan> {
@@ -70,11 +58,13 @@ fn complete_traces(spans: &[ReceivedSpan]) -> Vec<Vec<ReceivedSpan>> {
 
 #[test]
 fn every_stage_has_a_span_in_the_batch_trace_and_events_carry_its_ids() {
-    let env = Env::new();
+    let env = traces_env();
     let receiver = OtlpReceiver::start();
     let fake = Logstash::start();
-    let mut isr = env.cmd(&receiver.endpoint()).logstash(fake.addr()).spawn();
-    let mut w = SeqWriter::create(env.logs.join("console.log"), "w");
+    let mut isr = traced(&env, &receiver.endpoint())
+        .logstash(fake.addr())
+        .spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
     w.write_lines(200);
     assert!(
         fake.wait_for_seqs("w", w.written(), ARRIVE),
@@ -162,16 +152,15 @@ fn every_stage_has_a_span_in_the_batch_trace_and_events_carry_its_ids() {
 
 #[test]
 fn json_log_lines_carry_the_trace_id_of_the_events_span() {
-    let env = Env::new();
+    let env = traces_env();
     let receiver = OtlpReceiver::start();
     let fake = Logstash::start();
-    let mut isr = env
-        .cmd(&receiver.endpoint())
+    let mut isr = traced(&env, &receiver.endpoint())
         .logstash(fake.addr())
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", "info,factorio_isr=debug")
         .spawn();
-    let mut w = SeqWriter::create(env.logs.join("console.log"), "w");
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
     w.write_lines(50);
     assert!(
         fake.wait_for_seqs("w", w.written(), ARRIVE),
@@ -218,7 +207,7 @@ fn json_log_lines_carry_the_trace_id_of_the_events_span() {
 
 #[test]
 fn a_collector_that_is_down_never_slows_the_pipeline() {
-    let env = Env::new();
+    let env = traces_env();
     // Nothing listens there.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -226,11 +215,10 @@ fn a_collector_that_is_down_never_slows_the_pipeline() {
         .unwrap()
         .port();
     let fake = Logstash::start();
-    let mut isr = env
-        .cmd(&format!("http://127.0.0.1:{port}"))
+    let mut isr = traced(&env, &format!("http://127.0.0.1:{port}"))
         .logstash(fake.addr())
         .spawn();
-    let mut w = SeqWriter::create(env.logs.join("console.log"), "w");
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
     for _ in 0..10 {
         w.write_lines(5000);
     }
@@ -255,12 +243,11 @@ fn a_collector_that_is_down_never_slows_the_pipeline() {
 
 #[test]
 fn discord_requests_continue_the_trace_of_their_events() {
-    let env = Env::new();
+    let env = traces_env();
     let receiver = OtlpReceiver::start();
     let fake = Logstash::start();
     let discord = FakeDiscord::start(FakeConfig::default());
-    let mut isr = env
-        .cmd(&receiver.endpoint())
+    let mut isr = traced(&env, &receiver.endpoint())
         .logstash(fake.addr())
         .env("DISCORD_WEBHOOK_URL", discord.webhook_url("main"))
         .spawn();
@@ -275,7 +262,7 @@ fn discord_requests_continue_the_trace_of_their_events() {
             .to_string()
     };
     fs::write(
-        env.logs.join("console.log"),
+        env.log("console.log"),
         format!("{stamp} [JOIN] tracy joined the game\n"),
     )
     .unwrap();

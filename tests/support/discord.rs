@@ -207,22 +207,11 @@ pub fn all_text(r: &Recorded) -> String {
     if let Some(s) = r.body.get("content").and_then(Value::as_str) {
         parts.push(s);
     }
-    for embed in r
-        .body
-        .get("embeds")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for embed in items(r.body.get("embeds")) {
         parts.extend(str_of(embed.pointer("/author/name")));
         parts.extend(str_of(embed.get("title")));
         parts.extend(str_of(embed.get("description")));
-        for field in embed
-            .get("fields")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for field in items(embed.get("fields")) {
             parts.extend(str_of(field.get("name")));
             parts.extend(str_of(field.get("value")));
         }
@@ -233,6 +222,11 @@ pub fn all_text(r: &Recorded) -> String {
 
 fn str_of(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str)
+}
+
+/// The items of an array; none when it is absent or not an array.
+fn items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
+    v.and_then(Value::as_array).into_iter().flatten()
 }
 
 // --- the fake ---------------------------------------------------------------------------------
@@ -740,10 +734,51 @@ async fn webhook(
 }
 
 async fn not_found() -> Response {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"message": "404: Not Found", "code": 0}),
-    )
+    NOT_FOUND.response()
+}
+
+/// One of Discord's JSON error answers: `{"message": …, "code": …}` with its status.
+struct ErrorAnswer {
+    status: StatusCode,
+    message: &'static str,
+    /// Discord's JSON error code (0 for a plain HTTP error).
+    code: u32,
+}
+
+/// A path or method the webhook route does not serve.
+const NOT_FOUND: ErrorAnswer = ErrorAnswer {
+    status: StatusCode::NOT_FOUND,
+    message: "404: Not Found",
+    code: 0,
+};
+
+/// A token that is wrong or no longer valid.
+const INVALID_TOKEN: ErrorAnswer = ErrorAnswer {
+    status: StatusCode::UNAUTHORIZED,
+    message: "Invalid Webhook Token",
+    code: 50027,
+};
+
+/// A webhook that was deleted.
+const UNKNOWN_WEBHOOK: ErrorAnswer = ErrorAnswer {
+    status: StatusCode::NOT_FOUND,
+    message: "Unknown Webhook",
+    code: 10015,
+};
+
+impl ErrorAnswer {
+    fn response(&self) -> Response {
+        json_response(
+            self.status,
+            &json!({"message": self.message, "code": self.code}),
+        )
+    }
+
+    /// The answer to a request turned away for `reason`: the response, the rejection
+    /// recorded, and no connection reset.
+    fn rejecting(&self, reason: impl Into<String>) -> (Response, Option<String>, bool) {
+        (self.response(), Some(reason.into()), false)
+    }
 }
 
 async fn handle(shared: Arc<Shared>, req: Incoming) -> Outcome {
@@ -762,38 +797,12 @@ async fn handle(shared: Arc<Shared>, req: Incoming) -> Outcome {
     };
 
     let (response, rejection, reset) = match action {
-        Action::NotFound => (
-            json_response(
-                StatusCode::NOT_FOUND,
-                &json!({"message": "404: Not Found", "code": 0}),
-            ),
-            Some(format!("{} is not served on the webhook route", req.method)),
-            false,
-        ),
-        Action::BadToken => (
-            json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"message": "Invalid Webhook Token", "code": 50027}),
-            ),
-            Some("wrong token".to_owned()),
-            false,
-        ),
-        Action::Unauthorized => (
-            json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"message": "Invalid Webhook Token", "code": 50027}),
-            ),
-            Some("mode: unauthorized".to_owned()),
-            false,
-        ),
-        Action::Gone => (
-            json_response(
-                StatusCode::NOT_FOUND,
-                &json!({"message": "Unknown Webhook", "code": 10015}),
-            ),
-            Some("mode: unknown webhook".to_owned()),
-            false,
-        ),
+        Action::NotFound => {
+            NOT_FOUND.rejecting(format!("{} is not served on the webhook route", req.method))
+        }
+        Action::BadToken => INVALID_TOKEN.rejecting("wrong token"),
+        Action::Unauthorized => INVALID_TOKEN.rejecting("mode: unauthorized"),
+        Action::Gone => UNKNOWN_WEBHOOK.rejecting("mode: unknown webhook"),
         Action::ServerError(status) => (
             server_error(status),
             Some(format!("mode: server error {status}")),
@@ -1323,11 +1332,7 @@ fn message_object(shared: &Shared, webhook_id: &str, valid: &Valid) -> Value {
         .clone()
         .unwrap_or_else(|| channel_of(webhook_id));
     let body = &valid.body;
-    let embeds: Vec<Value> = body
-        .get("embeds")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let embeds: Vec<Value> = items(body.get("embeds"))
         .map(|e| {
             let mut e = e.clone();
             if let Value::Object(o) = &mut e {

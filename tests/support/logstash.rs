@@ -25,19 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::lock;
-
-/// The keys every event has (the schema of `src/event.rs`; `pattern` only when one matched).
-pub const SCHEMA_KEYS: [&str; 9] = [
-    "@timestamp",
-    "event_type",
-    "server",
-    "severity",
-    "fields",
-    "message",
-    "raw",
-    "log",
-    "service",
-];
+use super::schema::EVENT_KEYS;
 
 /// How long [`Logstash::kill`] waits for a peer to close its side of a connection.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -96,7 +84,7 @@ impl Received {
         };
         let complete = value
             .as_object()
-            .is_some_and(|o| SCHEMA_KEYS.iter().all(|k| o.contains_key(*k)));
+            .is_some_and(|o| EVENT_KEYS.iter().all(|k| o.contains_key(*k)));
         if !complete {
             self.schema_failures.push(excerpt());
         }
@@ -389,16 +377,7 @@ impl Logstash {
     /// Waits until `pred` holds for what was received (called with the lock held, every
     /// 20 ms). Returns whether it did within `timeout`.
     pub fn wait_until(&self, mut pred: impl FnMut(&Received) -> bool, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if pred(&self.received()) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            sleep(Duration::from_millis(20));
-        }
+        super::wait_until(|| pred(&self.received()), timeout)
     }
 
     /// Waits until every number of `want` has arrived from writer `id`.

@@ -1,7 +1,8 @@
-//! Helpers for tests that run the real `factorio-isr run` against real files: a writer of
+//! Helpers for tests that run the real `factorio-isr run` against real files: a test's
+//! temporary directory with its logs, state and config ([`Env`]), a writer of
 //! sequence-numbered log lines that can rotate and truncate its file, a handle on a running
-//! `factorio-isr run` process that collects its events, and a checker that every sequence number
-//! arrived exactly once.
+//! `factorio-isr run` process that collects its events and its stderr, and a checker that every
+//! sequence number arrived exactly once.
 //!
 //! Every log line a [`SeqWriter`] writes is a console chat line,
 //!
@@ -18,6 +19,7 @@
 pub mod discord;
 pub mod logstash;
 pub mod otlp;
+pub mod schema;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashSet};
@@ -32,6 +34,7 @@ use std::thread::{self, JoinHandle, sleep};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tempfile::TempDir;
 
 /// Polls `pred` every 20 ms until it holds or `timeout` passes; whether it held.
 pub fn wait_until(mut pred: impl FnMut() -> bool, timeout: Duration) -> bool {
@@ -327,13 +330,9 @@ pub fn paced(n: usize, per_sec: u32, mut step: impl FnMut(usize)) {
     }
 }
 
-/// Writes a config file with fast timings for tests into `dir` and returns its path.
-pub fn fast_config(dir: &Path) -> PathBuf {
-    let path = dir.join("factorio-isr.toml");
-    fs::write(&path, FAST).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    path
-}
+// --- a test's directories ---------------------------------------------------------------------
 
+/// The `[tail]` section of every test config: fast discovery, polling, checkpoints and reloads.
 const FAST: &str = "[tail]\n\
                     discovery_interval_ms = 100\n\
                     rotate_wait_ms = 500\n\
@@ -342,16 +341,157 @@ const FAST: &str = "[tail]\n\
                     record_flush_ms = 200\n\
                     reload_poll_interval_ms = 200\n";
 
-/// Writes a config file into `dir` with the fast timings of [`fast_config`] plus `tail_extra`
-/// (more `[tail]` lines), and a `[logstash]` section with small backoffs (20 ms, at most
-/// 200 ms) plus `logstash_extra` (more `[logstash]` lines). Returns its path.
-pub fn logstash_config(dir: &Path, tail_extra: &str, logstash_extra: &str) -> PathBuf {
-    let text = format!(
-        "{FAST}{tail_extra}\n[logstash]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n{logstash_extra}\n"
-    );
-    let path = dir.join("factorio-isr.toml");
-    fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    path
+/// A test's directories: a temporary directory (removed when dropped) holding `logs/`
+/// (created), `state/` (not created: factorio-isr creates it) and the config file
+/// `factorio-isr.toml`. Made by [`Env::new`] or [`Env::builder`].
+pub struct Env {
+    tmp: TempDir,
+    /// `logs/`, the log directory `run` follows.
+    pub logs: PathBuf,
+    /// `state/`, the `--state-dir`.
+    pub state: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    from_beginning: bool,
+}
+
+impl Env {
+    /// The fast timings of [`EnvBuilder`] and nothing else; `run` without `--from-beginning`.
+    pub fn new() -> Env {
+        Env::builder().build()
+    }
+
+    /// A new temporary directory, whose config and command line the options set.
+    pub fn builder() -> EnvBuilder {
+        EnvBuilder {
+            tmp: tempfile::tempdir().expect("a temporary directory"),
+            tail_extra: String::new(),
+            logstash: None,
+            config_text: None,
+            from_beginning: false,
+        }
+    }
+
+    /// The temporary directory itself (for files beside `logs/`: staged files, patterns).
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The path of the log file `name` in `logs/`.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.logs.join(name)
+    }
+
+    /// Copies the shipped pattern files into `patterns/` (created) beside `logs/`; returns its
+    /// path, for `--patterns`.
+    pub fn shipped_patterns(&self) -> PathBuf {
+        let patterns = self.root().join("patterns");
+        fs::create_dir(&patterns).expect("creating patterns/");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns");
+        for entry in fs::read_dir(&shipped).expect("the shipped patterns") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let name = path.file_name().expect("a file name");
+                fs::copy(&path, patterns.join(name))
+                    .unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+            }
+        }
+        patterns
+    }
+
+    /// `factorio-isr run logs/ --state-dir state/ --server test --config factorio-isr.toml`,
+    /// plus `--from-beginning` when the builder asked for it.
+    pub fn isr(&self) -> IsrCmd {
+        let cmd = IsrCmd::new(&self.logs, &self.state).config(&self.config);
+        if self.from_beginning {
+            cmd.start_at_beginning()
+        } else {
+            cmd
+        }
+    }
+}
+
+/// The options of an [`Env`]. The config is the fast `[tail]` timings (new files found within
+/// 100 ms, polls at most 50 ms apart, checkpoints every 100 ms, records flushed after 200 ms,
+/// pattern files looked at every 200 ms, a rotated file kept 500 ms) plus what
+/// [`EnvBuilder::tail`] and [`EnvBuilder::logstash`] add, unless [`EnvBuilder::config_text`]
+/// replaces it all.
+pub struct EnvBuilder {
+    tmp: TempDir,
+    tail_extra: String,
+    logstash: Option<String>,
+    config_text: Option<String>,
+    from_beginning: bool,
+}
+
+impl EnvBuilder {
+    /// The temporary directory, for files the config names (certificates) made before it.
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// More `[tail]` lines.
+    pub fn tail(mut self, lines: &str) -> EnvBuilder {
+        self.tail_extra.push_str(lines);
+        self.tail_extra.push('\n');
+        self
+    }
+
+    /// A `[logstash]` section with small backoffs (20 ms, at most 200 ms), plus `lines`
+    /// (another call adds more lines to the same section; `lines` may end with sub-tables
+    /// such as `[logstash.tls]`).
+    pub fn logstash(mut self, lines: &str) -> EnvBuilder {
+        let section = self.logstash.get_or_insert_with(|| {
+            "[logstash]\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n".to_owned()
+        });
+        section.push_str(lines);
+        section.push('\n');
+        self
+    }
+
+    /// The whole config file instead of the fast timings and sections.
+    pub fn config_text(mut self, text: impl Into<String>) -> EnvBuilder {
+        self.config_text = Some(text.into());
+        self
+    }
+
+    /// [`Env::isr`] adds `--from-beginning`: for logs created after the start, possibly before
+    /// the first scan, which would read them from their end otherwise. (A restart resumes from
+    /// checkpoints whatever the flag says.)
+    pub fn start_at_beginning(mut self) -> EnvBuilder {
+        self.from_beginning = true;
+        self
+    }
+
+    /// Creates `logs/` and writes the config.
+    pub fn build(self) -> Env {
+        let root = self.tmp.path();
+        let logs = root.join("logs");
+        fs::create_dir(&logs).expect("creating logs/");
+        let text = match self.config_text {
+            Some(text) => {
+                assert!(
+                    self.tail_extra.is_empty() && self.logstash.is_none(),
+                    "config_text replaces the [tail] and [logstash] options"
+                );
+                text
+            }
+            None => format!(
+                "{FAST}{}{}",
+                self.tail_extra,
+                self.logstash.unwrap_or_default()
+            ),
+        };
+        let config = root.join("factorio-isr.toml");
+        fs::write(&config, text).unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+        Env {
+            logs,
+            state: root.join("state"),
+            config,
+            from_beginning: self.from_beginning,
+            tmp: self.tmp,
+        }
+    }
 }
 
 // --- running factorio-isr ---------------------------------------------------------------------
@@ -528,16 +668,7 @@ impl Isr {
     /// Waits until `pred` holds for the events so far, checking every 20 ms. Returns whether it
     /// did within `timeout`.
     pub fn wait_for(&self, mut pred: impl FnMut(&[Value]) -> bool, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if pred(&self.events()) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            sleep(Duration::from_millis(20));
-        }
+        wait_until(|| pred(&self.events()), timeout)
     }
 
     /// Waits until stderr contains `needle`. Returns whether it did within `timeout`.
@@ -547,16 +678,7 @@ impl Isr {
 
     /// Waits until stderr contains `needle` at least `n` times.
     pub fn wait_for_stderr_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stderr().matches(needle).count() >= n {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            sleep(Duration::from_millis(20));
-        }
+        wait_until(|| self.stderr().matches(needle).count() >= n, timeout)
     }
 
     /// Waits until every number of `want` has a chat event from writer `id`.
@@ -589,6 +711,13 @@ impl Isr {
     /// What the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
+    }
+
+    /// The last 40 lines of stderr, for failure messages.
+    pub fn stderr_tail(&self) -> String {
+        let s = self.stderr();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// The address of the admin server (/metrics, /healthz, /ready), from the log line that
