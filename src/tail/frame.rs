@@ -45,14 +45,20 @@ pub const fn default_max_record_bytes() -> usize {
     256 * 1024
 }
 
-/// Bounds on lines and records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Bounds on lines and multi-line records: the `[framing]` section of the config file
+/// (checked by [`FramingLimits::validate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FramingLimits {
-    /// A line longer than this is cut to this many bytes; the rest up to its newline is dropped.
+    /// A line longer than this many bytes is cut to it; the rest of the line is dropped and
+    /// counted. Default 1 MiB.
+    #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
-    /// An error record is emitted once it holds this many lines.
+    /// A multi-line error record is closed after this many lines. Default 500.
+    #[serde(default = "default_max_record_lines")]
     pub max_record_lines: usize,
-    /// An error record is emitted once it holds this many bytes.
+    /// A multi-line error record is closed after this many bytes. Default 256 KiB.
+    #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
 }
 
@@ -79,6 +85,19 @@ pub struct FrameStats {
     pub bytes_cut: u64,
     /// Lines that held invalid UTF-8.
     pub lines_invalid_utf8: u64,
+}
+
+impl FrameStats {
+    /// What was counted since `earlier`, an earlier snapshot of the same counters.
+    pub fn since(self, earlier: FrameStats) -> FrameStats {
+        FrameStats {
+            lines: self.lines - earlier.lines,
+            bytes: self.bytes - earlier.bytes,
+            lines_cut: self.lines_cut - earlier.lines_cut,
+            bytes_cut: self.bytes_cut - earlier.bytes_cut,
+            lines_invalid_utf8: self.lines_invalid_utf8 - earlier.lines_invalid_utf8,
+        }
+    }
 }
 
 /// One physical line, borrowed from the framer's input or its partial-line buffer.
@@ -123,6 +142,11 @@ impl LineFramer {
     /// Counters so far.
     pub fn stats(&self) -> FrameStats {
         self.stats
+    }
+
+    /// File offset of the next byte to be pushed: how far the file has been read.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
     }
 
     /// Offset just past the last complete line handed out: where a restart must resume.

@@ -1,24 +1,34 @@
 //! Tail: from log files on disk to framed records.
 //!
-//! This stage owns everything that touches the log files themselves: reading their bytes in
-//! large chunks ([`read`]), cutting them into lines and joining multi-line error records
+//! This stage owns everything that touches the log files themselves: its config sections
+//! ([`config`]), following each server's directory ([`tailer`], woken by [`watch`], resumed from
+//! [`checkpoint`]s of files known by their [`fingerprint`]), where a followed file starts
+//! ([`start`]), reading one file into records for `run` and `replay` alike ([`file`](mod@file); `replay`'s
+//! whole-file loop is [`read`]), the two as pipeline sources ([`source`] follows directories
+//! with checkpoints, [`replay`] reads whole files once), cutting bytes into lines and joining multi-line error records
 //! ([`frame`]), and understanding what a line's prefix says about it ([`shape`]): engine line,
-//! console line or bare output, and the time it carries.
+//! console line or bare output, and the time it carries. What happens to followed files is
+//! logged and counted in [`internal_events`].
 //!
 //! Its output is a stream of [`frame::Record`]s per file, each with its byte offsets, so later
 //! stages can say exactly where an event came from and a checkpoint can say where to resume.
 //!
-//! How it fails: a file that cannot be opened or read is an [`read::ReadError`] naming the file;
-//! a file that looks binary is refused before any event is made from it. Content never fails:
-//! invalid UTF-8 is replaced, over-long lines are cut, and both are counted.
+//! How it fails: a file that cannot be opened or read is an [`read::ReadError`] naming the file
+//! (`replay`) or a logged, counted error retried later (`run`); `replay` refuses a file that
+//! looks binary before any event is made from it. Content never fails: invalid UTF-8 is
+//! replaced, over-long lines are cut, and both are counted.
 
 pub mod checkpoint;
+pub mod config;
+pub mod file;
 pub mod fingerprint;
 pub mod frame;
+pub mod internal_events;
 pub mod read;
 pub mod replay;
 pub mod shape;
 pub mod source;
+pub mod start;
 pub mod tailer;
 pub mod watch;
 

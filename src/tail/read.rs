@@ -1,31 +1,26 @@
 //! Reading a whole file once, start to end, into records: what `replay` does.
 //!
-//! The file is read in chunks of [`default_read_chunk_bytes`], framed as it arrives, and the
-//! records of each chunk are handed to the caller together with the time the chunk was read
-//! (used as the time stamp of records whose lines carry none). A file whose first 8 KiB hold a
-//! NUL byte is taken for a binary file (a save archive, a core dump) and refused before any
-//! record is made from it; NUL bytes later in a file are kept, decoded as U+0000.
+//! The file is read front to back in chunks of [`default_read_chunk_bytes`] through a
+//! [`FileReader`], framed as it arrives, and the records of each chunk are handed to the caller
+//! together with the time the chunk was read (used as the time stamp of records whose lines
+//! carry none). A file whose first 8 KiB hold a NUL byte is taken for a binary file (a save
+//! archive, a core dump) and refused before any record is made from it
+//! ([`BinaryFiles::Refuse`]); NUL bytes later in a file are kept, decoded as U+0000.
 //!
 //! Errors name the file and, for read errors, the byte offset reached. Records framed before a
 //! read error have already been handed out: nothing that was read is lost.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::frame::{FrameStats, FramingLimits, LineFramer, Record, RecordAssembler};
+use super::config::default_read_chunk_bytes;
+use super::file::{BinaryFiles, FileReader, Stream};
+use super::frame::{FrameStats, FramingLimits, Record};
 use crate::event::Timestamp;
-
-/// Default size of one `read()`: 256 KiB.
-pub const fn default_read_chunk_bytes() -> usize {
-    256 * 1024
-}
-
-/// How many leading bytes are searched for a NUL to tell a binary file.
-const BINARY_SNIFF_BYTES: usize = 8 * 1024;
 
 /// A log file could not be read.
 #[derive(Debug, Error)]
@@ -81,65 +76,53 @@ pub fn read_records(
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(open_err)?;
+    let file = File::open(path).map_err(open_err)?;
     if file.metadata().map_err(open_err)?.is_dir() {
         return Err(ReadError::IsDirectory {
             path: path.to_owned(),
         });
     }
 
-    let mut framer = LineFramer::new(limits.max_line_bytes, 0);
-    let mut asm = RecordAssembler::new(limits);
+    let mut src = Stream(file);
+    let mut reader = FileReader::new(limits, 0, BinaryFiles::Refuse);
     let mut buf = vec![0u8; default_read_chunk_bytes()];
     let mut records = Vec::new();
-    let mut total: u64 = 0;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match reader.read(&mut src, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(source) => {
                 // Hand out what was framed before the failure, then report it.
-                framer.finish(&mut |line| asm.push_line(line, &mut records));
-                asm.flush(&mut records);
+                reader.finish(&mut records);
                 let _ = on_records(&mut records, Timestamp::now());
                 return Err(ReadError::Read {
                     path: path.to_owned(),
-                    offset: total,
+                    offset: reader.offset(),
                     source,
                 });
             }
         };
-        let chunk = &buf[..n];
-        if total < BINARY_SNIFF_BYTES as u64 {
-            let sniff = &chunk[..chunk.len().min(BINARY_SNIFF_BYTES - total as usize)];
-            if let Some(pos) = memchr::memchr(0, sniff) {
-                return Err(ReadError::Binary {
-                    path: path.to_owned(),
-                    offset: total as usize + pos,
-                });
-            }
-        }
-        total += n as u64;
         let now = Timestamp::now();
-        framer.push(chunk, &mut |line| asm.push_line(line, &mut records));
+        if let Err(binary) = reader.push(&buf[..n], &mut records) {
+            return Err(ReadError::Binary {
+                path: path.to_owned(),
+                offset: usize::try_from(binary.offset).unwrap_or(usize::MAX),
+            });
+        }
         if !records.is_empty() {
             let flow = on_records(&mut records, now);
             records.clear();
             if flow.is_break() {
-                return Ok(framer.stats());
+                return Ok(reader.stats());
             }
         }
-        on_progress(total);
+        on_progress(reader.offset());
     }
-    framer.finish(&mut |line| asm.push_line(line, &mut records));
-    asm.flush(&mut records);
+    reader.finish(&mut records);
     if !records.is_empty() {
         let _ = on_records(&mut records, Timestamp::now());
     }
-    let mut stats = framer.stats();
-    stats.lines_invalid_utf8 = asm.invalid_utf8_lines();
-    Ok(stats)
+    Ok(reader.stats())
 }
 
 #[cfg(test)]

@@ -6,23 +6,29 @@
 //! is made: a caller that blocks on a batch stops the tailer reading. It never sleeps and never
 //! spawns: the driver loop (`tail::follow`) decides when to poll, and tests step it directly.
 //!
+//! Each file is read through a [`FileReader`] (the per-file reader `replay` uses too); a binary
+//! file is followed like any other. What happens to files is logged and counted in
+//! [`super::internal_events`].
+//!
 //! What it does about each file hazard:
 //!
 //! - **Discovery**: every `discovery_interval` (and whenever the watcher asks) the directories
 //!   are listed and matched against the server's globs. A file is identified by device and inode
 //!   while it is open, and by its fingerprint (first line) across restarts.
-//! - **Where a file starts**: with a checkpoint, at the checkpoint's offset (0 if the file is now
-//!   shorter: truncated while factorio-isr was stopped). Without one: files found after the first
-//!   scan start at 0 (they are new); files present at the first scan start at 0 when they were
-//!   written after the last checkpoint save (they changed while factorio-isr was stopped), else
-//!   at their end (at the start of the last complete line), unless `start_at = Beginning`.
+//! - **Where a file starts**: see [`super::start`]. With a checkpoint, at the checkpoint's
+//!   offset (0 if the file is now shorter: truncated while factorio-isr was stopped). Without
+//!   one: files found after the first scan start at 0 (they are new); files present at the first
+//!   scan start at 0 when they were written after the last checkpoint save (they changed while
+//!   factorio-isr was stopped), else at their end (at the start of the last complete line),
+//!   unless `start_at = Beginning`.
 //! - **Rename rotation** (`factorio-current.log` → `factorio-previous.log`): the open file keeps
 //!   its offset under its new name and is read to its end, writes to the old handle included; the
 //!   new file is new and starts at 0. Within a pass older files are read first.
 //! - **Truncation** (copytruncate, `> file`): a size below the read offset, or a first line that
 //!   changed (truncated and rewritten past the old offset between two looks; checked before
-//!   every read of new data and at every discovery), restarts the file at 0 and is counted. Lines written between the copy and the truncation are lost to any
-//!   tailer; they are in the copy.
+//!   every read of new data and at every discovery), restarts the file at 0 and is counted.
+//!   Lines written between the copy and the truncation are lost to any tailer; they are in the
+//!   copy.
 //! - **Deletion**, or a rename to a name the globs do not match: the open file is read to its end
 //!   and let go once it has had no new data for `rotate_wait`; a partial last line is then
 //!   emitted as it is.
@@ -38,56 +44,24 @@ use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use tracing::{info, warn};
 
 use super::checkpoint::{CheckpointStore, FileCheckpoint};
+use super::config::TailConfig;
+use super::file::{BinaryFiles, FileReader};
 use super::fingerprint::{self, FileKey, Fingerprint};
-use super::frame::{FramingLimits, LineFramer, Record, RecordAssembler};
+use super::frame::{FramingLimits, Record};
+use super::internal_events::TailEvents;
 use super::shape::{self, Shape};
+use super::start::{self, StartInputs};
 use crate::event::{LogSource, Timestamp};
-use crate::telemetry::metrics::{ErrorCounter, PipelineMetrics, ServerLabels};
-
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
+use crate::telemetry::metrics::PipelineMetrics;
 
 /// The root span of a batch's trace: the read of one chunk of `path`.
 fn batch_span(server: &str, path: &Path) -> tracing::Span {
     crate::traced_span!(parent: None, "batch", server = %server, file = %path.display())
-}
-
-/// The tailer's metric handles: per server (by index) lines and bytes, and the time of reads
-/// and of framing.
-#[derive(Clone, Debug)]
-struct TailMetrics {
-    lines: Vec<Counter>,
-    bytes: Vec<Counter>,
-    read: Histogram,
-    frame: Histogram,
-    errors: ErrorCounter,
-}
-
-impl TailMetrics {
-    fn new(servers: &[ServerSource], m: &PipelineMetrics) -> Self {
-        let label = |s: &ServerSource| ServerLabels {
-            server: s.tag.to_string(),
-        };
-        TailMetrics {
-            lines: servers
-                .iter()
-                .map(|s| m.lines_read.get_or_create(&label(s)).clone())
-                .collect(),
-            bytes: servers
-                .iter()
-                .map(|s| m.bytes_read.get_or_create(&label(s)).clone())
-                .collect(),
-            read: m.stage("tail"),
-            frame: m.stage("frame"),
-            errors: m.errors.clone(),
-        }
-    }
 }
 
 /// Default globs of a server's log directory.
@@ -140,7 +114,7 @@ pub enum StartAt {
     Beginning,
 }
 
-/// How the tailer behaves.
+/// How the tailer behaves. Built from the config by [`TailConfig::options`].
 #[derive(Clone, Debug)]
 pub struct TailOptions {
     /// Line and record limits.
@@ -160,16 +134,9 @@ pub struct TailOptions {
 }
 
 impl Default for TailOptions {
+    /// The defaults of [`TailConfig`] and [`FramingLimits`], starting at the end.
     fn default() -> Self {
-        TailOptions {
-            limits: FramingLimits::default(),
-            read_chunk_bytes: 256 * 1024,
-            max_read_bytes_per_file: 4 * 1024 * 1024,
-            discovery_interval: Duration::from_secs(1),
-            rotate_wait: Duration::from_secs(10),
-            record_flush: Duration::from_secs(1),
-            start_at: StartAt::End,
-        }
+        TailConfig::default().options(FramingLimits::default(), StartAt::End)
     }
 }
 
@@ -208,10 +175,13 @@ pub struct TailStats {
     pub lines_cut: u64,
     /// Bytes dropped from cut lines.
     pub bytes_cut: u64,
+    /// Lines that held invalid UTF-8 (replaced by U+FFFD).
+    pub lines_invalid_utf8: u64,
     /// Failed opens, reads and directory listings.
     pub errors: u64,
 }
 
+/// A file being followed.
 struct TailedFile {
     key: FileKey,
     server: usize,
@@ -219,43 +189,71 @@ struct TailedFile {
     source: Arc<LogSource>,
     file: File,
     fingerprint: Option<Fingerprint>,
-    /// Next byte to read.
-    read_offset: u64,
-    framer: LineFramer,
-    asm: RecordAssembler,
+    reader: FileReader,
     last_data: Instant,
     /// Modification time at the last look: a file rewritten to exactly the size already read
     /// shows only in its modification time.
-    last_mtime: Option<std::time::SystemTime>,
+    last_mtime: Option<SystemTime>,
     /// Since when the file is no longer found under any matching name.
     gone_since: Option<Instant>,
 }
 
 impl TailedFile {
-    /// Where a restart must resume: before a held record, else after the last complete line.
-    fn safe_offset(&self) -> u64 {
-        self.asm
-            .held_offset()
-            .unwrap_or_else(|| self.framer.consumed_offset())
-    }
-
-    fn checkpoint(&self, tag: &str) -> Option<FileCheckpoint> {
+    fn checkpoint(&self) -> Option<FileCheckpoint> {
         Some(FileCheckpoint {
-            server: tag.to_owned(),
+            server: self.source.server.to_string(),
             path: self.path.clone(),
             fingerprint: self.fingerprint?,
             key: self.key,
-            offset: self.safe_offset(),
-            run_start_ms: self.asm.run_start_ms(),
+            offset: self.reader.safe_offset(),
+            run_start_ms: self.reader.run_start_ms(),
             updated_ms: Timestamp::now().as_millis(),
         })
     }
 
+    /// A batch of `records` read now, with the checkpoint the file moves to.
+    fn batch(&self, records: Vec<Record>, span: tracing::Span) -> TailBatch {
+        TailBatch {
+            source: self.source.clone(),
+            records,
+            read_time: Timestamp::now(),
+            checkpoint: self.checkpoint(),
+            span,
+        }
+    }
+
+    /// The root span of a new batch of this file.
+    fn batch_span(&self) -> tracing::Span {
+        batch_span(&self.source.server, &self.path)
+    }
+
+    /// Takes the fingerprint once the first line is complete.
+    fn ensure_fingerprint(&mut self) {
+        if self.fingerprint.is_none() {
+            self.fingerprint = fingerprint::fingerprint(&self.file).ok().flatten();
+        }
+    }
+
+    /// Whether the first line is no longer the one fingerprinted: the file was truncated and
+    /// rewritten, perhaps past the old offset, which the size alone would not show.
+    fn content_replaced(&self) -> bool {
+        self.fingerprint.is_some_and(|old| {
+            fingerprint::fingerprint(&self.file).is_ok_and(|now| now != Some(old))
+        })
+    }
+
     fn restart_at_zero(&mut self) {
-        self.read_offset = 0;
-        self.framer.reset(0);
-        self.asm.reset();
+        self.reader.restart_at_zero();
         self.fingerprint = None;
+    }
+
+    /// Follows the file under its new name `path`.
+    fn rename(&mut self, path: PathBuf) {
+        self.path = path;
+        self.source = Arc::new(LogSource {
+            server: self.source.server.clone(),
+            path: self.path.to_string_lossy().into(),
+        });
     }
 }
 
@@ -271,14 +269,13 @@ pub struct Tailer {
     missing_dirs: HashSet<usize>,
     unreadable: HashSet<PathBuf>,
     buf: Vec<u8>,
-    stats: TailStats,
-    metrics: TailMetrics,
+    events: TailEvents,
 }
 
 impl Tailer {
     /// A tailer for `servers`, resuming from the checkpoints in `store`.
     pub fn new(servers: Vec<ServerSource>, opts: TailOptions, store: &CheckpointStore) -> Self {
-        let metrics = TailMetrics::new(&servers, &PipelineMetrics::default());
+        let events = TailEvents::new(servers.iter().map(|s| &*s.tag), &PipelineMetrics::default());
         Tailer {
             buf: vec![0; opts.read_chunk_bytes.max(4096)],
             servers,
@@ -289,20 +286,20 @@ impl Tailer {
             next_discovery: None,
             missing_dirs: HashSet::new(),
             unreadable: HashSet::new(),
-            stats: TailStats::default(),
-            metrics,
+            events,
         }
     }
 
     /// Updates `metrics` (lines and bytes read per server, read and frame times, errors).
     pub fn with_metrics(mut self, metrics: &PipelineMetrics) -> Self {
-        self.metrics = TailMetrics::new(&self.servers, metrics);
+        let tags = self.servers.iter().map(|s| &*s.tag);
+        self.events = self.events.with_metrics(tags, metrics);
         self
     }
 
     /// Counters so far.
     pub fn stats(&self) -> TailStats {
-        self.stats
+        self.events.stats()
     }
 
     /// The servers' directories.
@@ -332,11 +329,7 @@ impl Tailer {
         for i in 0..self.files.len() {
             let n = self.read_file(i, now, emit);
             total += n;
-            let f = &self.files[i];
-            if n == 0
-                && let Some(gone) = f.gone_since
-                && now.saturating_duration_since(gone.max(f.last_data)) >= self.opts.rotate_wait
-            {
+            if n == 0 && self.done_with(&self.files[i], now) {
                 closed.push(i);
             }
         }
@@ -346,84 +339,108 @@ impl Tailer {
         total
     }
 
+    /// Whether a file gone from its directory has been quiet for the rotate wait.
+    fn done_with(&self, f: &TailedFile, now: Instant) -> bool {
+        f.gone_since.is_some_and(|gone| {
+            now.saturating_duration_since(gone.max(f.last_data)) >= self.opts.rotate_wait
+        })
+    }
+
     /// Lists the directories, opens new files, follows renames, notices deletions and content
     /// replacement.
     fn discover(&mut self, now: Instant, emit: &mut dyn FnMut(TailBatch)) {
         let first_scan = !self.scanned_once;
         let mut seen: HashSet<FileKey> = HashSet::new();
         for si in 0..self.servers.len() {
-            let dir = self.servers[si].dir.clone();
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) => {
-                    if self.missing_dirs.insert(si) {
-                        self.stats.errors += 1;
-                        self.metrics.errors.count("tailer", "list_dir");
-                        warn!(dir = %dir.display(), error = %e, "Cannot list the log directory; will retry.");
-                    }
-                    continue;
-                }
-            };
-            if self.missing_dirs.remove(&si) {
-                info!(dir = %dir.display(), "The log directory is readable again.");
-            }
-            let mut paths: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .filter(|e| self.servers[si].matches(&e.file_name()))
-                .map(|e| e.path())
-                .collect();
-            paths.sort();
-            for path in paths {
-                let Ok(meta) = fs::metadata(&path) else {
-                    continue;
-                };
-                if !meta.is_file() {
-                    continue;
-                }
-                let key = FileKey::of(&meta);
-                if !seen.insert(key) {
-                    continue; // a second name (hard link) of a file already handled
-                }
-                if let Some(f) = self.files.iter_mut().find(|f| f.key == key) {
-                    if f.path != path {
-                        info!(from = %f.path.display(), to = %path.display(), "Log file renamed; following it.");
-                        self.stats.renames += 1;
-                        f.path = path;
-                        f.source = Arc::new(LogSource {
-                            server: f.source.server.clone(),
-                            path: f.path.to_string_lossy().into(),
-                        });
-                    }
-                    f.gone_since = None;
-                    continue;
-                }
-                self.open(si, path, first_scan, now, emit);
-            }
-        }
-        for f in &mut self.files {
-            if !seen.contains(&f.key) && f.gone_since.is_none() {
-                info!(path = %f.path.display(), "Log file deleted or rotated away; reading what is left.");
-                f.gone_since = Some(now);
-            }
-        }
-        // A first line that changed means the file was truncated and rewritten between two
-        // looks, perhaps past the old offset, which the size alone would not show.
-        for f in &mut self.files {
-            if f.gone_since.is_some() {
+            let Some(paths) = self.list_dir(si) else {
                 continue;
-            }
-            let Some(old) = f.fingerprint else { continue };
-            if let Ok(now_fp) = fingerprint::fingerprint(&f.file)
-                && now_fp != Some(old)
-            {
-                warn!(path = %f.path.display(), "Log file content replaced (truncated and rewritten); reading it from the start.");
-                self.stats.truncations += 1;
-                f.restart_at_zero();
+            };
+            for path in paths {
+                self.discover_path(si, path, first_scan, &mut seen, now, emit);
             }
         }
+        self.mark_gone(&seen, now);
+        self.restart_replaced();
         self.scanned_once = true;
     }
 
+    /// The sorted paths of server `si`'s directory that its globs match; `None` when it cannot
+    /// be listed (reported once until it can again).
+    fn list_dir(&mut self, si: usize) -> Option<Vec<PathBuf>> {
+        let server = &self.servers[si];
+        let entries = match fs::read_dir(&server.dir) {
+            Ok(e) => e,
+            Err(e) => {
+                if self.missing_dirs.insert(si) {
+                    self.events.dir_unlistable(&server.dir, &e);
+                }
+                return None;
+            }
+        };
+        if self.missing_dirs.remove(&si) {
+            self.events.dir_readable_again(&server.dir);
+        }
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| server.matches(&e.file_name()))
+            .map(|e| e.path())
+            .collect();
+        paths.sort();
+        Some(paths)
+    }
+
+    /// One matching path: a file already followed (perhaps under another name), or a new one.
+    fn discover_path(
+        &mut self,
+        si: usize,
+        path: PathBuf,
+        first_scan: bool,
+        seen: &mut HashSet<FileKey>,
+        now: Instant,
+        emit: &mut dyn FnMut(TailBatch),
+    ) {
+        let Ok(meta) = fs::metadata(&path) else {
+            return;
+        };
+        if !meta.is_file() {
+            return;
+        }
+        let key = FileKey::of(&meta);
+        if !seen.insert(key) {
+            return; // a second name (hard link) of a file already handled
+        }
+        let Some(f) = self.files.iter_mut().find(|f| f.key == key) else {
+            self.open(si, path, first_scan, now, emit);
+            return;
+        };
+        if f.path != path {
+            self.events.renamed(&f.path, &path);
+            f.rename(path);
+        }
+        f.gone_since = None;
+    }
+
+    /// Notes when open files that were not `seen` went missing.
+    fn mark_gone(&mut self, seen: &HashSet<FileKey>, now: Instant) {
+        for f in &mut self.files {
+            if !seen.contains(&f.key) && f.gone_since.is_none() {
+                self.events.gone(&f.path);
+                f.gone_since = Some(now);
+            }
+        }
+    }
+
+    /// Restarts at 0 the files still in place whose first line changed.
+    fn restart_replaced(&mut self) {
+        for f in &mut self.files {
+            if f.gone_since.is_none() && f.content_replaced() {
+                self.events.content_replaced(&f.path);
+                f.restart_at_zero();
+            }
+        }
+    }
+
+    /// Opens `path`, decides where it starts, and follows it.
     fn open(
         &mut self,
         si: usize,
@@ -432,224 +449,117 @@ impl Tailer {
         now: Instant,
         emit: &mut dyn FnMut(TailBatch),
     ) {
-        let opened = File::open(&path).and_then(|file| {
-            let meta = file.metadata()?;
-            let first = fingerprint::first_line(&file)?;
-            Ok((file, meta, first))
-        });
-        let (file, meta, first_line) = match opened {
-            Ok(x) => x,
-            Err(e) => {
-                if self.unreadable.insert(path.clone()) {
-                    self.stats.errors += 1;
-                    self.metrics.errors.count("tailer", "open");
-                    warn!(path = %path.display(), error = %e, "Cannot open log file; will retry.");
-                }
-                return;
-            }
+        let Some((file, meta, first_line)) = self.open_file(&path) else {
+            return;
         };
-        self.unreadable.remove(&path);
         let key = FileKey::of(&meta);
         let fp = first_line.as_deref().map(fingerprint::of_line);
-        let mut run_start_ms = first_line
-            .as_deref()
-            .and_then(|l| match shape::classify(l) {
-                Shape::Engine { run_start_ms, .. } => run_start_ms,
-                _ => None,
-            });
         let tag = self.servers[si].tag.clone();
+        let checkpoint = fp.and_then(|fp| self.find_checkpoint(&tag, fp, key));
         let len = meta.len();
-        let open_keys: HashSet<FileKey> = self.files.iter().map(|f| f.key).collect();
-        let checkpoint = fp
-            .and_then(|fp| self.resume.find(&tag, fp, key, |k| open_keys.contains(&k)))
-            .cloned();
-        let (offset, why) = if let Some(cp) = &checkpoint {
-            run_start_ms = cp.run_start_ms.or(run_start_ms);
-            if cp.offset > len {
-                self.stats.truncations += 1;
-                (
-                    0,
-                    "its checkpoint is past its end (truncated while stopped): from the start",
-                )
-            } else {
-                (cp.offset, "resuming at its checkpoint")
-            }
-        } else if !first_scan {
-            (0, "new file: from the start")
-        } else if self.opts.start_at == StartAt::Beginning {
-            (0, "from the start (--from-beginning)")
-        } else if self
-            .resume
-            .previous_save_ms()
-            .is_some_and(|saved| mtime_ms(&meta).is_some_and(|m| m >= saved))
-        {
-            (0, "written while factorio-isr was stopped: from the start")
-        } else {
-            (last_line_start(&file, len), "first seen: from its end")
-        };
-        info!(path = %path.display(), offset, "Following log file: {why}.");
-        self.stats.files_opened += 1;
-        let mut asm = RecordAssembler::new(self.opts.limits);
-        asm.set_run_start_ms(run_start_ms);
+        let start = start::start_offset(
+            StartInputs {
+                checkpoint_offset: checkpoint.as_ref().map(|cp| cp.offset),
+                len_bytes: len,
+                first_scan,
+                start_at: self.opts.start_at,
+                modified_since_save: start::modified_since_save(
+                    mtime_ms(&meta),
+                    self.resume.previous_save_ms(),
+                ),
+            },
+            || last_line_start(&file, len),
+        );
+        self.events.file_opened(&path, start);
+        let mut reader = FileReader::new(self.opts.limits, start.offset, BinaryFiles::Read);
+        reader.set_run_start_ms(match &checkpoint {
+            Some(cp) => cp.run_start_ms.or(run_start_of(first_line.as_deref())),
+            None => run_start_of(first_line.as_deref()),
+        });
         let f = TailedFile {
             key,
             server: si,
             source: Arc::new(LogSource {
-                server: tag.clone(),
+                server: tag,
                 path: path.to_string_lossy().into(),
             }),
             path,
             file,
             fingerprint: fp,
-            read_offset: offset,
-            framer: LineFramer::new(self.opts.limits.max_line_bytes, offset),
-            asm,
+            reader,
             last_data: now,
             last_mtime: None,
             gone_since: None,
         };
         // Record where a file that starts at its end stands, so a restart knows it.
-        if offset > 0 && checkpoint.is_none() {
-            emit(TailBatch {
-                source: f.source.clone(),
-                records: Vec::new(),
-                read_time: Timestamp::now(),
-                checkpoint: f.checkpoint(&tag),
-                span: tracing::Span::none(),
-            });
+        if start.offset > 0 && checkpoint.is_none() {
+            emit(f.batch(Vec::new(), tracing::Span::none()));
         }
         self.files.push(f);
+    }
+
+    /// The open file, its metadata and its first line; `None` when it cannot be opened
+    /// (reported once until it can).
+    fn open_file(&mut self, path: &Path) -> Option<(File, fs::Metadata, Option<Vec<u8>>)> {
+        let opened = File::open(path).and_then(|file| {
+            let meta = file.metadata()?;
+            let first = fingerprint::first_line(&file)?;
+            Ok((file, meta, first))
+        });
+        match opened {
+            Ok(x) => {
+                self.unreadable.remove(path);
+                Some(x)
+            }
+            Err(e) => {
+                if self.unreadable.insert(path.to_owned()) {
+                    self.events.open_failed(path, &e);
+                }
+                None
+            }
+        }
+    }
+
+    /// The checkpoint of a file of server `tag`, not taken by a file open now.
+    fn find_checkpoint(&self, tag: &str, fp: Fingerprint, key: FileKey) -> Option<FileCheckpoint> {
+        let open_keys: HashSet<FileKey> = self.files.iter().map(|f| f.key).collect();
+        self.resume
+            .find(tag, fp, key, |k| open_keys.contains(&k))
+            .cloned()
     }
 
     /// Reads what is new in file `i`. Returns the bytes read.
     fn read_file(&mut self, i: usize, now: Instant, emit: &mut dyn FnMut(TailBatch)) -> u64 {
         let Tailer {
             files,
-            servers,
             opts,
             buf,
-            stats,
-            metrics,
+            events,
             ..
         } = self;
         let f = &mut files[i];
-        let (len, mtime) = match f.file.metadata() {
-            Ok(m) => (m.len(), m.modified().ok()),
-            Err(e) => {
-                stats.errors += 1;
-                metrics.errors.count("tailer", "stat");
-                warn!(path = %f.path.display(), error = %e, "Cannot stat log file.");
-                return 0;
-            }
+        let Some((len, mtime)) = stat(f, events) else {
+            return 0;
         };
-        if len < f.read_offset {
-            warn!(path = %f.path.display(), size = len, offset = f.read_offset, "Log file truncated; reading it from the start.");
-            stats.truncations += 1;
-            f.restart_at_zero();
-        } else if (len > f.read_offset || (len > 0 && mtime != f.last_mtime))
-            && let Some(old) = f.fingerprint
-            && fingerprint::fingerprint(&f.file).is_ok_and(|now| now != Some(old))
-        {
-            // Truncated and rewritten past (or exactly to) the old offset since the last look:
-            // the size alone does not show it, the first line does. Checked before reading, so
-            // nothing of the new content is read from the old offset; checked at the same size
-            // only when the file was modified, so idle files cost no reads.
-            warn!(path = %f.path.display(), "Log file content replaced (truncated and rewritten); reading it from the start.");
-            stats.truncations += 1;
-            f.restart_at_zero();
-        }
+        check_truncation(f, len, mtime, events);
         f.last_mtime = mtime;
-        let before = f.framer.stats();
+        let before = f.reader.stats();
+        let (total, mut batch) =
+            read_chunks(f, len, opts.max_read_bytes_per_file, buf, events, emit);
         let mut records = Vec::new();
-        let mut total: u64 = 0;
-        let tag = &servers[f.server].tag;
-        let mut batch = tracing::Span::none();
-        while total < opts.max_read_bytes_per_file as u64 {
-            // A batch's trace starts with the read of its chunk (only for data known to be
-            // there: an idle file's empty reads make no spans).
-            if batch.is_none() && f.read_offset < len {
-                batch = batch_span(tag, &f.path);
-            }
-            let read_span = if batch.is_none() {
-                tracing::Span::none()
-            } else {
-                crate::traced_span!(parent: &batch, "tail.read")
-            };
-            let started = Instant::now();
-            let read = read_span.in_scope(|| f.file.read_at(buf, f.read_offset));
-            drop(read_span);
-            let n = match read {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    stats.errors += 1;
-                    metrics.errors.count("tailer", "read");
-                    warn!(path = %f.path.display(), error = %e, "Reading log file failed; will retry.");
-                    break;
-                }
-            };
-            metrics.read.observe(started.elapsed().as_secs_f64());
-            if batch.is_none() {
-                batch = batch_span(tag, &f.path);
-            }
-            f.read_offset += n as u64;
-            total += n as u64;
-            let asm = &mut f.asm;
-            let started = Instant::now();
-            crate::traced_span!(parent: &batch, "frame", bytes = n).in_scope(|| {
-                f.framer
-                    .push(&buf[..n], &mut |line| asm.push_line(line, &mut records));
-            });
-            metrics.frame.observe(started.elapsed().as_secs_f64());
-            // One batch per chunk read: batches stay small, so the few in flight between the
-            // stages bound memory whatever the backlog.
-            if !records.is_empty() {
-                if f.fingerprint.is_none() {
-                    f.fingerprint = fingerprint::fingerprint(&f.file).ok().flatten();
-                }
-                emit(TailBatch {
-                    source: f.source.clone(),
-                    records: std::mem::take(&mut records),
-                    read_time: Timestamp::now(),
-                    checkpoint: f.checkpoint(tag),
-                    span: std::mem::replace(&mut batch, tracing::Span::none()),
-                });
-            }
-        }
         if total > 0 {
             f.last_data = now;
-            if f.fingerprint.is_none() {
-                f.fingerprint = fingerprint::fingerprint(&f.file).ok().flatten();
-            }
-        } else if f.asm.is_holding()
-            && now.saturating_duration_since(f.last_data) >= opts.record_flush
-        {
-            f.asm.flush(&mut records);
+            f.ensure_fingerprint();
+        } else {
+            flush_if_quiet(f, now, opts.record_flush, &mut records);
         }
-        let after = f.framer.stats();
-        stats.bytes += total;
-        stats.lines += after.lines - before.lines;
-        if total > 0 {
-            metrics.bytes[f.server].inc_by(total);
-            metrics.lines[f.server].inc_by(after.lines - before.lines);
-        }
-        stats.lines_cut += after.lines_cut - before.lines_cut;
-        stats.bytes_cut += after.bytes_cut - before.bytes_cut;
-        if after.lines_cut > before.lines_cut {
-            warn!(path = %f.path.display(), max_line_bytes = opts.limits.max_line_bytes, "A line longer than the limit was cut.");
-        }
+        let framed = f.reader.stats().since(before);
+        events.data_read(f.server, &f.path, total, framed, opts.limits.max_line_bytes);
         if !records.is_empty() {
             if batch.is_none() {
-                batch = batch_span(tag, &f.path);
+                batch = f.batch_span();
             }
-            emit(TailBatch {
-                source: f.source.clone(),
-                records,
-                read_time: Timestamp::now(),
-                checkpoint: f.checkpoint(tag),
-                span: batch,
-            });
+            emit(f.batch(records, batch));
         }
         total
     }
@@ -658,25 +568,150 @@ impl Tailer {
     fn close(&mut self, i: usize, emit: &mut dyn FnMut(TailBatch)) {
         let mut f = self.files.remove(i);
         let mut records = Vec::new();
-        let asm = &mut f.asm;
-        f.framer
-            .finish(&mut |line| asm.push_line(line, &mut records));
-        f.asm.flush(&mut records);
-        info!(path = %f.path.display(), "Let go of deleted or rotated log file.");
-        self.stats.files_closed += 1;
-        let tag = self.servers[f.server].tag.clone();
+        f.reader.finish(&mut records);
+        self.events.let_go(&f.path);
         let span = if records.is_empty() {
             tracing::Span::none()
         } else {
-            batch_span(&tag, &f.path)
+            f.batch_span()
         };
-        emit(TailBatch {
-            source: f.source.clone(),
-            records,
-            read_time: Timestamp::now(),
-            checkpoint: f.checkpoint(&tag),
-            span,
-        });
+        emit(f.batch(records, span));
+    }
+}
+
+/// Hands out a held error record of `f` once the file has been quiet for `record_flush`.
+fn flush_if_quiet(
+    f: &mut TailedFile,
+    now: Instant,
+    record_flush: Duration,
+    records: &mut Vec<Record>,
+) {
+    if f.reader.is_holding() && now.saturating_duration_since(f.last_data) >= record_flush {
+        f.reader.flush_held(records);
+    }
+}
+
+/// The length and modification time of an open file; `None` when it cannot be stat'ed.
+fn stat(f: &TailedFile, events: &mut TailEvents) -> Option<(u64, Option<SystemTime>)> {
+    match f.file.metadata() {
+        Ok(m) => Some((m.len(), m.modified().ok())),
+        Err(e) => {
+            events.stat_failed(&f.path, &e);
+            None
+        }
+    }
+}
+
+/// Restarts `f` at 0 when it was truncated: it is shorter than what was read, or its first line
+/// changed. Checked before reading, so nothing of new content is read from the old offset; the
+/// first line is looked at only when there is new data or the file was modified at the same
+/// size, so idle files cost no reads.
+fn check_truncation(
+    f: &mut TailedFile,
+    len: u64,
+    mtime: Option<SystemTime>,
+    events: &mut TailEvents,
+) {
+    let offset = f.reader.offset();
+    if len < offset {
+        events.truncated(&f.path, len, offset);
+        f.restart_at_zero();
+    } else if (len > offset || (len > 0 && mtime != f.last_mtime)) && f.content_replaced() {
+        events.content_replaced(&f.path);
+        f.restart_at_zero();
+    }
+}
+
+/// Reads and frames chunks of `f` until its end or `budget` bytes, emitting one batch per chunk
+/// that completed records. Returns the bytes read and the span of a batch begun but not
+/// emitted.
+fn read_chunks(
+    f: &mut TailedFile,
+    len: u64,
+    budget: usize,
+    buf: &mut [u8],
+    events: &mut TailEvents,
+    emit: &mut dyn FnMut(TailBatch),
+) -> (u64, tracing::Span) {
+    let mut total: u64 = 0;
+    let mut records = Vec::new();
+    let mut batch = tracing::Span::none();
+    while total < budget as u64 {
+        // A batch's trace starts with the read of its chunk (only for data known to be there:
+        // an idle file's empty reads make no spans).
+        if batch.is_none() && f.reader.offset() < len {
+            batch = f.batch_span();
+        }
+        let Some(n) = read_chunk(f, buf, &batch, events) else {
+            break;
+        };
+        if batch.is_none() {
+            batch = f.batch_span();
+        }
+        total += n as u64;
+        frame_chunk(f, &buf[..n], &batch, events, &mut records);
+        // One batch per chunk read: batches stay small, so the few in flight between the
+        // stages bound memory whatever the backlog.
+        if !records.is_empty() {
+            f.ensure_fingerprint();
+            let span = std::mem::replace(&mut batch, tracing::Span::none());
+            emit(f.batch(std::mem::take(&mut records), span));
+        }
+    }
+    (total, batch)
+}
+
+/// Reads the next chunk of `f` into `buf`, timed and traced under `batch`; `None` at the end
+/// or on an error (reported).
+fn read_chunk(
+    f: &mut TailedFile,
+    buf: &mut [u8],
+    batch: &tracing::Span,
+    events: &mut TailEvents,
+) -> Option<usize> {
+    let read_span = if batch.is_none() {
+        tracing::Span::none()
+    } else {
+        crate::traced_span!(parent: batch, "tail.read")
+    };
+    let started = Instant::now();
+    let read = read_span.in_scope(|| f.reader.read(&mut f.file, buf));
+    drop(read_span);
+    match read {
+        Ok(0) => None,
+        Ok(n) => {
+            events.chunk_read(started.elapsed().as_secs_f64());
+            Some(n)
+        }
+        Err(e) => {
+            events.read_failed(&f.path, &e);
+            None
+        }
+    }
+}
+
+/// Frames `chunk`, the bytes just read from `f`, into `records`, timed and traced under
+/// `batch`.
+fn frame_chunk(
+    f: &mut TailedFile,
+    chunk: &[u8],
+    batch: &tracing::Span,
+    events: &TailEvents,
+    records: &mut Vec<Record>,
+) {
+    let started = Instant::now();
+    crate::traced_span!(parent: batch, "frame", bytes = chunk.len()).in_scope(|| {
+        // The tailer reads binary files too (`BinaryFiles::Read`): nothing is refused.
+        let _ = f.reader.push(chunk, records);
+    });
+    events.chunk_framed(started.elapsed().as_secs_f64());
+}
+
+/// The date of the run header when `first_line` is one.
+fn run_start_of(first_line: Option<&[u8]>) -> Option<i64> {
+    match shape::classify(first_line?) {
+        Shape::Engine { run_start_ms, .. } => run_start_ms,
+        _ => None,
     }
 }
 
@@ -877,6 +912,30 @@ mod tests {
             vec!["back"],
             "a file in a recreated directory is new"
         );
+    }
+
+    #[test]
+    fn invalid_utf8_lines_are_counted_in_the_stats() {
+        let s = setup();
+        append(&s.dir.join("console.log"), b"bad \xff\nok\n");
+        let mut t = tailer(&s, StartAt::Beginning);
+        let mut out = Vec::new();
+        t.poll(Instant::now(), &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["bad \u{fffd}", "ok"]);
+        let stats = t.stats();
+        assert_eq!((stats.lines, stats.lines_invalid_utf8), (2, 1));
+        assert_eq!(stats.errors, 0);
+    }
+
+    #[test]
+    fn a_binary_looking_file_is_followed_all_the_same() {
+        let s = setup();
+        append(&s.dir.join("console.log"), b"PK\x03\x04\x00\x00\nnext\n");
+        let mut t = tailer(&s, StartAt::Beginning);
+        let mut out = Vec::new();
+        t.poll(Instant::now(), &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["PK\x03\x04\0\0", "next"]);
+        assert_eq!(t.stats().errors, 0);
     }
 
     #[test]
