@@ -41,7 +41,7 @@ use crate::sinks::{FnSink, Sink, SinkContext, SinkHandle};
 use crate::tail::TailSourceOptions;
 use crate::tail::frame::{FrameStats, FramingLimits};
 use crate::tail::read::ReadError;
-use crate::tail::tailer::{ServerSource, StartAt, TailOptions, TailStats};
+use crate::tail::tailer::{ServerSource, StartAt, TailStats};
 use crate::tail::{ReplayOptions, ReplayReport, ReplaySource, TailSource, TailSourceError};
 use crate::telemetry::admin::{self, AdminError};
 use crate::telemetry::health::{Component, Health};
@@ -220,19 +220,14 @@ impl App {
         let source = TailSource::build(
             TailSourceOptions {
                 servers,
-                tail: TailOptions {
-                    limits: config.framing.limits(),
-                    read_chunk_bytes: tail.read_chunk_bytes,
-                    discovery_interval: ms(tail.discovery_interval_ms),
-                    rotate_wait: ms(tail.rotate_wait_ms),
-                    record_flush: ms(tail.record_flush_ms),
-                    start_at: if request.from_beginning {
+                tail: tail.options(
+                    config.framing,
+                    if request.from_beginning {
                         StartAt::Beginning
                     } else {
                         StartAt::End
                     },
-                    ..TailOptions::default()
-                },
+                ),
                 state_dir: config.state_dir(&crate::settings::ProcessEnv),
                 poll_only: tail.poll_only,
                 poll_interval_max: ms(tail.poll_interval_max_ms),
@@ -503,7 +498,7 @@ pub fn replay_stdout(
     let set = load_patterns(config)?;
     let options = ReplayOptions {
         server: Arc::from(server.unwrap_or_else(|| config.server_tag.clone())),
-        limits: config.framing.limits(),
+        limits: config.framing,
         read_time: None,
         progress: io::stderr().is_terminal(),
     };

@@ -35,9 +35,9 @@ use thiserror::Error;
 use crate::settings::{Env, HostPort, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
-use crate::tail::frame::{self, FramingLimits};
+use crate::tail::config::{TailConfig, default_state_dir};
+use crate::tail::frame::FramingLimits;
 use crate::tail::tailer;
-use crate::tail::watch;
 use crate::telemetry::admin::MetricsConfig;
 use crate::telemetry::logs::LogFormat;
 pub use crate::telemetry::service::ServiceConfig;
@@ -62,7 +62,7 @@ pub struct Config {
     pub server_tag: String,
     /// How log bytes are cut into lines and records.
     #[serde(default)]
-    pub framing: FramingConfig,
+    pub framing: FramingLimits,
     /// The `service` object every event carries.
     #[serde(default)]
     pub service: ServiceConfig,
@@ -124,7 +124,7 @@ impl Default for Config {
         Config {
             patterns_dir: None,
             server_tag: default_server_tag(),
-            framing: FramingConfig::default(),
+            framing: FramingLimits::default(),
             service: ServiceConfig::default(),
             servers: Vec::new(),
             tail: TailConfig::default(),
@@ -159,154 +159,6 @@ pub struct ServerConfig {
     /// `["chat", "engine/save_finished"]`.
     #[serde(default)]
     pub discord_disabled: Vec<String>,
-}
-
-/// Default of [`TailConfig::discovery_interval_ms`].
-pub const fn default_discovery_interval_ms() -> u64 {
-    1000
-}
-
-/// Default of [`TailConfig::rotate_wait_ms`].
-pub const fn default_rotate_wait_ms() -> u64 {
-    10_000
-}
-
-/// Default of [`TailConfig::record_flush_ms`].
-pub const fn default_record_flush_ms() -> u64 {
-    1000
-}
-
-/// Default of [`TailConfig::checkpoint_interval_ms`].
-pub const fn default_checkpoint_interval_ms() -> u64 {
-    1000
-}
-
-/// Default of [`TailConfig::read_chunk_bytes`]: 256 KiB.
-pub const fn default_read_chunk_bytes() -> usize {
-    256 * 1024
-}
-
-/// Default of [`TailConfig::shutdown_timeout_ms`].
-pub const fn default_shutdown_timeout_ms() -> u64 {
-    10_000
-}
-
-/// Default of [`TailConfig::reload_poll_interval_ms`].
-pub const fn default_reload_poll_interval_ms() -> u64 {
-    1000
-}
-
-/// How `run` follows log files.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TailConfig {
-    /// Where checkpoints are kept; `--state-dir` overrides it. Default: `$STATE_DIRECTORY`
-    /// (systemd's `StateDirectory=`), else `$XDG_STATE_HOME/factorio-isr`, else
-    /// `~/.local/state/factorio-isr`.
-    #[serde(default)]
-    pub state_dir: Option<PathBuf>,
-    /// Never use file-system notifications, only polling: for Docker bind mounts and network
-    /// file systems, where notifications do not arrive. `--poll` sets it.
-    #[serde(default)]
-    pub poll_only: bool,
-    /// Longest wait between two looks at the files when nothing happens; a file-system
-    /// notification about a write cuts the wait short. Default 250.
-    #[serde(default = "watch::default_poll_interval_max_ms")]
-    pub poll_interval_max_ms: u64,
-    /// How often the directories are listed for new, renamed and deleted files. Default 1000.
-    #[serde(default = "default_discovery_interval_ms")]
-    pub discovery_interval_ms: u64,
-    /// How long a deleted or renamed-away file is kept open after its last new data. Default
-    /// 10000.
-    #[serde(default = "default_rotate_wait_ms")]
-    pub rotate_wait_ms: u64,
-    /// A multi-line error record is emitted after this much quiet. Default 1000.
-    #[serde(default = "default_record_flush_ms")]
-    pub record_flush_ms: u64,
-    /// Checkpoints are saved at most this often. Default 1000.
-    #[serde(default = "default_checkpoint_interval_ms")]
-    pub checkpoint_interval_ms: u64,
-    /// Size of one read. Default 256 KiB.
-    #[serde(default = "default_read_chunk_bytes")]
-    pub read_chunk_bytes: usize,
-    /// On SIGTERM, how long draining may take before factorio-isr saves its checkpoints and
-    /// exits anyway. Default 10000.
-    #[serde(default = "default_shutdown_timeout_ms")]
-    pub shutdown_timeout_ms: u64,
-    /// How often the patterns directory is checked for edits when no notification arrives.
-    /// Default 1000.
-    #[serde(default = "default_reload_poll_interval_ms")]
-    pub reload_poll_interval_ms: u64,
-}
-
-impl Default for TailConfig {
-    fn default() -> Self {
-        TailConfig {
-            state_dir: None,
-            poll_only: false,
-            poll_interval_max_ms: watch::default_poll_interval_max_ms(),
-            discovery_interval_ms: default_discovery_interval_ms(),
-            rotate_wait_ms: default_rotate_wait_ms(),
-            record_flush_ms: default_record_flush_ms(),
-            checkpoint_interval_ms: default_checkpoint_interval_ms(),
-            read_chunk_bytes: default_read_chunk_bytes(),
-            shutdown_timeout_ms: default_shutdown_timeout_ms(),
-            reload_poll_interval_ms: default_reload_poll_interval_ms(),
-        }
-    }
-}
-
-/// The default state directory (see [`TailConfig::state_dir`]), from `env`.
-pub fn default_state_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let Some(d) = non_empty("STATE_DIRECTORY") {
-        // systemd may pass several, separated by ':'; the first is ours.
-        return PathBuf::from(d.split(':').next().unwrap_or(&d));
-    }
-    if let Some(d) = non_empty("XDG_STATE_HOME") {
-        return PathBuf::from(d).join("factorio-isr");
-    }
-    if let Some(h) = non_empty("HOME") {
-        return PathBuf::from(h).join(".local/state/factorio-isr");
-    }
-    PathBuf::from(".factorio-isr-state")
-}
-
-/// Limits on lines and multi-line records.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct FramingConfig {
-    /// A line longer than this many bytes is cut to it; the rest of the line is dropped and
-    /// counted. Default 1 MiB.
-    #[serde(default = "frame::default_max_line_bytes")]
-    pub max_line_bytes: usize,
-    /// A multi-line error record is closed after this many lines. Default 500.
-    #[serde(default = "frame::default_max_record_lines")]
-    pub max_record_lines: usize,
-    /// A multi-line error record is closed after this many bytes. Default 256 KiB.
-    #[serde(default = "frame::default_max_record_bytes")]
-    pub max_record_bytes: usize,
-}
-
-impl Default for FramingConfig {
-    fn default() -> Self {
-        FramingConfig {
-            max_line_bytes: frame::default_max_line_bytes(),
-            max_record_lines: frame::default_max_record_lines(),
-            max_record_bytes: frame::default_max_record_bytes(),
-        }
-    }
-}
-
-impl FramingConfig {
-    /// The limits the framer uses.
-    pub fn limits(&self) -> FramingLimits {
-        FramingLimits {
-            max_line_bytes: self.max_line_bytes,
-            max_record_lines: self.max_record_lines,
-            max_record_bytes: self.max_record_bytes,
-        }
-    }
 }
 
 /// The configuration could not be used.
@@ -432,15 +284,11 @@ impl Config {
             key,
             problem,
         };
-        if config.framing.max_line_bytes == 0 {
-            return Err(invalid("framing.max_line_bytes", "must be at least 1"));
-        }
-        if config.framing.max_record_lines == 0 {
-            return Err(invalid(
-                "framing.max_record_lines",
-                "must be at least 1 (1 turns multi-line records off)",
-            ));
-        }
+        let located = |key, problem| invalid(key, problem);
+        config
+            .framing
+            .validate()
+            .map_err(|e| located(e.key, e.problem))?;
         if !valid_tag(&config.server_tag) {
             return Err(invalid("server_tag", TAG_RULE));
         }
@@ -467,15 +315,22 @@ impl Config {
                 }
             }
         }
-        let located = |e: crate::settings::InvalidSetting| invalid(e.key, e.problem);
-        config.logstash.validate().map_err(located)?;
-        config.metrics.validate().map_err(located)?;
-        if let Err(e) = config.discord.validate() {
-            return Err(invalid(e.key(), e.problem()));
-        }
-        if config.tail.read_chunk_bytes < 4096 {
-            return Err(invalid("tail.read_chunk_bytes", "must be at least 4096"));
-        }
+        config
+            .logstash
+            .validate()
+            .map_err(|e| located(e.key, e.problem))?;
+        config
+            .metrics
+            .validate()
+            .map_err(|e| located(e.key, e.problem))?;
+        config
+            .discord
+            .validate()
+            .map_err(|e| located(e.key(), e.problem()))?;
+        config
+            .tail
+            .validate()
+            .map_err(|e| located(e.key, e.problem))?;
         Ok(config)
     }
 }
@@ -563,7 +418,7 @@ impl Config {
         self.tail
             .state_dir
             .clone()
-            .unwrap_or_else(|| default_state_dir(|k: &str| env.get(k)))
+            .unwrap_or_else(|| default_state_dir(env))
     }
 }
 
@@ -671,7 +526,6 @@ mod tests {
     fn empty_file_is_all_defaults() {
         let c = Config::parse(Path::new("c.toml"), "").unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.framing.limits(), FramingLimits::default());
     }
 
     #[test]
@@ -789,33 +643,6 @@ mod tests {
             c.run_servers(&[PathBuf::from("/a"), PathBuf::from("/b")], Some("t")),
             Err(ServersError::TagWithSeveralDirs)
         ));
-    }
-
-    #[test]
-    fn state_dir_defaults_follow_systemd_then_xdg_then_home() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        assert_eq!(
-            default_state_dir(env(&[
-                ("STATE_DIRECTORY", "/var/lib/factorio-isr"),
-                ("HOME", "/root")
-            ])),
-            PathBuf::from("/var/lib/factorio-isr")
-        );
-        assert_eq!(
-            default_state_dir(env(&[("XDG_STATE_HOME", "/x"), ("HOME", "/root")])),
-            PathBuf::from("/x/factorio-isr")
-        );
-        assert_eq!(
-            default_state_dir(env(&[("HOME", "/home/f")])),
-            PathBuf::from("/home/f/.local/state/factorio-isr")
-        );
     }
 
     #[test]

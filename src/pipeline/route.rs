@@ -26,7 +26,9 @@ use super::stages::Matched;
 use crate::event::Event;
 use crate::settings::lock;
 use crate::sinks::{Delivery, Sink};
-use crate::telemetry::metrics::{EventLabels, LatencyHistogram, PipelineMetrics, TraceLabel};
+use crate::telemetry::metrics::{
+    EventLabels, LatencyHistogram, PipelineMetrics, Stage, TraceLabel,
+};
 
 /// The sinks of a pipeline and the metric handles of the route and sink stages.
 pub struct Router<'a> {
@@ -55,8 +57,8 @@ impl<'a> Router<'a> {
         Router {
             sinks,
             latency,
-            route_seconds: metrics.stage("route"),
-            sink_seconds: metrics.stage("sink"),
+            route_seconds: metrics.stage(Stage::Route),
+            sink_seconds: metrics.stage(Stage::Sink),
             metrics: metrics.clone(),
             types: EventTypeCounts::default(),
         }

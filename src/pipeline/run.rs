@@ -32,7 +32,7 @@ use super::stages::run_stages;
 use crate::patterns::PatternSet;
 use crate::settings::lock;
 use crate::sinks::{Delivery, NO_CUT, Sink};
-use crate::telemetry::metrics::PipelineMetrics;
+use crate::telemetry::metrics::{PipelineMetrics, Stage};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -171,7 +171,7 @@ impl<'a, S: Source> Pipeline<'a, S> {
             options,
             control,
         } = self;
-        let match_seconds = options.metrics.stage("match");
+        let match_seconds = options.metrics.stage(Stage::Match);
         let mut events = 0;
         let mut events_by_type = BTreeMap::new();
         let progress = control.progress.clone();

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::frame::FrameStats;
 use super::start::{Start, StartReason};
 use super::tailer::TailStats;
-use crate::telemetry::metrics::{ErrorCounter, ErrorKind, PipelineMetrics, ServerLabels};
+use crate::telemetry::metrics::{ErrorCounter, ErrorKind, PipelineMetrics, ServerLabels, Stage};
 
 /// The tailer's errors, as counted in `errors_total{component="tailer",error_type}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,8 +83,8 @@ impl TailMetrics {
         TailMetrics {
             lines,
             bytes,
-            read: m.stage("tail"),
-            frame: m.stage("frame"),
+            read: m.stage(Stage::Tail),
+            frame: m.stage(Stage::Frame),
             errors: m.errors.clone(),
         }
     }

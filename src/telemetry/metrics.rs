@@ -140,6 +140,43 @@ pub struct StageLabels {
     pub stage: String,
 }
 
+/// A stage of the data path, the `stage` label of `processing_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Reading a chunk of a file.
+    Tail,
+    /// Cutting it into lines and records.
+    Frame,
+    /// Matching records to patterns.
+    Match,
+    /// Handing a batch's events to the sinks.
+    Route,
+    /// Flushing the reliable sinks.
+    Sink,
+}
+
+impl Stage {
+    /// Every stage, in data-path order.
+    pub const ALL: &'static [Stage] = &[
+        Stage::Tail,
+        Stage::Frame,
+        Stage::Match,
+        Stage::Route,
+        Stage::Sink,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Tail => "tail",
+            Stage::Frame => "frame",
+            Stage::Match => "match",
+            Stage::Route => "route",
+            Stage::Sink => "sink",
+        }
+    }
+}
+
 /// `{sink}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabels {
@@ -206,7 +243,7 @@ impl ErrorCounter {
     }
 
     /// Counts one error.
-    pub fn count(&self, component: &str, error_type: &str) {
+    fn count(&self, component: &str, error_type: &str) {
         self.errors
             .get_or_create(&ErrorLabels {
                 component: component.to_owned(),
@@ -246,10 +283,10 @@ impl Default for PipelineMetrics {
 
 impl PipelineMetrics {
     /// The time histogram of `stage`.
-    pub fn stage(&self, stage: &str) -> Histogram {
+    pub fn stage(&self, stage: Stage) -> Histogram {
         self.stages
             .get_or_create(&StageLabels {
-                stage: stage.to_owned(),
+                stage: stage.as_str().to_owned(),
             })
             .clone()
     }
@@ -474,8 +511,8 @@ impl Metrics {
             pipeline.latency.clone(),
         );
         // Every stage shows from the first scrape, before it has work.
-        for stage in ["tail", "frame", "match", "route", "sink"] {
-            pipeline.stage(stage);
+        for stage in Stage::ALL {
+            pipeline.stage(*stage);
         }
         Metrics {
             pipeline,
