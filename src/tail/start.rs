@@ -5,7 +5,8 @@
 //!   that (it was truncated while factorio-isr was stopped).
 //! - Without one, found after the first scan: at 0 (the file is new).
 //! - Without one, present at the first scan: at 0 with `--from-beginning`, or when it was
-//!   written after the last checkpoint save (it changed while factorio-isr was stopped); else
+//!   written after the last checkpoint save, give or take the clock's grain and the discovery
+//!   interval (it changed while factorio-isr was stopped, see [`modified_since_save`]); else
 //!   at the start of its last complete line (only what is written from now on is read).
 //!
 //! Nothing here fails; the start of the last complete line is asked for only when it is the
@@ -98,11 +99,19 @@ pub fn start_offset(inputs: StartInputs, last_line_start: impl FnOnce() -> u64) 
 }
 
 /// Whether a file whose modification time is `mtime_ms` was written at or after the previous
-/// checkpoint save at `saved_ms` (both ms since the epoch). False when either is unknown: with
-/// no save, factorio-isr never ran here before.
-pub fn modified_since_save(mtime_ms: Option<i64>, saved_ms: Option<i64>) -> bool {
+/// checkpoint save at `saved_ms`, give or take `slack_ms` (all ms since the epoch). False when
+/// either time is unknown: with no save, factorio-isr never ran here before.
+///
+/// The slack covers two things the two clocks do not say. A file system stamps modification
+/// times from a coarse clock (ext4: the kernel tick, up to 10 ms behind the precise clock the
+/// save time comes from), so a file created just after a save can look older than it. And a
+/// file created shortly before the last save may not have been listed yet (directories are
+/// listed every `discovery_interval`), so it was never followed. Both must be read from their
+/// start; the callers pass the discovery interval plus a second. A file the checkpoints do not
+/// know that was written within the slack before the save is read whole rather than lost.
+pub fn modified_since_save(mtime_ms: Option<i64>, saved_ms: Option<i64>, slack_ms: i64) -> bool {
     match (mtime_ms, saved_ms) {
-        (Some(m), Some(saved)) => m >= saved,
+        (Some(m), Some(saved)) => m >= saved.saturating_sub(slack_ms),
         _ => false,
     }
 }
@@ -225,11 +234,20 @@ mod tests {
 
     #[test]
     fn modified_since_save_needs_both_times() {
-        assert!(modified_since_save(Some(10), Some(10)));
-        assert!(modified_since_save(Some(11), Some(10)));
-        assert!(!modified_since_save(Some(9), Some(10)));
-        assert!(!modified_since_save(None, Some(10)));
-        assert!(!modified_since_save(Some(10), None));
-        assert!(!modified_since_save(None, None));
+        assert!(modified_since_save(Some(10), Some(10), 0));
+        assert!(modified_since_save(Some(11), Some(10), 0));
+        assert!(!modified_since_save(Some(9), Some(10), 0));
+        assert!(!modified_since_save(None, Some(10), 0));
+        assert!(!modified_since_save(Some(10), None, 0));
+        assert!(!modified_since_save(None, None, 0));
+    }
+
+    #[test]
+    fn a_file_stamped_by_a_coarse_clock_just_after_a_save_counts_as_written_since() {
+        // ext4 stamped the file 3 ms before the precise time of the save that came first.
+        let saved = 1_000_000;
+        assert!(modified_since_save(Some(saved - 3), Some(saved), 2000));
+        assert!(modified_since_save(Some(saved - 2000), Some(saved), 2000));
+        assert!(!modified_since_save(Some(saved - 2001), Some(saved), 2000));
     }
 }

@@ -466,6 +466,7 @@ impl Tailer {
                 modified_since_save: start::modified_since_save(
                     mtime_ms(&meta),
                     self.resume.previous_save_ms(),
+                    start_slack_ms(&self.opts),
                 ),
             },
             || last_line_start(&file, len),
@@ -732,6 +733,14 @@ fn last_line_start(file: &File, len: u64) -> u64 {
         None if from == 0 => 0,
         None => len,
     }
+}
+
+/// How much older than the last save a file may look and still count as written since (see
+/// [`start::modified_since_save`]): the discovery interval plus a second.
+fn start_slack_ms(opts: &TailOptions) -> i64 {
+    i64::try_from(opts.discovery_interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_add(1000)
 }
 
 fn mtime_ms(meta: &fs::Metadata) -> Option<i64> {
