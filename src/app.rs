@@ -30,7 +30,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::config::{Config, ConfigError, ServersError};
-use crate::event::BUILT_IN_EVENT_TYPES;
+use crate::event::{BUILT_IN_EVENT_TYPES, LOG_EVENT_TYPE};
 use crate::patterns::reload::{self, Reloader};
 use crate::patterns::{self, PatternErrors, PatternSet};
 use crate::pipeline::{Control, Pipeline, RunError, RunOptions, RunSummary};
@@ -194,6 +194,13 @@ impl App {
         }
         let metrics = Arc::new(Metrics::new());
         let health = Health::new(metrics.component_status.clone());
+        // Every server's series of every event type the patterns make, at 0 from the start.
+        let tags: Vec<&str> = servers.iter().map(|s| &*s.tag).collect();
+        let set = patterns.load();
+        let types = set.event_types();
+        metrics
+            .pipeline
+            .register_events(&tags, types.keys().copied().chain([LOG_EVENT_TYPE]));
 
         let (admin, admin_address) = match config.metrics.serve_address() {
             Some(address) => {
@@ -234,7 +241,8 @@ impl App {
                 checkpoint_interval: ms(tail.checkpoint_interval_ms),
             },
             &metrics.pipeline,
-        )?;
+        )?
+        .with_health(tailer.clone());
 
         // The sinks, in delivery order: the reliable one first, then the best-effort ones.
         let ctx = SinkContext {
@@ -259,6 +267,11 @@ impl App {
             sinks.push(Box::new(d));
         }
         let handles = sinks.iter().map(|s| s.handle()).collect();
+        for s in &sinks {
+            if s.delivery() == crate::sinks::Delivery::Reliable {
+                metrics.pipeline.latency(s.name());
+            }
+        }
 
         let (pipeline, control) = Pipeline::new(
             source,
@@ -330,8 +343,8 @@ impl App {
             })
         });
         let (done_tx, done_rx) = oneshot::channel();
+        // The tailer reports itself ready once a discovery has listed every log directory.
         let worker = std::thread::spawn(move || {
-            tailer.ready();
             let result = pipeline.run();
             if let Err(e) = &result {
                 tailer.failed(format!("the pipeline stopped: {e}"));

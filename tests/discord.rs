@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::discord::{FakeConfig, FakeDiscord, Mode, Recorded, all_text};
-use support::{Env, Isr, wait_until};
+use support::{Env, Isr, metric_sample, wait_until};
 
 const ARRIVE: Duration = Duration::from_secs(30);
 
@@ -220,10 +220,18 @@ fn a_deleted_webhook_is_tried_at_most_twice_and_everything_else_keeps_running() 
         "the disabled webhook should be logged once:\n{}",
         isr.stderr()
     );
-    let (_, metrics) = isr.admin_get("/metrics");
+    // The series exist from the start at 0: the drops and the error must have moved them.
+    let counted = |text: &str| {
+        let at_least_one = |name: &str| metric_sample(text, name).is_some_and(|v| v >= 1.0);
+        at_least_one("factorio_isr_discord_dropped_total{reason=\"webhook_disabled\"}")
+            && at_least_one(
+                "factorio_isr_errors_total{component=\"discord\",error_type=\"webhook_disabled\"}",
+            )
+    };
     assert!(
-        metrics.contains("factorio_isr_discord_dropped_total{reason=\"webhook_disabled\"}"),
-        "{metrics}"
+        wait_until(|| counted(&isr.admin_get("/metrics").1), ARRIVE),
+        "{}",
+        isr.admin_get("/metrics").1
     );
     assert_secret_never_shown(&isr, &fake, "gone");
     stop(isr);

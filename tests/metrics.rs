@@ -135,6 +135,170 @@ fn promtool_check_metrics_is_clean() {
     );
 }
 
+/// `promtool check metrics` on `text`: passes when it has nothing to say.
+fn assert_promtool_clean(promtool: &str, text: &str) {
+    use std::io::Write;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+}
+
+/// Waits until the tailer is ready (it is built last and says so after its first look at
+/// the directories), so every component is built; returns `/metrics` then.
+fn metrics_once_built(isr: &Isr) -> String {
+    let deadline = Instant::now() + ARRIVE;
+    loop {
+        let text = metrics(isr);
+        let tailer = "factorio_isr_component_status{component=\"tailer\"}";
+        if metric_sample(&text, tailer) == Some(1.0) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tailer never got ready:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_labelled_family_is_at_zero_before_anything_happens() {
+    let env = Env::builder().logstash("").start_at_beginning().build();
+    let patterns = env.shipped_patterns();
+    // Logstash: a listener whose backlog takes the connection; nothing is ever sent.
+    let logstash = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake = support::discord::FakeDiscord::start(support::discord::FakeConfig::default());
+    let isr = env
+        .isr()
+        .arg("--patterns")
+        .arg(&patterns)
+        .logstash(logstash.local_addr().unwrap())
+        .env("DISCORD_WEBHOOK_URL", fake.webhook_url("main"))
+        .spawn();
+    let text = metrics_once_built(&isr);
+    let zero = |name: &str| zero_in(&text, name);
+    for (component, error_type) in [
+        ("tailer", "list_dir"),
+        ("tailer", "open"),
+        ("tailer", "stat"),
+        ("tailer", "read"),
+        ("tailer", "line_cut"),
+        ("checkpoint", "save"),
+        ("logstash", "connect"),
+        ("logstash", "connection_lost"),
+        ("discord", "webhook_disabled"),
+        ("discord", "rejected"),
+        ("discord", "request_failed"),
+        ("patterns", "reload"),
+    ] {
+        zero(&format!(
+            "factorio_isr_errors_total{{component=\"{component}\",error_type=\"{error_type}\"}}"
+        ));
+    }
+    for reason in [
+        "queue_full",
+        "webhook_disabled",
+        "rejected",
+        "retries_exhausted",
+        "too_old",
+        "no_webhook",
+        "shutdown",
+    ] {
+        zero(&format!(
+            "factorio_isr_discord_dropped_total{{reason=\"{reason}\"}}"
+        ));
+    }
+    zero("factorio_isr_discord_events_sent_total{webhook=\"default\"}");
+    zero("factorio_isr_discord_queued_events{webhook=\"default\"}");
+    for scope in ["bucket", "global"] {
+        zero(&format!(
+            "factorio_isr_discord_rate_limited_total{{webhook=\"default\",scope=\"{scope}\"}}"
+        ));
+    }
+    zero("factorio_isr_pattern_reloads_total{result=\"reloaded\"}");
+    zero("factorio_isr_pattern_reloads_total{result=\"failed\"}");
+    for event_type in ["log", "chat", "player_join", "server_crashed"] {
+        zero(&format!(
+            "factorio_isr_events_processed_total{{server=\"test\",event_type=\"{event_type}\"}}"
+        ));
+    }
+    zero("factorio_isr_lines_read_total{server=\"test\"}");
+    zero("factorio_isr_bytes_read_total{server=\"test\"}");
+    zero("factorio_isr_event_latency_seconds_count{sink=\"logstash\"}");
+    for component in ["tailer", "discord.default", "patterns"] {
+        assert_component_status(&text, component, Some(1.0));
+    }
+    // Logstash connects at its first write: not ready yet, but its series is there.
+    assert_component_status(&text, "logstash", Some(0.0));
+    assert!(fake.requests().is_empty(), "nothing was sent to Discord");
+    if let Some(promtool) = tool("promtool") {
+        assert_promtool_clean(promtool, &text);
+    }
+    drop(isr);
+
+    // Without Logstash and Discord, their error series do not exist: no component is built
+    // for them, and a series that can never move would only mislead.
+    let env = metrics_env();
+    let isr = env.isr().spawn();
+    let text = metrics_once_built(&isr);
+    zero_in(
+        &text,
+        "factorio_isr_errors_total{component=\"tailer\",error_type=\"read\"}",
+    );
+    zero_in(
+        &text,
+        "factorio_isr_errors_total{component=\"checkpoint\",error_type=\"save\"}",
+    );
+    zero_in(
+        &text,
+        "factorio_isr_events_processed_total{server=\"test\",event_type=\"chat\"}",
+    );
+    zero_in(
+        &text,
+        "factorio_isr_event_latency_seconds_count{sink=\"stdout\"}",
+    );
+    for absent in [
+        "component=\"logstash\"",
+        "component=\"discord\"",
+        "pattern_reloads_total{",
+    ] {
+        assert!(!text.contains(absent), "{absent} in\n{text}");
+    }
+}
+
+fn assert_component_status(text: &str, component: &str, want: Option<f64>) {
+    let name = format!("factorio_isr_component_status{{component=\"{component}\"}}");
+    assert_eq!(metric_sample(text, &name), want, "{name} in\n{text}");
+}
+
+fn zero_in(text: &str, name: &str) {
+    assert_eq!(
+        metric_sample(text, name),
+        Some(0.0),
+        "{name} is not 0 in\n{text}"
+    );
+}
+
 #[test]
 fn a_broken_pattern_file_shows_in_ready_while_the_old_patterns_keep_running() {
     let env = metrics_env();

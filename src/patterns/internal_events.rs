@@ -16,7 +16,7 @@ use std::path::Path;
 use tracing::{error, info, warn};
 
 use super::PatternErrors;
-use crate::telemetry::metrics::{ErrorKind, ReloadMetrics};
+use crate::telemetry::metrics::{ErrorKind, ReloadMetrics, ResultLabels};
 
 pub use crate::telemetry::metrics::ReloadResult;
 
@@ -39,6 +39,16 @@ impl ErrorKind for InternalError {
             InternalError::Reload => "reload",
         }
     }
+}
+
+/// Registers every reload result and error at 0, so the series show from the first scrape.
+pub(crate) fn register(metrics: &ReloadMetrics) {
+    for result in ReloadResult::ALL {
+        let _ = metrics.reloads.get_or_create(&ResultLabels {
+            result: result.as_str().to_owned(),
+        });
+    }
+    metrics.errors.register::<InternalError>();
 }
 
 /// A reload of `dir` put a new set of `patterns` patterns in place.

@@ -85,6 +85,7 @@ impl Reloader {
     /// Counts reloads in `metrics` and shows a failed one in `health` (`/ready`) until fixed.
     pub fn with_telemetry(mut self, metrics: ReloadMetrics, health: Component) -> Self {
         health.ready();
+        internal_events::register(&metrics);
         self.metrics = metrics;
         self.health = health;
         self

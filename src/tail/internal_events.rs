@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::frame::FrameStats;
 use super::start::{Start, StartReason};
 use super::tailer::TailStats;
+use crate::telemetry::health::Component;
 use crate::telemetry::metrics::{ErrorCounter, ErrorKind, PipelineMetrics, ServerLabels, Stage};
 
 /// The tailer's errors, as counted in `errors_total{component="tailer",error_type}`.
@@ -80,6 +81,8 @@ impl TailMetrics {
             lines.push(m.lines_read.get_or_create(&label).clone());
             bytes.push(m.bytes_read.get_or_create(&label).clone());
         }
+        // Every error series shows from the first scrape, at 0.
+        m.errors.register::<TailerError>();
         TailMetrics {
             lines,
             bytes,
@@ -95,6 +98,8 @@ impl TailMetrics {
 pub(super) struct TailEvents {
     stats: TailStats,
     metrics: TailMetrics,
+    /// The `tailer` health component, told whether every directory can be followed.
+    health: Option<Component>,
 }
 
 impl TailEvents {
@@ -106,6 +111,7 @@ impl TailEvents {
         TailEvents {
             stats: TailStats::default(),
             metrics: TailMetrics::new(servers, metrics),
+            health: None,
         }
     }
 
@@ -116,8 +122,16 @@ impl TailEvents {
         metrics: &PipelineMetrics,
     ) -> Self {
         TailEvents {
-            stats: self.stats,
             metrics: TailMetrics::new(servers, metrics),
+            ..self
+        }
+    }
+
+    /// The same, now reporting to the health component `health`.
+    pub(super) fn with_health(self, health: Component) -> Self {
+        TailEvents {
+            health: Some(health),
+            ..self
         }
     }
 
@@ -140,6 +154,17 @@ impl TailEvents {
     /// A log directory that could not be listed can be again.
     pub(super) fn dir_readable_again(&self, dir: &Path) {
         info!(dir = %dir.display(), "The log directory is readable again.");
+    }
+
+    /// After a discovery that changed which directories can be followed: `problems` holds why
+    /// each one that cannot be is not (`cannot list DIR: …`); none makes the tailer ready.
+    pub(super) fn dirs_followed(&self, problems: &[&str]) {
+        let Some(health) = &self.health else { return };
+        if problems.is_empty() {
+            health.ready();
+        } else {
+            health.not_ready(problems.join("; "));
+        }
     }
 
     /// A log file cannot be opened (reported once until it can).

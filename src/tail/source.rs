@@ -29,6 +29,7 @@ use super::watch::{Waker, follow};
 use crate::event::Timestamp;
 use crate::pipeline::{Batch, Checkpoints, Output, Receipt, Source, StopHandle};
 use crate::settings::lock;
+use crate::telemetry::health::Component;
 use crate::telemetry::metrics::{ErrorCounter, ErrorKind, PipelineMetrics};
 
 /// How the tail source runs.
@@ -179,6 +180,15 @@ impl TailSource {
             }),
             poll_interval_max: opts.poll_interval_max,
         })
+    }
+}
+
+impl TailSource {
+    /// Reports to the `tailer` health component whether every log directory can be followed
+    /// (checked at each discovery): not ready, naming each directory and why, while one cannot.
+    pub fn with_health(mut self, health: Component) -> Self {
+        self.tailer = self.tailer.with_health(health);
+        self
     }
 }
 

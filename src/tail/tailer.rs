@@ -37,9 +37,11 @@
 //! - A multi-line error record held open is emitted after `record_flush` of quiet.
 //!
 //! How it fails: an unreadable directory or file is logged once and retried at the next
-//! discovery; a read error leaves the file where it was. Nothing here panics on file content.
+//! discovery; a directory that cannot be listed also makes the `tailer` health component not
+//! ready, naming it and why, until a discovery lists it again ([`Tailer::with_health`]); a read
+//! error leaves the file where it was. Nothing here panics on file content.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -57,11 +59,27 @@ use super::internal_events::TailEvents;
 use super::shape::{self, Shape};
 use super::start::{self, StartInputs};
 use crate::event::{LogSource, Timestamp};
+use crate::telemetry::health::Component;
 use crate::telemetry::metrics::PipelineMetrics;
 
 /// The root span of a batch's trace: the read of one chunk of `path`.
 fn batch_span(server: &str, path: &Path) -> tracing::Span {
     crate::traced_span!(parent: None, "batch", server = %server, file = %path.display())
+}
+
+/// Why the directory `dir` cannot be followed, in the words `/ready` shows: `DIR is not a
+/// directory`, or `cannot list DIR: No such file or directory` (the OS's words, without the
+/// error number).
+fn unlistable_reason(dir: &Path, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotADirectory {
+        return format!("{} is not a directory", dir.display());
+    }
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => &text,
+    };
+    format!("cannot list {}: {text}", dir.display())
 }
 
 /// Default globs of a server's log directory.
@@ -266,7 +284,10 @@ pub struct Tailer {
     resume: CheckpointStore,
     scanned_once: bool,
     next_discovery: Option<Instant>,
-    missing_dirs: HashSet<usize>,
+    /// The servers whose directory cannot be listed, with why (`cannot list DIR: …`).
+    missing_dirs: BTreeMap<usize, String>,
+    /// Whether `missing_dirs` changed since the health component was last told.
+    dirs_changed: bool,
     unreadable: HashSet<PathBuf>,
     buf: Vec<u8>,
     events: TailEvents,
@@ -284,7 +305,8 @@ impl Tailer {
             resume: store.clone(),
             scanned_once: false,
             next_discovery: None,
-            missing_dirs: HashSet::new(),
+            missing_dirs: BTreeMap::new(),
+            dirs_changed: true,
             unreadable: HashSet::new(),
             events,
         }
@@ -294,6 +316,13 @@ impl Tailer {
     pub fn with_metrics(mut self, metrics: &PipelineMetrics) -> Self {
         let tags = self.servers.iter().map(|s| &*s.tag);
         self.events = self.events.with_metrics(tags, metrics);
+        self
+    }
+
+    /// Reports to `health` whether every directory can be followed: ready after a discovery
+    /// that listed them all, not ready with each path and reason otherwise.
+    pub fn with_health(mut self, health: Component) -> Self {
+        self.events = self.events.with_health(health);
         self
     }
 
@@ -362,6 +391,10 @@ impl Tailer {
         self.mark_gone(&seen, now);
         self.restart_replaced();
         self.scanned_once = true;
+        if std::mem::take(&mut self.dirs_changed) {
+            let problems: Vec<&str> = self.missing_dirs.values().map(String::as_str).collect();
+            self.events.dirs_followed(&problems);
+        }
     }
 
     /// The sorted paths of server `si`'s directory that its globs match; `None` when it cannot
@@ -371,14 +404,18 @@ impl Tailer {
         let entries = match fs::read_dir(&server.dir) {
             Ok(e) => e,
             Err(e) => {
-                if self.missing_dirs.insert(si) {
+                let reason = unlistable_reason(&server.dir, &e);
+                if self.missing_dirs.get(&si) != Some(&reason) {
                     self.events.dir_unlistable(&server.dir, &e);
+                    self.missing_dirs.insert(si, reason);
+                    self.dirs_changed = true;
                 }
                 return None;
             }
         };
-        if self.missing_dirs.remove(&si) {
+        if self.missing_dirs.remove(&si).is_some() {
             self.events.dir_readable_again(&server.dir);
+            self.dirs_changed = true;
         }
         let mut paths: Vec<PathBuf> = entries
             .filter_map(Result::ok)
@@ -921,6 +958,40 @@ mod tests {
             vec!["back"],
             "a file in a recreated directory is new"
         );
+    }
+
+    #[test]
+    fn the_health_component_names_each_directory_that_cannot_be_followed() {
+        use crate::telemetry::health::{Health, State};
+        let s = setup();
+        fs::remove_dir(&s.dir).unwrap();
+        let health = Health::new(Default::default());
+        let mut t = tailer(&s, StartAt::End).with_health(health.component("tailer", "starting"));
+        let state = || {
+            let r = health.readiness();
+            let c = &r.components["tailer"];
+            (c.state.clone(), c.reason.clone().unwrap_or_default())
+        };
+        let now = Instant::now();
+        t.poll(now, &mut |_| {});
+        let dir = s.dir.display();
+        assert_eq!(
+            state(),
+            (
+                State::NotReady,
+                format!("cannot list {dir}: No such file or directory")
+            )
+        );
+        fs::write(&s.dir, b"").unwrap();
+        t.poll(now, &mut |_| {});
+        assert_eq!(
+            state(),
+            (State::NotReady, format!("{dir} is not a directory"))
+        );
+        fs::remove_file(&s.dir).unwrap();
+        fs::create_dir(&s.dir).unwrap();
+        t.poll(now, &mut |_| {});
+        assert_eq!(state(), (State::Ready, String::new()));
     }
 
     #[test]

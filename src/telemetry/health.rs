@@ -154,6 +154,14 @@ pub struct Component {
     name: String,
 }
 
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 impl Component {
     fn set(&self, state: State, reason: Option<String>) {
         self.health

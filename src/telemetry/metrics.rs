@@ -7,6 +7,10 @@
 //!
 //! Label values are server tags, event types, component and webhook names from the config,
 //! and fixed words (reasons, results): never a player name, never a webhook URL.
+//!
+//! Every series whose labels are known at start is created at 0 where its component is built
+//! ([`ErrorCounter::register`], [`PipelineMetrics::register_events`], each component's
+//! `internal_events`), so `rate()` and alerts see it from the first scrape.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64};
@@ -289,6 +293,23 @@ impl PipelineMetrics {
                 stage: stage.as_str().to_owned(),
             })
             .clone()
+    }
+
+    /// Registers `events_processed_total` at 0 for every server of `servers` and every type
+    /// of `event_types`, so the series show from the first scrape.
+    pub fn register_events<'a>(
+        &self,
+        servers: &[&str],
+        event_types: impl IntoIterator<Item = &'a str>,
+    ) {
+        for event_type in event_types {
+            for server in servers {
+                let _ = self.events_processed.get_or_create(&EventLabels {
+                    server: (*server).to_owned(),
+                    event_type: event_type.to_owned(),
+                });
+            }
+        }
     }
 
     /// The read-to-delivered latency histogram of `sink`.

@@ -123,11 +123,38 @@ pub enum RateLimitScope {
 }
 
 impl RateLimitScope {
+    /// Every scope.
+    pub const ALL: &'static [RateLimitScope] = &[RateLimitScope::Bucket, RateLimitScope::Global];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
             RateLimitScope::Bucket => "bucket",
             RateLimitScope::Global => "global",
+        }
+    }
+}
+
+/// Registers at 0 every series the sink of `webhooks` can update whose labels are known at
+/// start (errors, drop reasons, and per webhook: events sent, queued, rate limits), so
+/// `rate()` and alerts see them from the first scrape. Requests by status are created as
+/// Discord answers: the statuses are Discord's.
+pub fn register<'a>(metrics: &DiscordMetrics, webhooks: impl IntoIterator<Item = &'a str>) {
+    metrics.errors.register::<DiscordErrorKind>();
+    for reason in DropReason::ALL {
+        count_dropped(metrics, *reason, 0);
+    }
+    for webhook in webhooks {
+        let labels = WebhookLabels {
+            webhook: webhook.to_owned(),
+        };
+        let _ = metrics.events_sent.get_or_create(&labels);
+        let _ = metrics.queued.get_or_create(&labels);
+        for scope in RateLimitScope::ALL {
+            let _ = metrics.rate_limited.get_or_create(&RateLimitLabels {
+                webhook: webhook.to_owned(),
+                scope: scope.as_str().to_owned(),
+            });
         }
     }
 }
@@ -384,6 +411,23 @@ mod tests {
         );
         assert_eq!(RateLimitScope::Bucket.as_str(), "bucket");
         assert_eq!(RateLimitScope::Global.as_str(), "global");
+    }
+
+    #[test]
+    fn every_known_series_is_registered_at_zero() {
+        let registry = Metrics::new();
+        register(&registry.discord, ["main"]);
+        let text = registry.encode();
+        for want in [
+            r#"factorio_isr_errors_total{component="discord",error_type="request_failed"} 0"#,
+            r#"factorio_isr_discord_dropped_total{reason="too_old"} 0"#,
+            r#"factorio_isr_discord_dropped_total{reason="shutdown"} 0"#,
+            r#"factorio_isr_discord_rate_limited_total{webhook="main",scope="global"} 0"#,
+            r#"factorio_isr_discord_events_sent_total{webhook="main"} 0"#,
+            r#"factorio_isr_discord_queued_events{webhook="main"} 0"#,
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
     }
 
     #[test]

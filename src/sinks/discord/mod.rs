@@ -143,6 +143,7 @@ impl Discord {
                 name: "(all)".into(),
                 problem: "cannot be used: the HTTP client did not start",
             })?;
+        internal_events::register(&metrics, webhooks.keys().map(String::as_str));
         let limits = Arc::new(RateLimits::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let mut queues = HashMap::new();

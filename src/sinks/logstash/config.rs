@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use tracing::info;
 
+use super::internal_events::LogstashErrorKind;
 use super::sink::{LogstashSink, stall_probe};
 use super::tls::{TlsConfig, TlsError};
 use crate::settings::{HostPort, InvalidSetting};
@@ -97,6 +98,8 @@ impl LogstashConfig {
             return Ok(None);
         };
         info!(%address, tls = self.tls.is_some(), "Sending events to Logstash.");
+        // Its error series show from the first scrape, at 0 (none when Logstash is not used).
+        ctx.metrics.logstash.errors.register::<LogstashErrorKind>();
         let component = ctx
             .health
             .component("logstash", &format!("connecting to {address}"));
