@@ -8,7 +8,8 @@
 //!   reading, what was read drains to the sinks within `shutdown_timeout_ms`, checkpoints are
 //!   saved, Discord gets its last seconds, the admin server and the exporter close.
 //! - `replay`: [`replay`] runs the same pipeline from whole files to stdout (or any sink).
-//! - `check`: [`check`] validates the config and the patterns exactly as `run` would load them.
+//! - `check`: [`check`] validates the config (with the environment applied) and the patterns
+//!   exactly as `run` would: both run [`preflight`], which lists every problem at once.
 //!
 //! Sinks are registered in one place, [`App::build`]'s `sinks`: adding one is one line there.
 //!
@@ -29,13 +30,14 @@ use arc_swap::ArcSwap;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::config::{Config, ConfigError, ServersError};
+use crate::config::{Config, ConfigError, Overrides, ServerConfig, ServersError};
 use crate::event::{BUILT_IN_EVENT_TYPES, LOG_EVENT_TYPE};
 use crate::patterns::reload::{self, Reloader};
 use crate::patterns::{self, PatternErrors, PatternSet};
 use crate::pipeline::{Control, Pipeline, RunError, RunOptions, RunSummary};
-use crate::sinks::discord::{Discord, DiscordError};
-use crate::sinks::logstash::tls::TlsError;
+use crate::settings::{Env, Secret};
+use crate::sinks::discord::{Discord, DiscordError, check_webhooks};
+use crate::sinks::logstash::tls::{Tls, TlsError};
 use crate::sinks::stdout::{StdoutSink, is_closed_pipe};
 use crate::sinks::{FnSink, Sink, SinkContext, SinkHandle};
 use crate::tail::TailSourceOptions;
@@ -59,6 +61,9 @@ pub enum AppError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// What [`preflight`] found: every setting that cannot work.
+    #[error(transparent)]
+    Invalid(#[from] Problems),
     /// The servers to follow are missing or contradict each other.
     #[error(transparent)]
     Servers(#[from] ServersError),
@@ -144,8 +149,14 @@ pub struct App {
 impl App {
     /// Builds everything `run` needs from `config` (already resolved with the environment and
     /// flags by [`Config::apply`]) and `request`. Nothing is read or sent yet, but the admin
-    /// server already answers.
+    /// server already answers. First of all it runs [`preflight`], as `check` does: every
+    /// problem found is refused at once, before anything starts.
     pub fn build(config: Config, request: &RunRequest) -> Result<App, AppError> {
+        let run_servers = config.run_servers(&request.dirs, request.server.as_deref())?;
+        let checked = preflight(&config, &run_servers);
+        let Some(patterns) = checked.patterns.filter(|_| checked.problems.errors() == 0) else {
+            return Err(checked.problems.into());
+        };
         let service = config.service.info();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -173,8 +184,10 @@ impl App {
             let t = &config.traces;
             tracing::info!(exporter = ?t.exporter, endpoint = %t.endpoint, sample_rate = t.sample_rate, "Exporting traces.");
         }
-        let servers = config
-            .run_servers(&request.dirs, request.server.as_deref())?
+        for w in checked.problems.0.iter().filter(|p| p.warning) {
+            tracing::warn!("{}", w.message);
+        }
+        let servers = run_servers
             .into_iter()
             .map(|s| {
                 ServerSource::new(&s.tag, s.log_dir.clone(), &s.globs).map_err(|source| {
@@ -185,13 +198,7 @@ impl App {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let patterns = Arc::new(ArcSwap::from_pointee(load_patterns(&config)?));
-        if config.logstash.address.is_none()
-            && traces.is_some()
-            && config.traces.exporter == Exporter::Stdout
-        {
-            return Err(AppError::StdoutTraces);
-        }
+        let patterns = Arc::new(ArcSwap::from_pointee(patterns));
         let metrics = Arc::new(Metrics::new());
         let health = Health::new(metrics.component_status.clone());
         // Every server's series of every event type the patterns make, at 0 from the start.
@@ -528,50 +535,238 @@ pub fn replay_stdout(
     })
 }
 
-/// `factorio-isr check`: validates `config_path` and the patterns it names (or `patterns_dir`
-/// from the command line, already applied to `config`), printing what is valid to `out` and
-/// every problem to `err`. Returns the number of problems.
+/// One thing [`preflight`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// A warning does not stop `run` (a log directory that may appear later).
+    pub warning: bool,
+    /// What is wrong, where (`file:line: ` first when it is written in a file) and what to do.
+    /// Never a secret.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.warning {
+            f.write_str("warning: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Everything [`preflight`] found; as an error, its problems that are not warnings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// How many are not warnings.
+    pub fn errors(&self) -> usize {
+        self.0.iter().filter(|p| !p.warning).count()
+    }
+
+    fn error(&mut self, message: impl Into<String>) {
+        self.0.push(Problem {
+            warning: false,
+            message: message.into(),
+        });
+    }
+
+    fn warning(&mut self, message: impl Into<String>) {
+        self.0.push(Problem {
+            warning: true,
+            message: message.into(),
+        });
+    }
+}
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let errors: Vec<&Problem> = self.0.iter().filter(|p| !p.warning).collect();
+        match errors.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{}:", plural(many.len(), "problem", "problems"))?;
+                for p in many {
+                    write!(f, "\n  {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// What [`preflight`] found: the pattern set (when it loads) and every problem.
+#[derive(Debug)]
+pub struct Checked {
+    /// The pattern set in force; `None` when its files have problems.
+    pub patterns: Option<PatternSet>,
+    /// Every problem, errors and warnings.
+    pub problems: Problems,
+}
+
+/// Everything `run` checks before it starts anything, for `run` ([`App::build`]) and `check`
+/// alike: the patterns load; every Discord webhook has a usable URL (the config's, its
+/// `url_file`'s, `DISCORD_WEBHOOK_URL`'s); every webhook a server or a pattern names is
+/// configured; Logstash's TLS files can be read; traces to stdout do not mix with the events.
+/// A log directory that does not exist or is not a directory is a warning: `run` waits for it.
+/// Collects every problem rather than stopping at the first; `config` is already resolved with
+/// the environment and the flags, `servers` are the servers `run` follows.
+pub fn preflight(config: &Config, servers: &[ServerConfig]) -> Checked {
+    let mut problems = Problems::default();
+    let at = |keys: &[&str]| match &config.file {
+        Some(f) => format!("{}: ", f.locate(keys)),
+        None => String::new(),
+    };
+
+    // Discord: the webhooks' URLs, then the names servers and patterns give.
+    let default_url = config.discord_webhook_url.as_ref().map(Secret::expose);
+    let (_, webhook_errors) = check_webhooks(&config.discord, default_url);
+    for e in webhook_errors {
+        let location = match &e {
+            DiscordError::BadUrl { name, .. } => {
+                let has_url = config
+                    .discord
+                    .webhooks
+                    .get(name)
+                    .is_some_and(|w| w.url.is_some());
+                let key = if has_url { "url" } else { "url_file" };
+                at(&["discord", "webhooks", name, key])
+            }
+            DiscordError::UrlFile { name, .. } => at(&["discord", "webhooks", name, "url_file"]),
+            DiscordError::UrlSource { name } => at(&["discord", "webhooks", name]),
+            _ => String::new(),
+        };
+        problems.error(format!("{location}{e}"));
+    }
+    let mut configured: Vec<&str> = config.discord.webhooks.keys().map(String::as_str).collect();
+    if default_url.is_some() {
+        configured.push(&config.discord.default_webhook);
+    }
+    // Without any webhook, Discord is off and the names are unused.
+    let patterns = match load_patterns(config) {
+        Ok(set) => Some(set),
+        Err(errors) => {
+            for e in &errors.0 {
+                problems.error(e.to_string());
+            }
+            None
+        }
+    };
+    if !configured.is_empty() {
+        let unknown = |who: String, name: &String| DiscordError::Unknown {
+            who,
+            name: name.clone(),
+        };
+        for s in servers {
+            if let Some(w) = &s.discord_webhook
+                && !configured.contains(&w.as_str())
+            {
+                let index = config.servers.iter().position(|c| c.tag == s.tag);
+                let location = match index {
+                    Some(i) => at(&["servers", &i.to_string(), "discord_webhook"]),
+                    None => String::new(),
+                };
+                let e = unknown(format!("server `{}`", s.tag), w);
+                problems.error(format!("{location}{e}"));
+            }
+        }
+        for p in patterns.iter().flat_map(|set| set.patterns()) {
+            if let Some(w) = p.discord.as_ref().and_then(|d| d.webhook.as_ref())
+                && !configured.contains(&w.as_str())
+            {
+                let e = unknown(format!("pattern `{}`", p.qualified_name), w);
+                problems.error(format!("{}: {e}", p.location));
+            }
+        }
+    }
+
+    // Logstash's TLS files, read as the sink will.
+    if let (Some(address), Some(tls)) = (&config.logstash.address, &config.logstash.tls)
+        && let Err(e) = Tls::new(tls, address)
+    {
+        problems.error(e.to_string());
+    }
+    if config.logstash.address.is_none()
+        && config.traces.enabled
+        && config.traces.exporter == Exporter::Stdout
+    {
+        problems.error(AppError::StdoutTraces.to_string());
+    }
+
+    // Log directories may appear later: `run` waits for them.
+    for s in servers {
+        let dir = s.log_dir.display();
+        match std::fs::metadata(&s.log_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => problems.warning(format!(
+                "server `{}`: log_dir {dir} is not a directory; run waits until it is one",
+                s.tag
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => problems.warning(format!(
+                "server `{}`: log_dir {dir} does not exist (yet); run waits for it",
+                s.tag
+            )),
+            Err(e) => problems.warning(format!(
+                "server `{}`: log_dir {dir} cannot be read: {e}; run retries it",
+                s.tag
+            )),
+        }
+    }
+    Checked { patterns, problems }
+}
+
+/// `factorio-isr check`: validates `config_path` with `env` and `patterns_flag` applied as
+/// `run` applies them, then runs [`preflight`] over it and the config's `[[servers]]`. Every
+/// problem (and warning) goes to `err` first; then, when there is no problem, what is valid
+/// goes to `out`. Returns the number of problems, warnings not counted.
 pub fn check(
     config_path: Option<&Path>,
     patterns_flag: Option<PathBuf>,
+    env: &impl Env,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<usize> {
     let mut problems = 0usize;
-    let mut config = match config_path {
-        None => Config::default(),
-        Some(path) => match Config::load(path) {
-            Ok(c) => {
-                writeln!(out, "config: {} is valid", path.display())?;
-                c
-            }
-            Err(e) => {
-                writeln!(err, "{e}")?;
-                problems += 1;
-                Config::default()
-            }
-        },
-    };
-    if patterns_flag.is_some() {
-        config.patterns_dir = patterns_flag;
-    }
-    match load_patterns(&config) {
-        Ok(set) => write_summary(out, config.patterns_dir.as_deref(), &set)?,
-        Err(errors) => {
-            for e in &errors.0 {
-                writeln!(err, "{e}")?;
-            }
-            problems += errors.0.len();
+    let mut config = match Config::load_or_default(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(err, "{e}")?;
+            problems += 1;
+            Config::default()
         }
+    };
+    let flags = Overrides {
+        patterns_dir: patterns_flag,
+        ..Overrides::default()
+    };
+    if let Err(e) = config.apply(&flags, env) {
+        writeln!(err, "{e}")?;
+        problems += 1;
     }
-    out.flush()?;
+    let servers = config.servers.clone();
+    let checked = preflight(&config, &servers);
+    for p in &checked.problems.0 {
+        writeln!(err, "{p}")?;
+    }
+    problems += checked.problems.errors();
     if problems > 0 {
         writeln!(
             err,
             "\n{}; nothing was loaded",
             plural(problems, "problem found", "problems found")
         )?;
+        return Ok(problems);
     }
+    err.flush()?;
+    if let Some(path) = config_path {
+        writeln!(out, "config: {} is valid", path.display())?;
+    }
+    if let Some(set) = &checked.patterns {
+        write_summary(out, config.patterns_dir.as_deref(), set)?;
+    }
+    out.flush()?;
     Ok(problems)
 }
 
@@ -634,6 +829,50 @@ mod tests {
             writeln!(f, "{l}").unwrap();
         }
         f
+    }
+
+    #[test]
+    fn preflight_reports_every_problem_and_warns_about_log_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.logstash.address = Some("127.0.0.1:5044".into());
+        config.logstash.tls = Some(crate::sinks::logstash::tls::TlsConfig {
+            ca_file: Some(tmp.path().join("no-ca.pem")),
+            ..Default::default()
+        });
+        config.discord_webhook_url = Some(Secret::new("nope-SECRET"));
+        let servers = vec![ServerConfig {
+            tag: "a".into(),
+            log_dir: tmp.path().join("later"),
+            globs: crate::tail::tailer::default_globs(),
+            discord_webhook: Some("admins".into()),
+            discord_disabled: Vec::new(),
+        }];
+        let checked = preflight(&config, &servers);
+        assert!(checked.patterns.is_some());
+        let p = &checked.problems;
+        assert_eq!(p.errors(), 3, "{p:#?}");
+        let text = p.to_string();
+        assert!(
+            text.starts_with("3 problems:\n  DISCORD_WEBHOOK_URL"),
+            "{text}"
+        );
+        assert!(
+            text.contains("server `a` posts to the discord webhook `admins`"),
+            "{text}"
+        );
+        assert!(text.contains("no-ca.pem"), "{text}");
+        assert!(
+            !text.contains("SECRET") && !text.contains("warning"),
+            "{text}"
+        );
+        let warning = p.0.iter().find(|p| p.warning).unwrap().to_string();
+        assert!(warning.contains("later does not exist"), "{warning}");
+
+        // Without any webhook, Discord is off and the names servers give are not checked.
+        config.discord_webhook_url = None;
+        config.logstash.tls = None;
+        assert_eq!(preflight(&config, &servers).problems.errors(), 0);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! generate shell completions and a man page.
 //!
 //! How it fails: clap reports unknown flags and values that do not parse (a `--logstash` that is
-//! not `HOST:PORT`) with the flag's name, before anything runs.
+//! not `HOST:PORT`, a `--discord-webhook` that is not a webhook URL, never echoed) with the
+//! flag's name, before anything runs.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use crate::app::RunRequest;
 use crate::config::Overrides;
 use crate::settings::{HostPort, Secret};
+use crate::sinks::discord::WebhookUrl;
 
 /// Follows Factorio server logs and turns them into typed events.
 #[derive(Parser)]
@@ -63,8 +65,36 @@ pub struct RunArgs {
     /// Post events with a Discord template to this webhook URL, as the config's
     /// `discord.default_webhook` (default: $DISCORD_WEBHOOK_URL). Prefer the environment
     /// variable or a `url_file`: command lines are visible to every user of the machine.
-    #[arg(long, value_name = "URL", hide_env_values = true)]
+    #[arg(long, value_name = "URL", hide_env_values = true, value_parser = WebhookUrlParser)]
     pub discord_webhook: Option<String>,
+}
+
+/// A `--discord-webhook` value: a webhook URL, refused before anything starts with a message
+/// that names the flag and never echoes the URL (clap's own messages would: it is a secret).
+#[derive(Clone)]
+struct WebhookUrlParser;
+
+impl clap::builder::TypedValueParser for WebhookUrlParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let flag = arg.and_then(|a| a.get_long()).unwrap_or("discord-webhook");
+        let refuse = |problem: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--{flag}: the URL {problem}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let url = value.to_str().ok_or_else(|| refuse("is not UTF-8"))?;
+        WebhookUrl::parse(url).map_err(refuse)?;
+        Ok(url.to_owned())
+    }
 }
 
 /// A `HOST:PORT` flag value.

@@ -91,6 +91,54 @@ pub struct Config {
     /// factorio-isr's own logs: only from the environment (`LOG_FORMAT`, `LOG_LEVEL`).
     #[serde(skip)]
     pub log: LogSettings,
+    /// The file it was loaded from, to name the line of a key in messages; `None` for the
+    /// defaults.
+    #[serde(skip)]
+    pub file: Option<ConfigFile>,
+}
+
+/// The text of a loaded config file, kept to say on which line a setting is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file.
+    pub path: PathBuf,
+    text: std::sync::Arc<str>,
+}
+
+impl ConfigFile {
+    /// `path:line` of the last of `keys` that is written in the file (`["discord",
+    /// "webhooks", "admins", "url"]`; an array element by its index, `["servers", "1"]`), or
+    /// the path alone when none is.
+    pub fn locate(&self, keys: &[&str]) -> String {
+        use toml::de::{DeTable, DeValue};
+        let mut found = None;
+        if let Ok(doc) = DeTable::parse(&self.text) {
+            let mut here = DeValue::Table(doc.into_inner());
+            for key in keys {
+                let next = match &here {
+                    DeValue::Table(t) => {
+                        t.iter().find(|(k, _)| k.get_ref() == key).map(|(k, v)| {
+                            found = Some(k.span().start);
+                            v
+                        })
+                    }
+                    DeValue::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+                    _ => None,
+                };
+                match next {
+                    Some(v) => here = v.get_ref().clone(),
+                    None => break,
+                }
+            }
+        }
+        match found {
+            Some(offset) => {
+                let (line, _) = line_col(&self.text, offset);
+                format!("{}:{line}", self.path.display())
+            }
+            None => self.path.display().to_string(),
+        }
+    }
 }
 
 /// How factorio-isr writes its own logs.
@@ -134,6 +182,7 @@ impl Default for Config {
             discord_webhook_url: None,
             traces: TraceConfig::default(),
             log: LogSettings::default(),
+            file: None,
         }
     }
 }
@@ -265,6 +314,10 @@ impl Config {
             tls.resolve_paths(base);
         }
         config.discord.resolve_paths(base);
+        config.file = Some(ConfigFile {
+            path: path.to_owned(),
+            text: text.into(),
+        });
         Ok(config)
     }
 
@@ -276,7 +329,10 @@ impl Config {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().trim().to_owned(),
+                message: e
+                    .span()
+                    .and_then(|s| wrong_type(text, s.start, e.message()))
+                    .unwrap_or_else(|| e.message().trim().to_owned()),
             }
         })?;
         let invalid = |key, problem| ConfigError::Invalid {
@@ -507,6 +563,57 @@ impl Config {
     }
 }
 
+/// A value of the wrong type, said in words: `` `tail.shutdown_timeout_ms` must be a whole
+/// number of milliseconds, e.g. 5000 (found string "5s") `` rather than serde's `invalid type:
+/// string "5s", expected u64`. `offset` is where the value is written. `None`: not a type error,
+/// or the key cannot be told from the line (the parser's message is kept).
+fn wrong_type(text: &str, offset: usize, message: &str) -> Option<String> {
+    let message = message.trim();
+    let (found, expected) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?
+        .split_once(", expected ")?;
+    // The key: what precedes `=` on the value's line; its table: the last header above.
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let key = text[line_start..offset.min(text.len())]
+        .split_once('=')?
+        .0
+        .trim()
+        .trim_matches('"');
+    if key.is_empty() || key.contains(['{', '[', ',']) {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']']).trim());
+    let dotted = match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_owned(),
+    };
+    let wanted = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i32" | "i64" => {
+            if key.ends_with("_ms") {
+                "a whole number of milliseconds, e.g. 5000"
+            } else if key.ends_with("_bytes") {
+                "a whole number of bytes, e.g. 65536"
+            } else {
+                "a whole number, e.g. 5"
+            }
+        }
+        "f32" | "f64" => "a number, e.g. 0.5",
+        "a boolean" => "true or false, without quotes",
+        "a string" | "a borrowed string" => "text in quotes, e.g. \"value\"",
+        "a sequence" => "a list in brackets, e.g. [\"a\", \"b\"]",
+        _ => return None,
+    };
+    Some(format!("`{dotted}` must be {wanted} (found {found})"))
+}
+
 const TAG_RULE: &str = "must be 1 to 64 letters, digits, `_`, `-` or `.`";
 
 /// Whether `tag` can be a server tag.
@@ -553,6 +660,59 @@ mod tests {
             err.starts_with("c.toml:3:1: unknown field `max_line_byte`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_says_what_is_expected_in_words() {
+        let cases = [
+            (
+                "[tail]\nshutdown_timeout_ms = \"5s\"\n",
+                "c.toml:2:23: `tail.shutdown_timeout_ms` must be a whole number of milliseconds, e.g. 5000 (found string \"5s\")",
+            ),
+            (
+                "[framing]\nmax_line_bytes = -1\n",
+                "c.toml:2:18: `framing.max_line_bytes` must be a whole number of bytes, e.g. 65536 (found integer `-1`)",
+            ),
+            (
+                "[tail]\npoll_only = \"yes\"\n",
+                "c.toml:2:13: `tail.poll_only` must be true or false, without quotes (found string \"yes\")",
+            ),
+            (
+                "server_tag = 7\n",
+                "c.toml:1:14: `server_tag` must be text in quotes, e.g. \"value\" (found integer `7`)",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(Path::new("c.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_line_of_a_key_is_found_in_the_loaded_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("isr.toml");
+        std::fs::write(
+            &path,
+            "[[servers]]\ntag = \"a\"\nlog_dir = \"/a\"\n\n[[servers]]\ntag = \"b\"\nlog_dir = \"/b\"\ndiscord_webhook = \"x\"\n\n[discord.webhooks.admins]\nurl_file = \"f\"\n",
+        )
+        .unwrap();
+        let file = Config::load(&path).unwrap().file.unwrap();
+        let at = |keys: &[&str]| file.locate(keys);
+        let p = path.display();
+        assert_eq!(at(&["servers", "1", "discord_webhook"]), format!("{p}:8"));
+        assert_eq!(at(&["discord", "webhooks", "admins"]), format!("{p}:10"));
+        assert_eq!(
+            at(&["discord", "webhooks", "admins", "url_file"]),
+            format!("{p}:11")
+        );
+        assert_eq!(
+            at(&["discord", "webhooks", "admins", "url"]),
+            format!("{p}:10")
+        );
+        assert_eq!(at(&["nothing"]), p.to_string());
     }
 
     #[test]

@@ -31,10 +31,28 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: most of the library's errors
+/// already say their cause (`cannot read x: Permission denied (os error 13)`) and also return
+/// it as `source()`, so a cause whose text is already in the message is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// The config file (or the defaults) with the environment and `flags` applied.
@@ -84,7 +102,7 @@ fn replay(
 
 fn check(config_path: Option<&Path>, patterns: Option<PathBuf>) -> Result<ExitCode> {
     let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
-    match app::check(config_path, patterns, &mut out, &mut err) {
+    match app::check(config_path, patterns, &ProcessEnv, &mut out, &mut err) {
         Err(e) if is_closed_pipe(&e) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
         Ok(0) => Ok(ExitCode::SUCCESS),

@@ -294,6 +294,249 @@ fn check_reports_an_unknown_config_key_with_its_line() {
     assert!(r.stderr.contains("max_line_byte"), "{}", r.stderr);
 }
 
+#[test]
+fn check_lists_every_webhook_mistake_with_its_line_and_exits_1() {
+    let dir = temp_dir();
+    let patterns = copy_of_shipped_patterns();
+    write_file(
+        &patterns,
+        "extra.toml",
+        "[[pattern]]\n\
+         name = \"rocket\"\n\
+         regex = '^rocket launched$'\n\
+         [pattern.discord]\n\
+         template = \"A rocket!\"\n\
+         webhook = \"phantom\"\n",
+    );
+    let config = write_file(
+        &dir,
+        "isr.toml",
+        "[[servers]]\n\
+         tag = \"primary\"\n\
+         log_dir = \".\"\n\
+         discord_webhook = \"ghost\"\n\
+         \n\
+         [discord.webhooks.bad]\n\
+         url = \"not a url SECRET\"\n\
+         \n\
+         [discord.webhooks.filed]\n\
+         url_file = \"no-such-secret\"\n",
+    );
+    let r = run(cli()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .arg("--patterns")
+        .arg(patterns.path())
+        .env(
+            "DISCORD_WEBHOOK_URL",
+            "https://example.com/hook?token=SECRET",
+        ));
+    assert_eq!(
+        r.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let c = config.display();
+    let extra = patterns.path().join("extra.toml");
+    for expected in [
+        format!("{c}:7: discord webhook `bad`: the URL is not a URL"),
+        format!("{c}:10: discord webhook `filed`: cannot read "),
+        "DISCORD_WEBHOOK_URL (or --discord-webhook), the URL of the discord webhook `default`, is not a webhook URL".to_owned(),
+        format!("{c}:4: server `primary` posts to the discord webhook `ghost`, which is not configured"),
+        format!("{}:2:8: pattern `extra/rocket` posts to the discord webhook `phantom`, which is not configured", extra.display()),
+        "5 problems found".to_owned(),
+    ] {
+        assert!(r.stderr.contains(&expected), "expected `{expected}` in:\n{}", r.stderr);
+    }
+    assert_eq!(
+        r.stderr.matches("(os error").count(),
+        1,
+        "the OS error once:\n{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("SECRET"),
+        "a secret is shown:\n{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "nothing claimed valid:\n{}", r.stdout);
+
+    // `run` refuses the same config for the same reasons, before serving anything.
+    let r = run(cli()
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--patterns")
+        .arg(patterns.path())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--metrics-addr")
+        .arg("127.0.0.1:0")
+        .env(
+            "DISCORD_WEBHOOK_URL",
+            "https://example.com/hook?token=SECRET",
+        ));
+    assert_eq!(r.code(), Some(1), "stderr:\n{}", r.stderr);
+    assert!(r.stderr.starts_with("error: 5 problems:\n"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{c}:4: server `primary`")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("Serving"),
+        "something started:\n{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("SECRET"),
+        "a secret is shown:\n{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn check_warns_about_a_missing_log_dir_and_prints_the_summary_after() {
+    let dir = temp_dir();
+    let missing = dir.path().join("not-yet");
+    let file = write_file(&dir, "a-file", "");
+    let config = write_file(
+        &dir,
+        "isr.toml",
+        format!(
+            "[[servers]]\ntag = \"a\"\nlog_dir = {:?}\n\n[[servers]]\ntag = \"b\"\nlog_dir = {:?}\n",
+            missing.display().to_string(),
+            file.display().to_string()
+        ),
+    );
+    let r = run(cli()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("DISCORD_WEBHOOK_URL"));
+    assert_eq!(r.code(), Some(0), "stderr:\n{}", r.stderr);
+    let warnings: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(warnings.len(), 2, "{}", r.stderr);
+    assert!(
+        warnings[0].starts_with("warning: server `a`: log_dir ")
+            && warnings[0].contains(&format!("{} does not exist", missing.display())),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains(&format!("{} is not a directory", file.display())),
+        "{}",
+        warnings[1]
+    );
+    assert!(
+        r.stdout
+            .starts_with(&format!("config: {} is valid\n", config.display())),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("console.toml"), "{}", r.stdout);
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_explained_with_its_line() {
+    let dir = temp_dir();
+    let config = write_file(
+        &dir,
+        "isr.toml",
+        "[logstash]\nconnect_timeout_ms = \"5s\"\n",
+    );
+    let r = run(cli().arg("check").arg("--config").arg(&config));
+    assert_eq!(r.code(), Some(1), "stdout:\n{}", r.stdout);
+    let expected = format!(
+        "{}:2:22: `logstash.connect_timeout_ms` must be a whole number of milliseconds, e.g. 5000",
+        config.display()
+    );
+    assert!(
+        r.stderr.contains(&expected),
+        "expected `{expected}` in:\n{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("expected u64"), "{}", r.stderr);
+}
+
+#[test]
+fn an_os_error_is_said_once() {
+    let dir = temp_dir();
+    let file = write_file(&dir, "a-file", "");
+    let logs = dir.path().join("logs");
+    fs::create_dir(&logs).unwrap();
+    // A state directory under a file: `Not a directory`, whoever runs the test.
+    let r = run(cli()
+        .arg("run")
+        .arg("--state-dir")
+        .arg(file.join("state"))
+        .arg("--metrics-addr")
+        .arg("127.0.0.1:0")
+        .arg(&logs)
+        .env_remove("DISCORD_WEBHOOK_URL"));
+    assert_eq!(r.code(), Some(1), "stderr:\n{}", r.stderr);
+    let error = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{}", r.stderr));
+    assert!(error.contains("cannot use the state directory"), "{error}");
+    assert_eq!(error.matches("(os error").count(), 1, "{error}");
+
+    // An admin address another process holds.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = busy.local_addr().unwrap().to_string();
+    let r = run(cli()
+        .arg("run")
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--metrics-addr")
+        .arg(&address)
+        .arg(&logs)
+        .env_remove("DISCORD_WEBHOOK_URL"));
+    assert_eq!(r.code(), Some(1), "stderr:\n{}", r.stderr);
+    let error = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{}", r.stderr));
+    assert!(error.contains(&address), "{error}");
+    assert_eq!(error.matches("(os error").count(), 1, "{error}");
+}
+
+#[test]
+fn a_discord_webhook_flag_that_is_not_a_webhook_url_stops_before_anything_starts() {
+    let dir = temp_dir();
+    for bad in ["not-a-url-SECRET", "https://discord.com/SECRET"] {
+        let r = run(cli()
+            .arg("run")
+            .arg("--discord-webhook")
+            .arg(bad)
+            .arg("--metrics-addr")
+            .arg("127.0.0.1:0")
+            .arg(dir.path()));
+        assert_eq!(r.code(), Some(2), "a usage error; stderr:\n{}", r.stderr);
+        assert!(
+            r.stderr.starts_with("error: --discord-webhook: the URL "),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("SECRET"),
+            "the URL is echoed:\n{}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("Serving"),
+            "something started:\n{}",
+            r.stderr
+        );
+    }
+}
+
 // --- replay: awkward input --------------------------------------------------------------------
 
 #[test]

@@ -258,6 +258,16 @@ pub enum DiscordError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// The URL of `DISCORD_WEBHOOK_URL` or `--discord-webhook` is wrong (never shown).
+    #[error(
+        "DISCORD_WEBHOOK_URL (or --discord-webhook), the URL of the discord webhook `{name}`, {problem}"
+    )]
+    BadDefaultUrl {
+        /// The webhook it sets (`discord.default_webhook`).
+        name: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// Both or neither of `url` and `url_file`.
     #[error("discord webhook `{name}`: set exactly one of url and url_file")]
     UrlSource {
@@ -287,46 +297,73 @@ pub enum DiscordError {
 }
 
 /// The webhooks in use, by name, with their URLs: the config's, then the one of the flag or
-/// `DISCORD_WEBHOOK_URL` under `default_webhook`.
+/// `DISCORD_WEBHOOK_URL` under `default_webhook`. Fails on the first unusable webhook; see
+/// [`check_webhooks`] for all of them.
 pub fn resolve_webhooks(
     config: &DiscordConfig,
     override_url: Option<&str>,
 ) -> Result<BTreeMap<String, WebhookUrl>, DiscordError> {
+    let (webhooks, mut problems) = check_webhooks(config, override_url);
+    if problems.is_empty() {
+        Ok(webhooks)
+    } else {
+        Err(problems.swap_remove(0))
+    }
+}
+
+/// The usable webhooks, by name, and a problem for every webhook that cannot be used (in
+/// name order, the flag's or `DISCORD_WEBHOOK_URL`'s last).
+pub fn check_webhooks(
+    config: &DiscordConfig,
+    override_url: Option<&str>,
+) -> (BTreeMap<String, WebhookUrl>, Vec<DiscordError>) {
     let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
     for (name, w) in &config.webhooks {
         let url = match (&w.url, &w.url_file) {
             (Some(u), None) => u.0.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|source| DiscordError::UrlFile {
-                    name: name.clone(),
-                    path: path.clone(),
-                    source,
-                })?
-                .trim()
-                .to_owned(),
-            _ => {
-                // The flag or environment may supply the default webhook's URL.
-                if override_url.is_some() && *name == config.default_webhook && w.url.is_none() {
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => text.trim().to_owned(),
+                Err(source) => {
+                    problems.push(DiscordError::UrlFile {
+                        name: name.clone(),
+                        path: path.clone(),
+                        source,
+                    });
                     continue;
                 }
-                return Err(DiscordError::UrlSource { name: name.clone() });
+            },
+            _ => {
+                // The flag or environment may supply the default webhook's URL.
+                if !(override_url.is_some() && *name == config.default_webhook && w.url.is_none()) {
+                    problems.push(DiscordError::UrlSource { name: name.clone() });
+                }
+                continue;
             }
         };
-        let url = WebhookUrl::parse(&url).map_err(|problem| DiscordError::BadUrl {
-            name: name.clone(),
-            problem,
-        })?;
-        out.insert(name.clone(), url);
+        match WebhookUrl::parse(&url) {
+            Ok(url) => {
+                out.insert(name.clone(), url);
+            }
+            Err(problem) => problems.push(DiscordError::BadUrl {
+                name: name.clone(),
+                problem,
+            }),
+        }
     }
     if let Some(u) = override_url {
         let name = config.default_webhook.clone();
-        let url = WebhookUrl::parse(u).map_err(|problem| DiscordError::BadUrl {
-            name: name.clone(),
-            problem,
-        })?;
-        out.insert(name, url);
+        match WebhookUrl::parse(u) {
+            Ok(url) => {
+                out.insert(name, url);
+            }
+            Err(problem) => {
+                out.remove(&name);
+                problems.push(DiscordError::BadDefaultUrl { name, problem });
+            }
+        }
     }
-    Ok(out)
+    (out, problems)
 }
 
 /// Where one server's events go.
@@ -398,6 +435,43 @@ mod tests {
             !err.contains("SECRET") && err.contains("`default`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_unusable_webhook_is_reported_not_only_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = DiscordConfig::default();
+        let hook = |url: Option<&str>, file: Option<PathBuf>| WebhookConfig {
+            url: url.map(|u| WebhookUrl(u.to_owned())),
+            url_file: file,
+        };
+        config
+            .webhooks
+            .insert("a_bad".into(), hook(Some("not a url SECRET"), None));
+        config.webhooks.insert(
+            "b_file".into(),
+            hook(None, Some(dir.path().join("missing"))),
+        );
+        config.webhooks.insert("c_none".into(), hook(None, None));
+        config.webhooks.insert(
+            "d_good".into(),
+            hook(Some("https://discord.com/api/webhooks/1/SECRET"), None),
+        );
+        let (good, problems) = check_webhooks(&config, Some("https://example.com/SECRET"));
+        assert_eq!(good.keys().collect::<Vec<_>>(), ["d_good"]);
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 4, "{text:#?}");
+        assert!(
+            text[0].contains("`a_bad`: the URL is not a URL"),
+            "{}",
+            text[0]
+        );
+        assert!(text[1].contains("`b_file`: cannot read"), "{}", text[1]);
+        assert!(text[2].contains("`c_none`: set exactly one"), "{}", text[2]);
+        assert!(text[3].starts_with("DISCORD_WEBHOOK_URL"), "{}", text[3]);
+        for t in &text {
+            assert!(!t.contains("SECRET"), "{t}");
+        }
     }
 
     #[test]
