@@ -1,4 +1,4 @@
-//! The command line: `run`, `replay` and `check`, their flags, and what they become: the
+//! The command line: `run`, `replay`, `check`, `completions` and `man`, their flags, and what they become: the
 //! [`Overrides`] that [`Config::apply`](crate::config::Config::apply) lays over the file and
 //! the environment, and `run`'s [`RunRequest`].
 //!
@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::app::RunRequest;
 use crate::config::Overrides;
@@ -111,7 +111,7 @@ pub enum Command {
     Run(RunArgs),
     /// Print every record of the files as one JSON event per line on stdout, then exit.
     Replay {
-        /// Log files to read, start to end, in this order.
+        /// Log files to read, start to end, in this order; `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Directory of pattern files (default: the config's `patterns_dir`, else the
@@ -135,6 +135,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         patterns: Option<PathBuf>,
     },
+    /// Print a completion script for SHELL on stdout (e.g. `factorio-isr completions bash >
+    /// /etc/bash_completion.d/factorio-isr`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `factorio-isr man > factorio-isr.1`).
+    Man,
 }
 
 impl RunArgs {
@@ -158,4 +167,26 @@ impl RunArgs {
             from_beginning: self.from_beginning,
         }
     }
+}
+
+/// Writes the completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "factorio-isr", out);
+}
+
+/// Writes the man page (roff, section 1) to `out`: the commands, then the synopsis and every
+/// flag of each.
+pub fn write_man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let command = Cli::command();
+    clap_mangen::Man::new(command.clone()).render(out)?;
+    for sub in command.get_subcommands() {
+        let name = format!("factorio-isr {}", sub.get_name());
+        // Each command's synopsis and options follow the main page, under its own heading.
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+        let man = clap_mangen::Man::new(sub.clone().bin_name(name));
+        man.render_synopsis_section(out)?;
+        man.render_description_section(out)?;
+        man.render_options_section(out)?;
+    }
+    Ok(())
 }

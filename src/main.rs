@@ -27,6 +27,19 @@ fn main() -> ExitCode {
             config,
         } => replay(&files, patterns, server, config.as_deref()),
         Command::Check { config, patterns } => check(config.as_deref(), patterns),
+        Command::Completions { shell } => {
+            factorio_isr::cli::write_completions(shell, &mut io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => factorio_isr::cli::write_man(&mut io::stdout().lock())
+            .map(|()| ExitCode::SUCCESS)
+            .or_else(|e| {
+                if is_closed_pipe(&e) {
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    Err(anyhow::Error::new(e).context("writing to stdout"))
+                }
+            }),
     };
     match result {
         Ok(code) => code,

@@ -806,3 +806,115 @@ fn unusual_player_names_are_captured_whole() {
         assert_eq!(field(&events[1], "message"), "hello: world");
     }
 }
+
+// --- issue 11, item 8: fresh-machine setup ---------------------------------------------------
+
+/// `replay -` reads standard input as a stream, to its end; its events' `log.path` is `-`.
+#[test]
+fn replay_dash_reads_standard_input() {
+    let mut child = cli()
+        .args(["replay", "-", "fixtures/console.log"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the factorio-isr binary runs");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // Written in two pieces, the second after a pause: a stream, not a file read at once.
+    stdin
+        .write_all(b"2025-10-08 08:58:34 [JOIN] from-stdin joined the game\n2025-10-08 08:58:35 [CHAT] from-stdin: hel")
+        .unwrap();
+    stdin.flush().unwrap();
+    sleep(Duration::from_millis(50));
+    stdin.write_all(b"lo\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let r = Run {
+        status: out.status,
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(r.code(), Some(0), "stderr:\n{}", r.stderr);
+    let events = r.events();
+    assert_eq!(text(&events[0], "event_type"), "player_join");
+    assert_eq!(field(&events[0], "player"), "from-stdin");
+    assert_eq!(text(&events[1], "event_type"), "chat");
+    assert_eq!(field(&events[1], "message"), "hello");
+    assert_eq!(events[0]["log"]["path"], "-");
+    // The file named after it is replayed too.
+    assert!(events.len() > 2);
+    assert_eq!(events[2]["log"]["path"], "fixtures/console.log");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef factorio-isr"),
+        ("fish", "complete -c factorio-isr"),
+    ] {
+        let r = run(cli().args(["completions", shell]));
+        assert_eq!(r.code(), Some(0), "{shell}: {}", r.stderr);
+        assert!(r.stdout.contains(marker), "{shell}:\n{}", r.stdout);
+        for word in ["replay", "check", "from-beginning"] {
+            assert!(r.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let r = run(cli().args(["completions", "tcsh"]));
+    assert_eq!(r.code(), Some(2));
+    assert!(r.stderr.contains("bash"), "{}", r.stderr);
+}
+
+#[test]
+fn the_man_page_documents_every_command_and_flag() {
+    let r = run(cli().arg("man"));
+    assert_eq!(r.code(), Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains(".TH factorio-isr 1"), "{}", r.stdout);
+    for section in [
+        "FACTORIO-ISR RUN",
+        "FACTORIO-ISR REPLAY",
+        "FACTORIO-ISR CHECK",
+    ] {
+        assert!(r.stdout.contains(section), "no {section}:\n{}", r.stdout);
+    }
+    for flag in [
+        r"\-\-from\-beginning",
+        r"\-\-discord\-webhook",
+        r"\-\-patterns",
+    ] {
+        assert!(r.stdout.contains(flag), "no {flag}:\n{}", r.stdout);
+    }
+}
+
+/// Issue 11, item 6: lines captured through a server wrapper (`docker logs -t`, `docker compose
+/// logs`, Factorio Server Manager) are matched like Factorio's own, keep their whole line in
+/// `raw`, and take the wrapper's time.
+#[test]
+fn lines_wrapped_by_docker_and_server_managers_are_recognised() {
+    let lines = [
+        "2024-06-18T09:32:54.123456789Z    0.000 2024-06-18 09:32:54; Factorio 1.1.109 (build 62320, linux64, headless)",
+        "factorio-1  | 2024-06-18T09:33:00.000000000Z 2024-06-18 09:33:00 [JOIN] bob joined the game",
+        "factorio_1  | 2024-06-18 09:33:05 [CHAT] bob: hi [item=iron-plate]",
+        "2024-06-18 11:33:10.500000+02:002024/06/18 09:33:10 Factorio Server:   16.011 Received SIGINT, shutting down",
+        "factorio-1  | 16.528 Goodbye",
+    ];
+    let events = replay_ok(lines.join("\n") + "\n");
+    let types: Vec<&str> = events.iter().map(|e| text(e, "event_type")).collect();
+    assert_eq!(
+        types,
+        [
+            "server_started",
+            "player_join",
+            "chat",
+            "server_stopping",
+            "server_stopped"
+        ]
+    );
+    for (event, line) in events.iter().zip(lines) {
+        assert_eq!(text(event, "raw"), line);
+    }
+    assert_eq!(text(&events[0], "@timestamp"), "2024-06-18T09:32:54.123Z");
+    assert_eq!(text(&events[1], "@timestamp"), "2024-06-18T09:33:00Z");
+    assert_eq!(text(&events[3], "@timestamp"), "2024-06-18T09:33:10.500Z");
+    assert_eq!(field(&events[2], "message"), "hi [item=iron-plate]");
+}

@@ -7,8 +7,12 @@
 //! factorio-isr exports; the compose file, the Grafana provisioning, the Dockerfile and the
 //! systemd unit refer to each other and to factorio-isr consistently.
 //!
-//! `promtool` comes with the Debian package `prometheus`; without it the `promtool` tests fail,
-//! unless `FACTORIO_ISR_SKIP_PROMTOOL=1`.
+//! `promtool` comes with the Debian package `prometheus`; without it the `promtool` tests are
+//! skipped with a note, unless `FACTORIO_ISR_REQUIRE_PROMTOOL=1` (set by `.ci/run`) makes them
+//! fail.
+
+#[path = "support/prom_tools.rs"]
+mod prom_tools;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -143,27 +147,9 @@ fn dashboard() -> Value {
         .unwrap_or_else(|e| panic!("deploy/grafana/factorio-isr.json is not JSON: {e}"))
 }
 
-/// `promtool`, or `None` when `FACTORIO_ISR_SKIP_PROMTOOL=1` and it is missing. Fails the test
-/// when it is missing otherwise.
+/// `promtool`, or `None` (after a loud note) when it is missing and not required.
 fn promtool() -> Option<&'static str> {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some("promtool");
-    }
-    if std::env::var("FACTORIO_ISR_SKIP_PROMTOOL").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "note: promtool is not on PATH and FACTORIO_ISR_SKIP_PROMTOOL=1: the Prometheus files \
-             were not checked with promtool"
-        );
-        return None;
-    }
-    panic!(
-        "promtool is not on PATH: install the Debian package `prometheus` \
-         (apt-get install prometheus), or set FACTORIO_ISR_SKIP_PROMTOOL=1 to skip these checks"
-    );
+    prom_tools::tool("promtool")
 }
 
 /// Runs `promtool ARGS` in `dir`; fails the test with its output unless it succeeds.
@@ -621,4 +607,45 @@ fn the_systemd_unit_runs_factorio_isr_sandboxed() {
         !unit.contains("DISCORD_WEBHOOK_URL=http"),
         "a secret in the unit"
     );
+}
+
+/// Issue 11, item 8: on a machine without Prometheus the README's `cargo test` passes (the
+/// promtool checks are skipped with a note); `.ci/run` makes them required.
+#[test]
+fn a_missing_prometheus_tool_skips_unless_required() {
+    assert_eq!(prom_tools::decide("promtool", true, None), Ok(true));
+    assert_eq!(prom_tools::decide("promtool", true, Some("1")), Ok(true));
+    assert_eq!(prom_tools::decide("promtool", false, None), Ok(false));
+    assert_eq!(prom_tools::decide("promtool", false, Some("0")), Ok(false));
+    let err = prom_tools::decide("promtool", false, Some("1")).unwrap_err();
+    assert!(err.contains("FACTORIO_ISR_REQUIRE_PROMTOOL=1"), "{err}");
+}
+
+/// CI keeps checking the Prometheus files: `.ci/run` requires the Prometheus tools.
+#[test]
+fn ci_requires_the_prometheus_tools() {
+    let ci = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/run"))
+        .unwrap_or_else(|e| panic!(".ci/run: {e}"));
+    assert!(
+        ci.lines()
+            .any(|l| l.trim() == format!("export {}=1", prom_tools::REQUIRE_ENV)),
+        ".ci/run must export {}=1",
+        prom_tools::REQUIRE_ENV
+    );
+}
+
+/// The `LICENSE` file is the license `Cargo.toml` declares.
+#[test]
+fn the_license_file_matches_cargo_toml() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.lines().any(|l| l.trim() == r#"license = "MIT""#),
+        "Cargo.toml no longer says license = \"MIT\": update LICENSE and this test"
+    );
+    let license =
+        std::fs::read_to_string(root.join("LICENSE")).unwrap_or_else(|e| panic!("LICENSE: {e}"));
+    assert!(license.starts_with("MIT License\n"), "{license}");
+    assert!(license.contains("Copyright (c) The factorio-isr authors"));
+    assert!(license.contains("THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND"));
 }

@@ -534,3 +534,82 @@ fn a_steady_trickle_waits_for_the_bucket_to_refill() {
     );
     stop(isr);
 }
+
+/// Every notification posted (a line of content or an embed title), in order.
+fn notifications(fake: &FakeDiscord) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in fake.accepted() {
+        if let Some(content) = r.body.get("content").and_then(|c| c.as_str()) {
+            out.extend(content.lines().map(str::to_owned));
+        }
+        for embed in r.body["embeds"].as_array().into_iter().flatten() {
+            out.extend(embed["title"].as_str().map(str::to_owned));
+        }
+    }
+    out
+}
+
+/// Issue 11, item 5: a real stop (Factorio 2.0, SIGINT) and a real crash (a mod's Lua error, then
+/// `MultiplayerManager failed`, `Quitting: multiplayer error.`, `Goodbye`) are one notification
+/// each; the next run of the server is announced again.
+#[test]
+fn one_stop_is_one_notification_and_one_crash_is_one_notification() {
+    let env = discord_env("max_event_age_ms = 0");
+    let fake = FakeDiscord::start(FakeConfig::default());
+    let log = env.log("factorio-current.log");
+    fs::write(&log, "").unwrap();
+    let isr = start(&env, &fake.webhook_url("main"));
+    let text = "   0.000 2026-01-15 10:00:00; Factorio 2.0.77 (build 83000, linux64, headless)
+   1.196 Info ServerMultiplayerManager.cpp:808: updateTick(926) changing state from(CreatingGame) to(InGame)
+16.011 Received SIGINT, shutting down
+16.011 Quitting: signal.
+16.011 Info MainLoop.cpp:437: Saving map as .../probe.zip
+16.030 Info MainLoop.cpp:448: Saving progress: 100.000000%
+16.528 Goodbye
+   0.000 2026-01-15 11:00:00; Factorio 2.0.77 (build 83000, linux64, headless)
+   0.578 Info ServerMultiplayerManager.cpp:808: updateTick(926) changing state from(CreatingGame) to(InGame)
+110.207 Error MainLoop.cpp:1488: Exception at tick 5880: The mod BotBridge (0.0.1) caused a non-recoverable error.
+Error while running event BotBridge::on_nth_tick(60)
+Entity is not mining-drill.
+stack traceback:
+\t[C]: in function '__index'
+\t__BotBridge__/control.lua:1326: in function 'sample_bots'
+110.207 Info ServerMultiplayerManager.cpp:85: MultiplayerManager failed: ...
+110.214 Quitting: multiplayer error.
+111.441 Goodbye
+";
+    let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(text.replace("\\t", "\t").as_bytes()).unwrap();
+    drop(f);
+    // Both runs have gone through the pipeline (their second `Goodbye` is the last line) and
+    // the crash has been posted.
+    let stopped = |isr: &Isr| {
+        isr.events()
+            .iter()
+            .filter(|e| e["event_type"] == "server_stopped")
+            .count()
+    };
+    assert!(
+        wait_until(
+            || stopped(&isr) == 2 && delivered_text(&fake).contains("BotBridge"),
+            ARRIVE
+        ),
+        "{}\n{}",
+        delivered_text(&fake),
+        isr.stderr()
+    );
+    // Whatever is still queued is sent at exit.
+    stop(isr);
+    let posted = notifications(&fake);
+    let about = |words: &[&str]| {
+        posted
+            .iter()
+            .filter(|n| words.iter().any(|w| n.contains(w)))
+            .count()
+    };
+    assert_eq!(about(&["stopping", "stopped"]), 1, "{posted:#?}");
+    assert!(posted.iter().any(|n| n.contains("SIGINT")), "{posted:#?}");
+    assert_eq!(about(&["crashed", "multiplayer error"]), 1, "{posted:#?}");
+    assert_eq!(about(&["starting"]), 2, "{posted:#?}");
+    assert_eq!(about(&["Server is up"]), 2, "{posted:#?}");
+}

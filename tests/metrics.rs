@@ -425,25 +425,10 @@ fn a_real_prometheus_scrapes_our_series() {
     assert!(up.contains("\"1\""), "{up}");
 }
 
-/// A tool from the Debian package `prometheus`, which CI installs. Missing: the test fails,
-/// unless FACTORIO_ISR_SKIP_PROMETHEUS=1 says to skip it.
-fn tool(name: &str) -> Option<&str> {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if found {
-        return Some(name);
-    }
-    if std::env::var("FACTORIO_ISR_SKIP_PROMETHEUS").as_deref() == Ok("1") {
-        eprintln!("{name} not installed; skipped (FACTORIO_ISR_SKIP_PROMETHEUS=1)");
-        return None;
-    }
-    panic!(
-        "`{name}` is not installed: install the Debian package `prometheus` (apt-get install -y prometheus), or set FACTORIO_ISR_SKIP_PROMETHEUS=1 to skip this test"
-    );
+/// A tool from the Debian package `prometheus`, which CI installs. Missing: the test is skipped
+/// with a note, unless FACTORIO_ISR_REQUIRE_PROMTOOL=1 requires it.
+fn tool(name: &'static str) -> Option<&'static str> {
+    support::prom_tools::tool(name)
 }
 
 #[test]

@@ -16,6 +16,8 @@
 //! - [`template`]: Discord templates split into text and placeholders, and colours.
 //! - [`error`]: [`PatternError`] (what is wrong, at which file:line:column) and [`PatternErrors`].
 //! - [`set`]: the compiled [`PatternSet`] and the match stage (record → [`crate::event::Event`]).
+//! - [`wrapper`]: prefixes that server wrappers (Docker, Factorio Server Manager) put before
+//!   Factorio's lines, taken off before matching.
 //! - [`reload`]: hot reload of a patterns directory while `run` runs.
 //! - [`internal_events`]: where a reload that succeeded or failed is logged and counted.
 
@@ -26,6 +28,7 @@ pub mod reload;
 pub mod set;
 pub mod spec;
 pub mod template;
+pub mod wrapper;
 
 use std::path::{Path, PathBuf};
 

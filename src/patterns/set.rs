@@ -158,10 +158,17 @@ impl PatternSet {
     }
 
     /// The match stage: turns a framed record into an event. `read_time` stamps records whose
-    /// lines carry no time.
+    /// lines carry no time. A record that starts with a server wrapper's prefix
+    /// ([`super::wrapper`]) is matched without it (and, failing that, with it), and takes the
+    /// wrapper's time when its lines carry none; its `raw` is the whole record.
     pub fn to_event(&self, record: Record, source: &Arc<LogSource>, read_time: Timestamp) -> Event {
-        let timestamp = record.time_ms.map_or(read_time, Timestamp);
-        let (event_type, severity, pattern, fields) = match self.match_text(&record.text) {
+        let unwrapped = super::wrapper::unwrap(&record.text);
+        let time_ms = record.time_ms.or(unwrapped.and_then(|u| u.time_ms));
+        let timestamp = time_ms.map_or(read_time, Timestamp);
+        let matched = unwrapped
+            .and_then(|u| self.match_text(u.rest))
+            .or_else(|| self.match_text(&record.text));
+        let (event_type, severity, pattern, fields) = match matched {
             Some(m) => (
                 m.pattern.event_type.clone(),
                 m.pattern.severity,

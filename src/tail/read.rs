@@ -7,11 +7,14 @@
 //! archive, a core dump) and refused before any record is made from it
 //! ([`BinaryFiles::Refuse`]); NUL bytes later in a file are kept, decoded as U+0000.
 //!
+//! The path `-` means standard input, read as a stream to its end (`replay -`); a file named
+//! `-` is `./-`.
+//!
 //! Errors name the file and, for read errors, the byte offset reached. Records framed before a
 //! read error have already been handed out: nothing that was read is lost.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -62,16 +65,27 @@ pub enum ReadError {
     },
 }
 
-/// Reads `path` from start to end, handing the records of every chunk to `on_records` with the
-/// time the chunk was read, and the number of bytes read so far to `on_progress`. When
-/// `on_records` returns [`ControlFlow::Break`], reading stops there and the counters so far
-/// are returned.
+/// The path that stands for standard input.
+pub const STDIN_PATH: &str = "-";
+
+/// Whether `path` stands for standard input ([`STDIN_PATH`]).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN_PATH
+}
+
+/// Reads `path` (standard input for `-`) from start to end, handing the records of every chunk
+/// to `on_records` with the time the chunk was read, and the number of bytes read so far to
+/// `on_progress`. When `on_records` returns [`ControlFlow::Break`], reading stops there and the
+/// counters so far are returned.
 pub fn read_records(
     path: &Path,
     limits: FramingLimits,
-    mut on_progress: impl FnMut(u64),
-    mut on_records: impl FnMut(&mut Vec<Record>, Timestamp) -> ControlFlow<()>,
+    on_progress: impl FnMut(u64),
+    on_records: impl FnMut(&mut Vec<Record>, Timestamp) -> ControlFlow<()>,
 ) -> Result<FrameStats, ReadError> {
+    if is_stdin(path) {
+        return read_stream(io::stdin().lock(), path, limits, on_progress, on_records);
+    }
     let open_err = |source| ReadError::Open {
         path: path.to_owned(),
         source,
@@ -82,8 +96,18 @@ pub fn read_records(
             path: path.to_owned(),
         });
     }
+    read_stream(file, path, limits, on_progress, on_records)
+}
 
-    let mut src = Stream(file);
+/// [`read_records`] on an open stream; `path` names it in errors.
+fn read_stream(
+    input: impl Read,
+    path: &Path,
+    limits: FramingLimits,
+    mut on_progress: impl FnMut(u64),
+    mut on_records: impl FnMut(&mut Vec<Record>, Timestamp) -> ControlFlow<()>,
+) -> Result<FrameStats, ReadError> {
+    let mut src = Stream(input);
     let mut reader = FileReader::new(limits, 0, BinaryFiles::Refuse);
     let mut buf = vec![0u8; default_read_chunk_bytes()];
     let mut records = Vec::new();

@@ -1,4 +1,5 @@
-//! `replay`'s source: whole files, read once from start to end, in the order given.
+//! `replay`'s source: whole files, read once from start to end, in the order given. The path
+//! `-` is standard input, read to its end; its events' `log.path` is `-`.
 //!
 //! Each file is read and framed in chunks ([`read_records`]); the records of every chunk are
 //! one batch. Records whose lines carry no time are stamped with the time their chunk was
@@ -133,6 +134,9 @@ impl Source for ReplaySource {
 }
 
 fn progress_bar(path: &Path) -> Option<indicatif::ProgressBar> {
+    if super::read::is_stdin(path) {
+        return None;
+    }
     let len = std::fs::metadata(path).ok()?.len();
     if len < PROGRESS_MIN_BYTES {
         return None;

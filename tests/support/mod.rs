@@ -19,6 +19,7 @@
 pub mod discord;
 pub mod logstash;
 pub mod otlp;
+pub mod prom_tools;
 pub mod schema;
 pub mod tls;
 

@@ -20,6 +20,13 @@
 //! applies the switches (per-server `discord_disabled`, the echo guard, the age limit) and
 //! queues the rendered event without waiting.
 //!
+//! One stop, one notification: Factorio writes several lines when it stops (`Received SIGINT`,
+//! `Quitting: signal.`, `Goodbye`) or crashes (the Lua error record, `MultiplayerManager
+//! failed`, the state change to `Failed`, `Quitting: multiplayer error.`, `Goodbye`). Per server,
+//! the first of them that is posted stands for the whole stop or crash and the later ones are
+//! not posted (see [`Lifecycle`]), until the server starts again (`server_started` or
+//! `server_ready`). Every one of them still goes to the other sinks.
+//!
 //! The webhook URL is a secret: [`WebhookUrl`] never prints it, configuration errors name the
 //! webhook and never echo its URL, and request errors are stripped of it.
 //!
@@ -72,6 +79,7 @@ pub struct Discord {
     stop_notifies: Vec<Arc<Notify>>,
     shutdown_flush: Duration,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    lifecycles: std::sync::Mutex<HashMap<String, Lifecycle>>,
 }
 
 impl Discord {
@@ -183,12 +191,17 @@ impl Discord {
             stop_notifies,
             shutdown_flush: Duration::from_millis(config.shutdown_flush_ms),
             tasks: std::sync::Mutex::new(tasks),
+            lifecycles: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// Queues `event` for its webhook, rendered with `template`, unless a switch keeps it
     /// from Discord. Never waits.
     pub fn route(&self, event: &Event, template: &DiscordTemplate) {
+        let stage = Stage::of(event);
+        if stage == Stage::RunStart {
+            self.observe(event);
+        }
         if !template.enabled {
             return;
         }
@@ -221,6 +234,15 @@ impl Discord {
             .as_deref()
             .or_else(|| route.and_then(|r| r.webhook.as_deref()))
             .unwrap_or(&self.default_webhook);
+        if stage != Stage::Other
+            && !crate::settings::lock(&self.lifecycles)
+                .entry(server.to_owned())
+                .or_default()
+                .admit(stage, event.timestamp)
+        {
+            tracing::debug!(server, event_type = %event.event_type, "Not posted to Discord: this stop or crash was already posted.");
+            return;
+        }
         match self.queues.get(name) {
             Some(q) => q.push(render(template, event, self.show_server)),
             None => EventsDropped {
@@ -228,6 +250,14 @@ impl Discord {
                 events: 1,
             }
             .emit(&self.metrics),
+        }
+    }
+
+    /// Takes in an event that is not routed (it has no Discord template): a new run of a
+    /// server ends the stop or crash [`Discord::route`] remembers for it.
+    pub fn observe(&self, event: &Event) {
+        if Stage::of(event) == Stage::RunStart {
+            crate::settings::lock(&self.lifecycles).remove(&*event.source.server);
         }
     }
 
@@ -257,6 +287,82 @@ impl Discord {
     }
 }
 
+/// How far apart (in the log's own time) a crash record (a Lua error: `mod_error`,
+/// `script_error`) and the `server_crashed` line after it may be to be one crash. Factorio
+/// writes them in the same millisecond or two.
+pub const CRASH_RECORD_WINDOW_MS: i64 = 5_000;
+
+/// What an event means for a server's lifecycle, from its `event_type` (the built-in names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// `server_started`, `server_ready`: a new run.
+    RunStart,
+    /// `server_stopping`, `server_stopped`.
+    Stop,
+    /// `server_crashed`.
+    Crash,
+    /// `mod_error`, `script_error`: a Lua error, usually the cause of the crash that follows.
+    CrashRecord,
+    /// Anything else.
+    Other,
+}
+
+impl Stage {
+    fn of(event: &Event) -> Stage {
+        match &*event.event_type {
+            "server_started" | "server_ready" => Stage::RunStart,
+            "server_stopping" | "server_stopped" => Stage::Stop,
+            "server_crashed" => Stage::Crash,
+            "mod_error" | "script_error" => Stage::CrashRecord,
+            _ => Stage::Other,
+        }
+    }
+}
+
+/// One server's stop or crash as far as Discord has been told, so that a stop is one
+/// notification and a crash is one notification:
+///
+/// - the first stop line posted opens a stop; later stop lines are not posted;
+/// - a crash line is not posted when a crash was already posted, or when a crash record was
+///   posted at most [`CRASH_RECORD_WINDOW_MS`] before it (the record, which holds the Lua error,
+///   is the notification); it opens a crash, after which no stop line is posted either (a crash
+///   ends with `Quitting: multiplayer error.` and `Goodbye`);
+/// - a crash during a stop is still posted.
+///
+/// It is forgotten when the server starts again.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    crashed: bool,
+    stopping: bool,
+    last_crash_record: Option<Timestamp>,
+}
+
+impl Lifecycle {
+    /// Whether an event of `stage` at `at` is posted; remembers it when it is.
+    fn admit(&mut self, stage: Stage, at: Timestamp) -> bool {
+        match stage {
+            Stage::Stop => {
+                let post = !self.crashed && !self.stopping;
+                self.stopping = true;
+                post
+            }
+            Stage::Crash => {
+                let after_record = self
+                    .last_crash_record
+                    .is_some_and(|r| (0..=CRASH_RECORD_WINDOW_MS).contains(&(at.0 - r.0)));
+                let post = !self.crashed && !after_record;
+                self.crashed = true;
+                post
+            }
+            Stage::CrashRecord => {
+                self.last_crash_record = Some(at);
+                true
+            }
+            Stage::RunStart | Stage::Other => true,
+        }
+    }
+}
+
 /// A chat line a Discord-to-game bridge wrote through RCON: Factorio logs it as said by
 /// `<server>`.
 fn is_bridge_echo(event: &Event) -> bool {
@@ -265,4 +371,48 @@ fn is_bridge_echo(event: &Event) -> bool {
             .field("player")
             .and_then(|p| p.as_str())
             .is_some_and(|p| p.trim() == "<server>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(steps: &[(Stage, i64)]) -> Vec<bool> {
+        let mut l = Lifecycle::default();
+        steps
+            .iter()
+            .map(|&(s, ms)| l.admit(s, Timestamp(ms)))
+            .collect()
+    }
+
+    #[test]
+    fn a_stop_posts_its_first_line_only() {
+        // `Received SIGTERM`, `Quitting: signal.`, `Goodbye`.
+        let posted = run(&[(Stage::Stop, 0), (Stage::Stop, 0), (Stage::Stop, 500)]);
+        assert_eq!(posted, [true, false, false]);
+    }
+
+    #[test]
+    fn a_crash_record_stands_for_the_crash_lines_after_it() {
+        // 0.16: `Exception at tick …` record, `MultiplayerManager failed`, state to(Failed).
+        let posted = run(&[
+            (Stage::CrashRecord, 0),
+            (Stage::Crash, 2),
+            (Stage::Crash, 2),
+            (Stage::Stop, 1_200),
+        ]);
+        assert_eq!(posted, [true, false, false, false]);
+    }
+
+    #[test]
+    fn a_crash_without_a_record_or_long_after_one_is_posted_once() {
+        let posted = run(&[
+            (Stage::CrashRecord, 0),
+            (Stage::Crash, CRASH_RECORD_WINDOW_MS + 1),
+            (Stage::Crash, CRASH_RECORD_WINDOW_MS + 2),
+        ]);
+        assert_eq!(posted, [true, true, false]);
+        // A crash while stopping is still news.
+        assert_eq!(run(&[(Stage::Stop, 0), (Stage::Crash, 10)]), [true, true]);
+    }
 }

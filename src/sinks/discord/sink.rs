@@ -40,6 +40,8 @@ impl Sink for DiscordSink {
     fn write(&mut self, event: &Event) -> io::Result<()> {
         if let Some(template) = event.pattern.as_ref().and_then(|p| p.discord.as_ref()) {
             self.discord.route(event, template);
+        } else {
+            self.discord.observe(event);
         }
         Ok(())
     }

@@ -18,6 +18,8 @@
 //!
 //! - [`escape`]: markdown escaping, mention defusing, truncation and code blocks (the set of
 //!   escaped characters and why is there).
+//! - [`rich_text`]: Factorio rich-text tags (`[item=iron-plate]`, `[gps=1,2]`) in values
+//!   become readable words (`iron-plate`, `📍1,2`) before they are escaped.
 //! - [`body`]: request bodies and Discord's size limits ([`CONTENT_MAX`] and the rest).
 //!
 //! # How it fails
@@ -26,6 +28,7 @@
 
 pub mod body;
 pub mod escape;
+pub mod rich_text;
 
 use std::borrow::Cow;
 
@@ -105,8 +108,9 @@ pub struct Footer {
 /// several servers share a webhook).
 ///
 /// Each `{name}` placeholder takes the event's capture `name` (as text), else the built-in value
-/// of that name (`server`, `event_type`, `severity`, `message`), else nothing; every value is
-/// escaped and put on one line. The result is an [`ItemBody::Line`] when the template names no
+/// of that name (`server`, `event_type`, `severity`, `message`), else nothing; every value has
+/// its Factorio rich-text tags made readable ([`rich_text::plain`]) and is escaped and put on one
+/// line. The result is an [`ItemBody::Line`] when the template names no
 /// colour and the event is below `error`, else an [`ItemBody::Embed`]; both are within Discord's
 /// limits.
 pub fn render(template: &DiscordTemplate, event: &Event, show_server: bool) -> Item {
@@ -171,6 +175,7 @@ fn fill(template: &DiscordTemplate, event: &Event) -> String {
             TemplatePart::Field(name) => {
                 let value = field_text(event, name);
                 // Anything past the content limit is cut anyway; do not escape a megabyte record.
+                let value = rich_text::plain(&value);
                 let value = truncate(&value, CONTENT_MAX);
                 out.push_str(&escape_markdown(&single_line(&value)));
             }

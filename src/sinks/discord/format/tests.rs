@@ -915,3 +915,35 @@ proptest! {
         }
     }
 }
+
+/// Issue 11, item 6: chat with Factorio rich-text tags reads well on Discord, and the event keeps
+/// the tags verbatim.
+#[test]
+fn rich_text_in_chat_is_readable_on_discord_and_verbatim_in_the_event() {
+    let set = shipped_set();
+    let source = source("primary");
+    let raw = "2025-10-08 08:58:34 [CHAT] bob: need [item=iron-plate] at [gps=1,2] [color=red]now[/color] [special-item=0eNqVkt1u]";
+    let chat = frame_all(format!("{raw}\n").as_bytes(), FramingLimits::default())
+        .into_iter()
+        .map(|record| set.to_event(record, &source, TIME))
+        .next()
+        .unwrap_or_else(|| panic!("one event"));
+    assert_eq!(&*chat.event_type, "chat");
+    assert_eq!(chat.raw, raw);
+    let message = chat
+        .field("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default();
+    assert!(
+        message.contains("[item=iron-plate] at [gps=1,2]"),
+        "{message}"
+    );
+    let pattern = chat.pattern_name().unwrap_or_default();
+    let item = render(&shipped_template(&set, pattern), &chat, false);
+    let shown = line(&item);
+    assert!(
+        shown.contains(r"need iron\-plate at 📍1,2 now \(blueprint\)"),
+        "{shown}"
+    );
+    assert!(!shown.contains("item="), "{shown}");
+}

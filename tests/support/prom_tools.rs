@@ -1,0 +1,47 @@
+//! The Prometheus tools some tests run (`promtool`, `prometheus`: the Debian package
+//! `prometheus`). On a machine without them those tests are skipped with a note written
+//! straight to the terminal (past the test harness's capture, so it is seen); with
+//! `FACTORIO_ISR_REQUIRE_PROMTOOL=1` (set by `.ci/run`) a missing tool fails them instead.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// The environment variable that makes the Prometheus tools required.
+pub const REQUIRE_ENV: &str = "FACTORIO_ISR_REQUIRE_PROMTOOL";
+
+/// `name` when it is installed; `None` (after a loud note) when it is not and not required.
+/// Fails the test when it is missing and required.
+pub fn tool(name: &'static str) -> Option<&'static str> {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    match decide(name, found, std::env::var(REQUIRE_ENV).ok().as_deref()) {
+        Ok(true) => Some(name),
+        Ok(false) => None,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// Whether to run (`Ok(true)`), skip with a note (`Ok(false)`), or fail (`Err`), given whether
+/// `name` was found and the value of [`REQUIRE_ENV`].
+pub fn decide(name: &str, found: bool, require: Option<&str>) -> Result<bool, String> {
+    if found {
+        return Ok(true);
+    }
+    if require.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        return Err(format!(
+            "`{name}` is not installed and {REQUIRE_ENV}=1 requires it: install the Debian \
+             package `prometheus` (apt-get install -y prometheus)"
+        ));
+    }
+    // Straight to the terminal: `eprintln!` is captured and hidden for passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: `{name}` is not installed, so this test checked nothing. Install the \
+         Debian package `prometheus` to run it; {REQUIRE_ENV}=1 makes it required. ***\n"
+    );
+    Ok(false)
+}
