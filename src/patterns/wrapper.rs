@@ -32,17 +32,25 @@ pub struct Unwrapped<'a> {
 
 /// The text after a known wrapper's prefix, or `None` when `text` starts with none.
 pub fn unwrap(text: &str) -> Option<Unwrapped<'_>> {
-    if let Some(u) = rfc3339_stamp(text) {
-        return Some(u);
-    }
-    if let Some(u) = fsm(text) {
-        return Some(u);
+    // Called for every record: the stamped prefixes all start with a digit, so most Factorio
+    // lines (engine lines start with spaces) are turned away by one byte.
+    let stamped = text.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    if stamped {
+        if let Some(u) = rfc3339_stamp(text) {
+            return Some(u);
+        }
+        if let Some(u) = fsm(text) {
+            return Some(u);
+        }
     }
     if let Some(rest) = compose_service(text) {
         return Some(rfc3339_stamp(rest).unwrap_or(Unwrapped {
             rest,
             time_ms: None,
         }));
+    }
+    if !stamped {
+        return None;
     }
     us_date(text).map(|rest| Unwrapped {
         rest,
@@ -106,7 +114,7 @@ fn fsm(text: &str) -> Option<Unwrapped<'_>> {
 fn compose_service(text: &str) -> Option<&str> {
     // Service names are short: look no further than the start of the line.
     let head = &text.as_bytes()[..text.len().min(80)];
-    let bar = head.windows(3).position(|w| w == b" | ")?;
+    let bar = memchr::memmem::find(head, b" | ")?;
     let name = text[..bar].trim_end_matches(' ');
     let (service, replica) = name.rsplit_once(['-', '_'])?;
     let ok = !service.is_empty()
@@ -120,6 +128,10 @@ fn compose_service(text: &str) -> Option<&str> {
 
 /// `5/15/2016 11:12:24 PM ` (older Docker images' own stamp).
 fn us_date(text: &str) -> Option<&str> {
+    // `M/` or `MM/`: anything else is not this stamp.
+    if !text.bytes().take(3).any(|c| c == b'/') {
+        return None;
+    }
     let mut parts = text.splitn(4, ' ');
     let (date, time, half, rest) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let mut d = date.split('/').map(|n| n.parse::<u32>().ok());
