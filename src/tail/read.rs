@@ -20,6 +20,7 @@ use thiserror::Error;
 use super::config::default_read_chunk_bytes;
 use super::file::{BinaryFiles, FileReader, Stream};
 use super::frame::{FrameStats, FramingLimits, Record};
+use super::zone::LocalClock;
 use crate::event::Timestamp;
 
 /// A log file could not be read.
@@ -62,13 +63,14 @@ pub enum ReadError {
     },
 }
 
-/// Reads `path` from start to end, handing the records of every chunk to `on_records` with the
-/// time the chunk was read, and the number of bytes read so far to `on_progress`. When
+/// Reads `path` from start to end, its dates read with `clock`, handing the records of every
+/// chunk to `on_records` with the time the chunk was read, and the number of bytes read so far to `on_progress`. When
 /// `on_records` returns [`ControlFlow::Break`], reading stops there and the counters so far
 /// are returned.
 pub fn read_records(
     path: &Path,
     limits: FramingLimits,
+    clock: LocalClock,
     mut on_progress: impl FnMut(u64),
     mut on_records: impl FnMut(&mut Vec<Record>, Timestamp) -> ControlFlow<()>,
 ) -> Result<FrameStats, ReadError> {
@@ -84,7 +86,7 @@ pub fn read_records(
     }
 
     let mut src = Stream(file);
-    let mut reader = FileReader::new(limits, 0, BinaryFiles::Refuse);
+    let mut reader = FileReader::new(limits, 0, BinaryFiles::Refuse).with_clock(clock);
     let mut buf = vec![0u8; default_read_chunk_bytes()];
     let mut records = Vec::new();
     loop {
@@ -137,6 +139,7 @@ mod tests {
         read_records(
             f.path(),
             FramingLimits::default(),
+            LocalClock::default(),
             |_| {},
             |recs, _| {
                 out.extend(recs.drain(..).map(|r| r.text));
@@ -187,6 +190,7 @@ mod tests {
         let err = read_records(
             &missing,
             FramingLimits::default(),
+            LocalClock::default(),
             |_| {},
             |_, _| ControlFlow::Continue(()),
         )
@@ -195,6 +199,7 @@ mod tests {
         let err = read_records(
             dir.path(),
             FramingLimits::default(),
+            LocalClock::default(),
             |_| {},
             |_, _| ControlFlow::Continue(()),
         )
