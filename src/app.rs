@@ -44,6 +44,7 @@ use crate::tail::TailSourceOptions;
 use crate::tail::frame::{FrameStats, FramingLimits};
 use crate::tail::read::ReadError;
 use crate::tail::tailer::{ServerSource, StartAt, TailStats};
+use crate::tail::zone::{ZoneError, zone_name};
 use crate::tail::{ReplayOptions, ReplayReport, ReplaySource, TailSource, TailSourceError};
 use crate::telemetry::admin::{self, AdminError};
 use crate::telemetry::health::{Component, Health};
@@ -75,6 +76,9 @@ pub enum AppError {
         /// The cause.
         source: globset::Error,
     },
+    /// A time zone cannot be found.
+    #[error(transparent)]
+    TimeZone(#[from] ZoneError),
     /// The pattern files are unusable.
     #[error(transparent)]
     Patterns(#[from] PatternErrors),
@@ -190,12 +194,17 @@ impl App {
         let servers = run_servers
             .into_iter()
             .map(|s| {
-                ServerSource::new(&s.tag, s.log_dir.clone(), &s.globs).map_err(|source| {
-                    AppError::Globs {
-                        tag: s.tag.clone(),
-                        source,
-                    }
-                })
+                let setting = s.timezone.clone().unwrap_or_default();
+                let timezone = setting.resolve()?;
+                tracing::info!(server = %s.tag, timezone = %setting, zone = %zone_name(&timezone), "Reading this server's log dates in this time zone.");
+                let source =
+                    ServerSource::new(&s.tag, s.log_dir.clone(), &s.globs).map_err(|source| {
+                        AppError::Globs {
+                            tag: s.tag.clone(),
+                            source,
+                        }
+                    })?;
+                Ok::<_, AppError>(source.with_timezone(timezone))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let patterns = Arc::new(ArcSwap::from_pointee(patterns));
@@ -519,6 +528,7 @@ pub fn replay_stdout(
     let options = ReplayOptions {
         server: Arc::from(server.unwrap_or_else(|| config.server_tag.clone())),
         limits: config.framing,
+        timezone: config.timezone.resolve()?,
         read_time: None,
         progress: io::stderr().is_terminal(),
     };
@@ -818,6 +828,7 @@ mod tests {
         ReplayOptions {
             server: "t".into(),
             limits: FramingLimits::default(),
+            timezone: jiff::tz::TimeZone::UTC,
             read_time: Some(Timestamp(0)),
             progress: false,
         }
@@ -847,6 +858,7 @@ mod tests {
             globs: crate::tail::tailer::default_globs(),
             discord_webhook: Some("admins".into()),
             discord_disabled: Vec::new(),
+            timezone: None,
         }];
         let checked = preflight(&config, &servers);
         assert!(checked.patterns.is_some());

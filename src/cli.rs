@@ -17,6 +17,7 @@ use crate::app::RunRequest;
 use crate::config::Overrides;
 use crate::settings::{HostPort, Secret};
 use crate::sinks::discord::WebhookUrl;
+use crate::tail::zone::TimeZoneSetting;
 
 /// Follows Factorio server logs and turns them into typed events.
 #[derive(Parser)]
@@ -67,6 +68,17 @@ pub struct RunArgs {
     /// variable or a `url_file`: command lines are visible to every user of the machine.
     #[arg(long, value_name = "URL", hide_env_values = true, value_parser = WebhookUrlParser)]
     pub discord_webhook: Option<String>,
+    /// The time zone of the dates Factorio writes, for every server: an IANA name
+    /// (America/New_York), UTC, an offset (+02:00) or local (default: the config's
+    /// `timezone`, else local: $TZ, else the system's).
+    #[arg(long, value_name = "TZ", value_parser = parse_timezone)]
+    pub timezone: Option<TimeZoneSetting>,
+}
+
+/// A `--timezone` value.
+fn parse_timezone(s: &str) -> Result<TimeZoneSetting, String> {
+    s.parse()
+        .map_err(|e: crate::tail::zone::ZoneError| e.to_string())
 }
 
 /// A `--discord-webhook` value: a webhook URL, refused before anything starts with a message
@@ -124,6 +136,11 @@ pub enum Command {
         /// Config file.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// The time zone of the dates in the files: an IANA name (America/New_York), UTC, an
+        /// offset (+02:00) or local (default: the config's `timezone`, else local: $TZ, else
+        /// the system's).
+        #[arg(long, value_name = "TZ", value_parser = parse_timezone)]
+        timezone: Option<TimeZoneSetting>,
     },
     /// Validate the config file and the pattern files: exit 1 listing every problem.
     Check {
@@ -156,6 +173,7 @@ impl RunArgs {
             logstash: self.logstash.clone(),
             metrics_addr: self.metrics_addr.clone(),
             discord_webhook: self.discord_webhook.clone().map(Secret::new),
+            timezone: self.timezone.clone(),
         }
     }
 

@@ -38,6 +38,7 @@ use crate::sinks::logstash::LogstashConfig;
 use crate::tail::config::{TailConfig, default_state_dir};
 use crate::tail::frame::FramingLimits;
 use crate::tail::tailer;
+use crate::tail::zone::TimeZoneSetting;
 use crate::telemetry::admin::MetricsConfig;
 use crate::telemetry::logs::LogFormat;
 pub use crate::telemetry::service::ServiceConfig;
@@ -60,6 +61,12 @@ pub struct Config {
     /// The `server` tag of events when `--server TAG` is not given.
     #[serde(default = "default_server_tag")]
     pub server_tag: String,
+    /// The time zone of the dates Factorio writes (console lines, the run header): an IANA
+    /// name (`America/New_York`), `UTC`, a fixed offset (`+02:00`), or `local` (the default:
+    /// this machine's, from `TZ` or the system). A `[[servers]]` entry may set its own;
+    /// `--timezone` overrides both.
+    #[serde(default)]
+    pub timezone: TimeZoneSetting,
     /// How log bytes are cut into lines and records.
     #[serde(default)]
     pub framing: FramingLimits,
@@ -165,6 +172,8 @@ pub struct Overrides {
     pub metrics_addr: Option<String>,
     /// `--discord-webhook URL`.
     pub discord_webhook: Option<Secret>,
+    /// `--timezone TZ`: the zone of every server's dates.
+    pub timezone: Option<TimeZoneSetting>,
 }
 
 impl Default for Config {
@@ -172,6 +181,7 @@ impl Default for Config {
         Config {
             patterns_dir: None,
             server_tag: default_server_tag(),
+            timezone: TimeZoneSetting::default(),
             framing: FramingLimits::default(),
             service: ServiceConfig::default(),
             servers: Vec::new(),
@@ -208,6 +218,10 @@ pub struct ServerConfig {
     /// `["chat", "engine/save_finished"]`.
     #[serde(default)]
     pub discord_disabled: Vec<String>,
+    /// The time zone of this server's log dates, when it is not the top-level `timezone`
+    /// (the server runs elsewhere, or in a container with its own `TZ`).
+    #[serde(default)]
+    pub timezone: Option<TimeZoneSetting>,
 }
 
 /// The configuration could not be used.
@@ -465,6 +479,13 @@ impl Config {
         if let Some(d) = &flags.patterns_dir {
             self.patterns_dir = Some(d.clone());
         }
+        // The time zone: --timezone, for every server, else each server's, else the top level.
+        if let Some(tz) = &flags.timezone {
+            self.timezone = tz.clone();
+            for s in &mut self.servers {
+                s.timezone = None;
+            }
+        }
         Ok(())
     }
 
@@ -518,7 +539,7 @@ pub enum ServersError {
 impl Config {
     /// The servers `run` follows: one per LOG_DIR argument (tagged `--server TAG`, else the
     /// config's `server_tag` for a single directory, else each directory's name), or else the
-    /// config's `[[servers]]`.
+    /// config's `[[servers]]`. Each has its time zone set: its own, else the top level's.
     pub fn run_servers(
         &self,
         dirs: &[PathBuf],
@@ -528,7 +549,11 @@ impl Config {
             if self.servers.is_empty() {
                 return Err(ServersError::None);
             }
-            return Ok(self.servers.clone());
+            let mut servers = self.servers.clone();
+            for s in &mut servers {
+                s.timezone.get_or_insert_with(|| self.timezone.clone());
+            }
+            return Ok(servers);
         }
         if dirs.len() > 1 && server_flag.is_some() {
             return Err(ServersError::TagWithSeveralDirs);
@@ -557,6 +582,7 @@ impl Config {
                 globs: tailer::default_globs(),
                 discord_webhook: None,
                 discord_disabled: Vec::new(),
+                timezone: Some(self.timezone.clone()),
             });
         }
         Ok(out)
@@ -773,6 +799,51 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("servers.tag"), "{err}");
+    }
+
+    #[test]
+    fn time_zones_come_from_the_flag_else_the_server_else_the_top_level() {
+        let text = "timezone = \"America/New_York\"\n[[servers]]\ntag = \"a\"\nlog_dir = \"/a\"\n[[servers]]\ntag = \"b\"\nlog_dir = \"/b\"\ntimezone = \"+02:00\"\n";
+        let c = Config::parse(Path::new("c.toml"), text).unwrap();
+        let zones = |c: &Config| -> Vec<String> {
+            c.run_servers(&[], None)
+                .unwrap()
+                .iter()
+                .map(|s| s.timezone.as_ref().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(zones(&c), ["America/New_York", "+02:00"]);
+        assert_eq!(Config::default().timezone, TimeZoneSetting::Local);
+        let dirs = Config::default()
+            .run_servers(&[PathBuf::from("/srv/a")], None)
+            .unwrap();
+        assert_eq!(dirs[0].timezone, Some(TimeZoneSetting::Local));
+        let mut flagged = c.clone();
+        let flags = Overrides {
+            timezone: Some(TimeZoneSetting::Utc),
+            ..Overrides::default()
+        };
+        flagged.apply(&flags, &|_: &str| None).unwrap();
+        assert_eq!(zones(&flagged), ["UTC", "UTC"]);
+    }
+
+    #[test]
+    fn a_time_zone_that_does_not_exist_is_refused_naming_the_key_and_line() {
+        for text in [
+            "timezone = \"Mars/Olympus\"\n",
+            "[[servers]]\ntag = \"a\"\nlog_dir = \"/a\"\ntimezone = \"Mars/Olympus\"\n",
+        ] {
+            let err = Config::parse(Path::new("c.toml"), text)
+                .unwrap_err()
+                .to_string();
+            let line = text.lines().count();
+            assert!(err.starts_with(&format!("c.toml:{line}:")), "{text}: {err}");
+            assert!(
+                err.contains("timezone `Mars/Olympus` is not a time zone"),
+                "{err}"
+            );
+            assert!(err.contains("America/New_York"), "{err}");
+        }
     }
 
     #[test]

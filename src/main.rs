@@ -15,6 +15,7 @@ use factorio_isr::cli::{Cli, Command, RunArgs};
 use factorio_isr::config::{Config, Overrides};
 use factorio_isr::settings::ProcessEnv;
 use factorio_isr::sinks::stdout::is_closed_pipe;
+use factorio_isr::tail::zone::TimeZoneSetting;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,7 +26,8 @@ fn main() -> ExitCode {
             patterns,
             server,
             config,
-        } => replay(&files, patterns, server, config.as_deref()),
+            timezone,
+        } => replay(&files, patterns, server, config.as_deref(), timezone),
         Command::Check { config, patterns } => check(config.as_deref(), patterns),
         Command::Completions { shell } => {
             factorio_isr::cli::write_completions(shell, &mut io::stdout().lock());
@@ -86,9 +88,11 @@ fn replay(
     patterns: Option<PathBuf>,
     server: Option<String>,
     config_path: Option<&Path>,
+    timezone: Option<TimeZoneSetting>,
 ) -> Result<ExitCode> {
     let flags = Overrides {
         patterns_dir: patterns,
+        timezone,
         ..Overrides::default()
     };
     let config = config(config_path, &flags)?;

@@ -34,7 +34,8 @@ fn start(env: &Env, webhook_url: &str) -> Isr {
     env.isr().env("DISCORD_WEBHOOK_URL", webhook_url).spawn()
 }
 
-/// Appends console lines stamped with the current time (UTC, as factorio-isr reads them).
+/// Appends console lines stamped with the current time in UTC (the zone the test processes
+/// run in: `TZ=UTC`).
 fn append(path: &Path, lines: &[String]) {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -38,6 +38,9 @@ fn replay_fixture(path: &Path) -> Vec<(u64, String, String)> {
     let opts = ReplayOptions {
         server: Arc::from("golden"),
         limits: FramingLimits::default(),
+        // The golden files are in UTC: the fixtures' dates are read as UTC whatever the
+        // machine's zone.
+        timezone: jiff::tz::TimeZone::UTC,
         read_time: Some(READ_TIME),
         progress: false,
     };

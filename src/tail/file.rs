@@ -22,6 +22,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
 use super::frame::{FrameStats, FramingLimits, LineFramer, Record, RecordAssembler};
+use super::zone::LocalClock;
 
 /// How many leading bytes of a file are searched for a NUL to tell a binary file.
 pub const BINARY_SNIFF_BYTES: u64 = 8 * 1024;
@@ -75,13 +76,25 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    /// A reader of a file from `start_offset` (0 for its start).
+    /// A reader of a file from `start_offset` (0 for its start), whose dates are UTC (see
+    /// [`FileReader::with_clock`]).
     pub fn new(limits: FramingLimits, start_offset: u64, binary: BinaryFiles) -> Self {
         FileReader {
             framer: LineFramer::new(limits.max_line_bytes, start_offset),
             asm: RecordAssembler::new(limits),
             binary,
         }
+    }
+
+    /// Reads the file's dates with `clock` (its server's time zone).
+    pub fn with_clock(mut self, clock: LocalClock) -> Self {
+        self.asm = self.asm.with_clock(clock);
+        self
+    }
+
+    /// When `line` is a run header: its date in ms since the epoch, read in the file's zone.
+    pub fn run_header_ms(&mut self, line: &[u8]) -> Option<i64> {
+        self.asm.run_header_ms(line)
     }
 
     /// Offset of the next byte to read.

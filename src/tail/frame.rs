@@ -23,12 +23,16 @@
 //!
 //! The assembler also gives every record its time: a console line's own date, an engine line's
 //! uptime added to the date of the last run header (`0.000 <date>; Factorio …`) seen in the same
-//! file, or `None` when neither is known (the caller uses the time it read the bytes).
+//! file, or `None` when neither is known (the caller uses the time it read the bytes). Dates
+//! are wall-clock times read in the file's time zone ([`LocalClock`]); engine seconds are real
+//! elapsed time, added to the header's instant, so a run that crosses a daylight-saving change
+//! keeps counting evenly.
 //!
 //! Bytes are decoded lossily: invalid UTF-8 becomes U+FFFD and is counted; no line is dropped.
 //! Nothing here returns an error.
 
 use super::shape::{self, EngineLevel, Shape};
+use super::zone::LocalClock;
 
 /// Default for [`FramingLimits::max_line_bytes`]: 1 MiB.
 pub const fn default_max_line_bytes() -> usize {
@@ -283,16 +287,38 @@ pub struct RecordAssembler {
     open: Option<(Record, OpenUntil)>,
     run_start_ms: Option<i64>,
     invalid_utf8_lines: u64,
+    clock: LocalClock,
+    /// The time of the last record that had one (a repeated wall-clock hour is read forward).
+    last_time_ms: Option<i64>,
 }
 
 impl RecordAssembler {
-    /// An assembler for one file.
+    /// An assembler for one file whose dates are UTC.
     pub fn new(limits: FramingLimits) -> Self {
         RecordAssembler {
             limits,
             open: None,
             run_start_ms: None,
             invalid_utf8_lines: 0,
+            clock: LocalClock::default(),
+            last_time_ms: None,
+        }
+    }
+
+    /// Reads the file's dates with `clock` (its server's time zone).
+    pub fn with_clock(mut self, clock: LocalClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// When `line` is a run header: its date in ms since the epoch, read in the file's zone.
+    pub fn run_header_ms(&mut self, line: &[u8]) -> Option<i64> {
+        match shape::classify(line) {
+            Shape::Engine {
+                run_start_ms: Some(wall_ms),
+                ..
+            } => Some(self.clock.to_utc_ms(wall_ms, None)),
+            _ => None,
         }
     }
 
@@ -311,7 +337,7 @@ impl RecordAssembler {
         self.open.is_some()
     }
 
-    /// The date of the last run header seen, ms since the epoch.
+    /// The date of the last run header seen, ms since the epoch (UTC).
     pub fn run_start_ms(&self) -> Option<i64> {
         self.run_start_ms
     }
@@ -351,15 +377,20 @@ impl RecordAssembler {
                 run_start_ms,
                 ..
             } => {
-                if run_start_ms.is_some() {
-                    self.run_start_ms = run_start_ms;
+                if let Some(wall_ms) = run_start_ms {
+                    self.run_start_ms = Some(self.clock.to_utc_ms(wall_ms, self.last_time_ms));
                 }
                 self.run_start_ms
                     .map(|start| start.saturating_add(i64::try_from(uptime_ms).unwrap_or(0)))
             }
-            Shape::Console { time_ms, .. } => time_ms,
+            Shape::Console { time_ms, .. } => {
+                time_ms.map(|wall_ms| self.clock.to_utc_ms(wall_ms, self.last_time_ms))
+            }
             Shape::Bare => None,
         };
+        if time_ms.is_some() {
+            self.last_time_ms = time_ms;
+        }
 
         let mut text = String::new();
         let valid = push_lossy(&mut text, line.bytes);
@@ -407,6 +438,7 @@ impl RecordAssembler {
     pub fn reset(&mut self) {
         self.open = None;
         self.run_start_ms = None;
+        self.last_time_ms = None;
     }
 }
 
@@ -585,6 +617,50 @@ Players (0):\n";
         assert_eq!(recs[0].time_ms, None);
         assert_eq!(recs[1].time_ms, Some(1_652_215_142_000));
         assert_eq!(recs[2].time_ms, Some(1_652_215_158_011));
+    }
+
+    /// Frames `log` with its dates read in `zone`; the records' times.
+    fn times_in(zone: &str, log: &str) -> Vec<Option<i64>> {
+        let zone = jiff::tz::TimeZone::get(zone).unwrap();
+        let mut asm = RecordAssembler::new(FramingLimits::default())
+            .with_clock(super::super::zone::LocalClock::new(zone));
+        let mut framer = LineFramer::new(1024, 0);
+        let mut out = Vec::new();
+        framer.push(log.as_bytes(), &mut |line| asm.push_line(line, &mut out));
+        out.iter().map(|r| r.time_ms).collect()
+    }
+
+    #[test]
+    fn dates_are_read_in_the_zone_of_the_file_with_daylight_saving_per_date() {
+        // 2026-01-15 10:00 EST = 15:00Z; 2026-07-15 10:00 EDT = 14:00Z.
+        let log = "2026-01-15 10:00:00 [JOIN] a joined the game
+2026-07-15 10:00:00 [JOIN] a joined the game
+";
+        assert_eq!(
+            times_in("America/New_York", log),
+            vec![Some(1_768_489_200_000), Some(1_784_124_000_000)]
+        );
+    }
+
+    #[test]
+    fn engine_seconds_count_from_the_run_header_read_in_the_zone() {
+        // 2026-03-08 01:59:00 EST = 06:59Z; 120 engine seconds later it is 07:01Z (03:01 EDT:
+        // the clocks went forward in between, the seconds did not).
+        let log = "   0.000 2026-03-08 01:59:00; Factorio 2.0.60 (build 83512, linux64, headless)
+ 120.500 Info X.cpp:1: later
+";
+        assert_eq!(
+            times_in("America/New_York", log),
+            vec![Some(1_772_953_140_000), Some(1_772_953_260_500)]
+        );
+        // A header that opens a file resumed mid-way is read in the same zone.
+        let zone = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+        let mut asm = RecordAssembler::new(FramingLimits::default())
+            .with_clock(super::super::zone::LocalClock::new(zone));
+        assert_eq!(
+            asm.run_header_ms(b"   0.000 2026-01-15 10:00:00; Factorio 2.0.60 (build 1, linux64)"),
+            Some(1_768_438_800_000)
+        );
     }
 
     proptest! {

@@ -7,7 +7,8 @@
 //! whole-file loop is [`read`]), the two as pipeline sources ([`source`] follows directories
 //! with checkpoints, [`replay`] reads whole files once), cutting bytes into lines and joining multi-line error records
 //! ([`frame`]), and understanding what a line's prefix says about it ([`shape`]): engine line,
-//! console line or bare output, and the time it carries. What happens to followed files is
+//! console line or bare output, and the time it carries, read in the server's time zone
+//! ([`zone`]). What happens to followed files is
 //! logged and counted in [`internal_events`].
 //!
 //! Its output is a stream of [`frame::Record`]s per file, each with its byte offsets, so later
@@ -31,6 +32,7 @@ pub mod source;
 pub mod start;
 pub mod tailer;
 pub mod watch;
+pub mod zone;
 
 pub use replay::{ReplayOptions, ReplayReport, ReplaySource};
 pub use source::{TailSource, TailSourceError, TailSourceOptions};

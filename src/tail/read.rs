@@ -23,6 +23,7 @@ use thiserror::Error;
 use super::config::default_read_chunk_bytes;
 use super::file::{BinaryFiles, FileReader, Stream};
 use super::frame::{FrameStats, FramingLimits, Record};
+use super::zone::LocalClock;
 use crate::event::Timestamp;
 
 /// A log file could not be read.
@@ -73,18 +74,26 @@ pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == STDIN_PATH
 }
 
-/// Reads `path` (standard input for `-`) from start to end, handing the records of every chunk
-/// to `on_records` with the time the chunk was read, and the number of bytes read so far to
-/// `on_progress`. When `on_records` returns [`ControlFlow::Break`], reading stops there and the
-/// counters so far are returned.
+/// Reads `path` (standard input for `-`) from start to end, its dates read with `clock`,
+/// handing the records of every chunk to `on_records` with the time the chunk was read, and the
+/// number of bytes read so far to `on_progress`. When `on_records` returns
+/// [`ControlFlow::Break`], reading stops there and the counters so far are returned.
 pub fn read_records(
     path: &Path,
     limits: FramingLimits,
+    clock: LocalClock,
     on_progress: impl FnMut(u64),
     on_records: impl FnMut(&mut Vec<Record>, Timestamp) -> ControlFlow<()>,
 ) -> Result<FrameStats, ReadError> {
     if is_stdin(path) {
-        return read_stream(io::stdin().lock(), path, limits, on_progress, on_records);
+        return read_stream(
+            io::stdin().lock(),
+            path,
+            limits,
+            clock,
+            on_progress,
+            on_records,
+        );
     }
     let open_err = |source| ReadError::Open {
         path: path.to_owned(),
@@ -96,7 +105,7 @@ pub fn read_records(
             path: path.to_owned(),
         });
     }
-    read_stream(file, path, limits, on_progress, on_records)
+    read_stream(file, path, limits, clock, on_progress, on_records)
 }
 
 /// [`read_records`] on an open stream; `path` names it in errors.
@@ -104,11 +113,12 @@ fn read_stream(
     input: impl Read,
     path: &Path,
     limits: FramingLimits,
+    clock: LocalClock,
     mut on_progress: impl FnMut(u64),
     mut on_records: impl FnMut(&mut Vec<Record>, Timestamp) -> ControlFlow<()>,
 ) -> Result<FrameStats, ReadError> {
     let mut src = Stream(input);
-    let mut reader = FileReader::new(limits, 0, BinaryFiles::Refuse);
+    let mut reader = FileReader::new(limits, 0, BinaryFiles::Refuse).with_clock(clock);
     let mut buf = vec![0u8; default_read_chunk_bytes()];
     let mut records = Vec::new();
     loop {
@@ -161,6 +171,7 @@ mod tests {
         read_records(
             f.path(),
             FramingLimits::default(),
+            LocalClock::default(),
             |_| {},
             |recs, _| {
                 out.extend(recs.drain(..).map(|r| r.text));
@@ -211,6 +222,7 @@ mod tests {
         let err = read_records(
             &missing,
             FramingLimits::default(),
+            LocalClock::default(),
             |_| {},
             |_, _| ControlFlow::Continue(()),
         )
@@ -219,6 +231,7 @@ mod tests {
         let err = read_records(
             dir.path(),
             FramingLimits::default(),
+            LocalClock::default(),
             |_| {},
             |_, _| ControlFlow::Continue(()),
         )

@@ -15,8 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use jiff::tz::TimeZone;
+
 use super::frame::{FrameStats, FramingLimits};
 use super::read::{ReadError, read_records};
+use super::zone::LocalClock;
 use crate::event::{LogSource, Timestamp};
 use crate::pipeline::{Batch, Output, Source, StopHandle};
 
@@ -30,6 +33,9 @@ pub struct ReplayOptions {
     pub server: Arc<str>,
     /// Line and record limits.
     pub limits: FramingLimits,
+    /// The zone of the dates in the files (`--timezone`, `timezone`; default the zone of
+    /// this machine).
+    pub timezone: TimeZone,
     /// A fixed "time read" for records whose lines carry no time (reproducible output in
     /// tests); `None` uses the clock.
     pub read_time: Option<Timestamp>,
@@ -89,6 +95,7 @@ impl Source for ReplaySource {
             let result = read_records(
                 path,
                 self.options.limits,
+                LocalClock::new(self.options.timezone.clone()),
                 |bytes| {
                     if let Some(bar) = &bar {
                         bar.set_position(bytes);

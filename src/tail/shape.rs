@@ -44,15 +44,17 @@ pub enum Shape {
         uptime_ms: u64,
         /// Level, or `Script`, or none.
         level: EngineLevel,
-        /// When this is a run header: its wall-clock date, in ms since the epoch.
+        /// When this is a run header: its wall-clock date as written (no zone), counted in ms
+        /// as if it were UTC; [`LocalClock`](super::zone::LocalClock) reads it in the server's
+        /// zone.
         run_start_ms: Option<i64>,
         /// Byte index where the message starts (after level and source).
         message_start: usize,
     },
     /// A console line.
     Console {
-        /// The line's date and time read as UTC, in ms since the epoch; `None` when it is not a
-        /// real date.
+        /// The line's date and time as written (no zone), counted in ms as if it were UTC
+        /// (see `run_start_ms`); `None` when it is not a real date.
         time_ms: Option<i64>,
         /// Byte index where the message starts (after the tag, if any).
         message_start: usize,
@@ -170,7 +172,7 @@ fn engine_level(body: &[u8]) -> (EngineLevel, usize) {
     (EngineLevel::None, 0)
 }
 
-/// `YYYY-MM-DD HH:MM:SS; Factorio ` → the date in ms since the epoch (UTC).
+/// `YYYY-MM-DD HH:MM:SS; Factorio ` → the wall-clock date, counted in ms as if it were UTC.
 fn run_header_date(body: &[u8]) -> Option<i64> {
     if body.len() < 30 || &body[19..21] != b"; " || !body[21..].starts_with(b"Factorio ") {
         return None;
@@ -219,7 +221,8 @@ fn console(line: &[u8]) -> Option<Shape> {
     })
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (already checked to be digits in the right places) → ms since epoch.
+/// `YYYY-MM-DD HH:MM:SS` (already checked to be digits in the right places) → ms since the
+/// epoch of the wall clock (the zone is applied by the caller).
 fn date_time_ms(d: &[u8]) -> Option<i64> {
     let num = |a: usize, b: usize| parse_u64(&d[a..b]).and_then(|v| u32::try_from(v).ok());
     let date = NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(5, 7)?, num(8, 10)?)?;

@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use jiff::tz::TimeZone;
 
 use super::checkpoint::{CheckpointStore, FileCheckpoint};
 use super::config::TailConfig;
@@ -56,8 +57,8 @@ use super::file::{BinaryFiles, FileReader};
 use super::fingerprint::{self, FileKey, Fingerprint};
 use super::frame::{FramingLimits, Record};
 use super::internal_events::TailEvents;
-use super::shape::{self, Shape};
 use super::start::{self, StartInputs};
+use super::zone::LocalClock;
 use crate::event::{LogSource, Timestamp};
 use crate::telemetry::health::Component;
 use crate::telemetry::metrics::PipelineMetrics;
@@ -102,6 +103,9 @@ pub struct ServerSource {
     /// The directory.
     pub dir: PathBuf,
     globs: GlobSet,
+    /// The zone of the dates in its logs (resolved once), UTC unless set with
+    /// [`ServerSource::with_timezone`].
+    pub timezone: TimeZone,
 }
 
 impl ServerSource {
@@ -115,7 +119,14 @@ impl ServerSource {
             tag: tag.into(),
             dir,
             globs: set.build()?,
+            timezone: TimeZone::UTC,
         })
+    }
+
+    /// Reads the dates of this server's logs in `timezone`.
+    pub fn with_timezone(mut self, timezone: TimeZone) -> Self {
+        self.timezone = timezone;
+        self
     }
 
     fn matches(&self, file_name: &std::ffi::OsStr) -> bool {
@@ -509,11 +520,17 @@ impl Tailer {
             || last_line_start(&file, len),
         );
         self.events.file_opened(&path, start);
-        let mut reader = FileReader::new(self.opts.limits, start.offset, BinaryFiles::Read);
-        reader.set_run_start_ms(match &checkpoint {
-            Some(cp) => cp.run_start_ms.or(run_start_of(first_line.as_deref())),
-            None => run_start_of(first_line.as_deref()),
-        });
+        let mut reader = FileReader::new(self.opts.limits, start.offset, BinaryFiles::Read)
+            .with_clock(LocalClock::new(self.servers[si].timezone.clone()));
+        let header_ms = first_line
+            .as_deref()
+            .and_then(|line| reader.run_header_ms(line));
+        reader.set_run_start_ms(
+            checkpoint
+                .as_ref()
+                .and_then(|cp| cp.run_start_ms)
+                .or(header_ms),
+        );
         let f = TailedFile {
             key,
             server: si,
@@ -743,14 +760,6 @@ fn frame_chunk(
         let _ = f.reader.push(chunk, records);
     });
     events.chunk_framed(started.elapsed().as_secs_f64());
-}
-
-/// The date of the run header when `first_line` is one.
-fn run_start_of(first_line: Option<&[u8]>) -> Option<i64> {
-    match shape::classify(first_line?) {
-        Shape::Engine { run_start_ms, .. } => run_start_ms,
-        _ => None,
-    }
 }
 
 /// Start of the last complete line of a file of length `len`: its end when it ends with a

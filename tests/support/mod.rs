@@ -598,6 +598,9 @@ impl IsrCmd {
             .env_remove("TRACES_ENABLED")
             .env_remove("TRACES_EXPORTER")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            // Log dates are read in the process's zone: the same on every machine (a test may
+            // set another).
+            .env("TZ", "UTC")
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("the factorio-isr binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");

@@ -17,6 +17,8 @@
 //! | [`RequestRetried`] | warn | `errors_total{error_type="request_failed"}` |
 //! | [`RetriesExhausted`] | warn | `errors_total{error_type="request_failed"}`, `discord_dropped_total{reason="retries_exhausted"}` |
 //! | [`EventsDropped`] | — | `discord_dropped_total{reason}` |
+//! | [`EventTooOld`] | warn, once per burst ([`TooOldBursts`]) | `discord_dropped_total{reason="too_old"}` |
+//! | [`TooOldBurstEnded`] | warn, when the burst had more than one event | — |
 //!
 //! The log lines keep the target of the worker that used to write them
 //! (`factorio_isr::sinks::discord::worker`), so `LOG_LEVEL` filters written for it still apply.
@@ -24,7 +26,7 @@
 //!
 //! How it fails: it does not; emitting only logs and updates atomics.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use tracing::{debug, error, warn};
@@ -377,10 +379,178 @@ impl EventsDropped {
     }
 }
 
+/// While a burst of too-old events goes on, the running count is logged this often.
+pub const TOO_OLD_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Events too old for Discord, grouped into bursts so that the log says it once per burst,
+/// not once per event. A burst starts with a too-old event (logged at once, with its age) and
+/// ends with the next event young enough to send, or at shutdown (then the count of the rest
+/// is logged); a burst that goes on logs its running count every [`TOO_OLD_REPORT_INTERVAL`].
+#[derive(Debug, Default)]
+pub struct TooOldBursts {
+    /// When the burst started, or its count was last logged; `None` outside a burst.
+    since: Option<Instant>,
+    /// Events dropped since then, not logged yet.
+    pending: u64,
+    /// The oldest and newest age among them.
+    oldest_age_ms: i64,
+    newest_age_ms: i64,
+}
+
+/// What [`TooOldBursts`] says to log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TooOldReport {
+    /// The first event of a burst, this old.
+    First {
+        /// Its age.
+        age_ms: i64,
+    },
+    /// More events of the burst since the last line.
+    More {
+        /// How many.
+        events: u64,
+        /// The age of the oldest.
+        oldest_age_ms: i64,
+        /// The age of the newest.
+        newest_age_ms: i64,
+    },
+}
+
+impl TooOldBursts {
+    /// An event `age_ms` old was dropped at `now`: what to log, if anything.
+    pub fn dropped(&mut self, age_ms: i64, now: Instant) -> Option<TooOldReport> {
+        let Some(since) = self.since else {
+            self.since = Some(now);
+            return Some(TooOldReport::First { age_ms });
+        };
+        if self.pending == 0 {
+            (self.oldest_age_ms, self.newest_age_ms) = (age_ms, age_ms);
+        } else {
+            self.oldest_age_ms = self.oldest_age_ms.max(age_ms);
+            self.newest_age_ms = self.newest_age_ms.min(age_ms);
+        }
+        self.pending += 1;
+        if now.saturating_duration_since(since) >= TOO_OLD_REPORT_INTERVAL {
+            self.since = Some(now);
+            return self.take();
+        }
+        None
+    }
+
+    /// An event young enough was sent, or the sink stops: the burst ends; what to log.
+    pub fn ended(&mut self) -> Option<TooOldReport> {
+        self.since.take()?;
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<TooOldReport> {
+        let events = std::mem::take(&mut self.pending);
+        (events > 0).then_some(TooOldReport::More {
+            events,
+            oldest_age_ms: self.oldest_age_ms,
+            newest_age_ms: self.newest_age_ms,
+        })
+    }
+}
+
+fn log_too_old(report: TooOldReport, max_event_age_ms: u64, event: Option<(&str, &str)>) {
+    let (server, event_type) = event.unwrap_or_default();
+    match report {
+        TooOldReport::First { age_ms } => {
+            warn!(target: TARGET, age_ms, max_event_age_ms, server, event_type, "An event older than max_event_age_ms was not sent to Discord; the rest of this burst is counted and summed up when it ends. If every event is this old, check `timezone`: factorio-isr reads the dates of a server's logs in that zone.");
+        }
+        TooOldReport::More {
+            events,
+            oldest_age_ms,
+            newest_age_ms,
+        } => {
+            warn!(target: TARGET, events, oldest_age_ms, newest_age_ms, max_event_age_ms, "More events older than max_event_age_ms were not sent to Discord.");
+        }
+    }
+}
+
+/// An event older than `max_event_age_ms`, dropped: counted every time, logged once per burst.
+pub struct EventTooOld<'a> {
+    /// How old it is.
+    pub age_ms: i64,
+    /// The limit.
+    pub max_event_age_ms: u64,
+    /// Its server.
+    pub server: &'a str,
+    /// Its event type.
+    pub event_type: &'a str,
+}
+
+impl EventTooOld<'_> {
+    /// Counts the event and logs it if it opens a burst (or the burst is due a count).
+    pub fn emit(self, metrics: &DiscordMetrics, bursts: &mut TooOldBursts, now: Instant) {
+        count_dropped(metrics, DropReason::TooOld, 1);
+        if let Some(report) = bursts.dropped(self.age_ms, now) {
+            log_too_old(
+                report,
+                self.max_event_age_ms,
+                Some((self.server, self.event_type)),
+            );
+        }
+    }
+}
+
+/// A burst of too-old events ended (an event young enough came, or the sink stops).
+pub struct TooOldBurstEnded {
+    /// The limit.
+    pub max_event_age_ms: u64,
+}
+
+impl TooOldBurstEnded {
+    /// Logs the count of the burst's events not logged yet, if any.
+    pub fn emit(self, bursts: &mut TooOldBursts) {
+        if let Some(report) = bursts.ended() {
+            log_too_old(report, self.max_event_age_ms, None);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::telemetry::metrics::Metrics;
+
+    #[test]
+    fn too_old_events_are_reported_once_per_burst() {
+        let mut b = TooOldBursts::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            b.dropped(5_000, t0),
+            Some(TooOldReport::First { age_ms: 5_000 })
+        );
+        assert_eq!(b.dropped(7_000, t0), None);
+        assert_eq!(b.dropped(6_000, t0 + Duration::from_secs(1)), None);
+        // A young event ends the burst: the two not logged yet are summed up.
+        assert_eq!(
+            b.ended(),
+            Some(TooOldReport::More {
+                events: 2,
+                oldest_age_ms: 7_000,
+                newest_age_ms: 6_000
+            })
+        );
+        assert_eq!(b.ended(), None);
+        // A burst of one is logged once.
+        assert!(matches!(b.dropped(1, t0), Some(TooOldReport::First { .. })));
+        assert_eq!(b.ended(), None);
+        // A burst that goes on logs its running count every interval.
+        b.dropped(9, t0);
+        assert_eq!(b.dropped(9, t0 + Duration::from_secs(30)), None);
+        assert_eq!(
+            b.dropped(8, t0 + TOO_OLD_REPORT_INTERVAL),
+            Some(TooOldReport::More {
+                events: 2,
+                oldest_age_ms: 9,
+                newest_age_ms: 8
+            })
+        );
+        assert_eq!(b.ended(), None);
+    }
 
     #[test]
     fn label_values_are_the_fixed_words() {

@@ -56,7 +56,9 @@ pub use self::config::{
     default_retry_max_ms, default_shutdown_flush_ms, default_webhook_name, resolve_webhooks,
 };
 use self::format::render;
-use self::internal_events::{DropReason, EventsDropped};
+use self::internal_events::{
+    DropReason, EventTooOld, EventsDropped, TooOldBurstEnded, TooOldBursts,
+};
 use self::ratelimit::RateLimits;
 use self::worker::{Queue, Worker};
 use crate::event::{DiscordTemplate, Event, Timestamp};
@@ -73,6 +75,10 @@ pub struct Discord {
     disabled: HashSet<String>,
     echo_guard: bool,
     max_age_ms: u64,
+    /// Too-old drops, logged once per burst; `too_old_burst` says one is going on without
+    /// taking the lock.
+    too_old: std::sync::Mutex<TooOldBursts>,
+    too_old_burst: AtomicBool,
     show_server: bool,
     metrics: DiscordMetrics,
     stopping: Arc<AtomicBool>,
@@ -186,6 +192,8 @@ impl Discord {
             disabled: config.disabled.iter().cloned().collect(),
             echo_guard: config.echo_guard,
             max_age_ms: config.max_event_age_ms,
+            too_old: std::sync::Mutex::new(TooOldBursts::default()),
+            too_old_burst: AtomicBool::new(false),
             metrics,
             stopping,
             stop_notifies,
@@ -221,12 +229,19 @@ impl Discord {
         if self.max_age_ms > 0 {
             let age_ms = Timestamp::now().0.saturating_sub(event.timestamp.0);
             if age_ms > self.max_age_ms as i64 {
-                EventsDropped {
-                    reason: DropReason::TooOld,
-                    events: 1,
+                let mut bursts = self.too_old.lock().unwrap_or_else(|p| p.into_inner());
+                EventTooOld {
+                    age_ms,
+                    max_event_age_ms: self.max_age_ms,
+                    server,
+                    event_type: &event.event_type,
                 }
-                .emit(&self.metrics);
+                .emit(&self.metrics, &mut bursts, Instant::now());
+                self.too_old_burst.store(true, Ordering::Release);
                 return;
+            }
+            if self.too_old_burst.swap(false, Ordering::AcqRel) {
+                self.end_too_old_burst();
             }
         }
         let name = template
@@ -261,10 +276,20 @@ impl Discord {
         }
     }
 
+    /// Logs what is left of a burst of too-old events.
+    fn end_too_old_burst(&self) {
+        let mut bursts = self.too_old.lock().unwrap_or_else(|p| p.into_inner());
+        TooOldBurstEnded {
+            max_event_age_ms: self.max_age_ms,
+        }
+        .emit(&mut bursts);
+    }
+
     /// Sends what is queued, for at most `shutdown_flush_ms`, then drops the rest (counted as
     /// `shutdown`). Blocks; call it outside the runtime.
     pub fn shutdown(&self, runtime: &tokio::runtime::Handle) {
         self.stopping.store(true, Ordering::Release);
+        self.end_too_old_burst();
         for n in &self.stop_notifies {
             n.notify_one();
         }
@@ -375,7 +400,110 @@ fn is_bridge_echo(event: &Event) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::event::{LogSource, Severity};
+    use crate::patterns::load::parse_template;
+    use crate::telemetry::metrics::Metrics;
+
+    /// Log lines written while `f` runs on this thread.
+    fn logs_of(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn event(age_ms: i64) -> Event {
+        Event {
+            timestamp: Timestamp(Timestamp::now().0 - age_ms),
+            event_type: "player_join".into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields: Default::default(),
+            raw: "2026-01-15 10:00:00 [JOIN] a joined the game".to_owned(),
+            message_start: 0,
+            source: Arc::new(LogSource {
+                server: "primary".into(),
+                path: "console.log".into(),
+            }),
+            offset: 0,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn events_too_old_for_discord_are_logged_once_per_burst_with_count_and_age() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let metrics = Metrics::new();
+        let health = Health::new(metrics.component_status.clone());
+        let config = DiscordConfig::default();
+        let webhooks = BTreeMap::from([(
+            config.default_webhook.clone(),
+            WebhookUrl::parse("http://127.0.0.1:9/api/webhooks/1/token").unwrap(),
+        )]);
+        let discord = Discord::start(
+            &config,
+            webhooks,
+            HashMap::new(),
+            runtime.handle(),
+            metrics.discord.clone(),
+            &health,
+        )
+        .unwrap();
+        // The young event goes to a webhook that is not configured: nothing is sent.
+        let mut template = DiscordTemplate {
+            parts: parse_template("{player} joined").unwrap(),
+            source: "{player} joined".to_owned(),
+            emoji: None,
+            color: None,
+            webhook: None,
+            enabled: true,
+        };
+        let max_ms = i64::try_from(config.max_event_age_ms).unwrap();
+        let logs = logs_of(|| {
+            for age_ms in [5 * 3_600_000, 5 * 3_600_000 + 1_000, 5 * 3_600_000 + 2_000] {
+                discord.route(&event(age_ms), &template);
+            }
+            template.webhook = Some("elsewhere".to_owned());
+            discord.route(&event(max_ms / 10), &template);
+        });
+        let lines: Vec<&str> = logs.lines().collect();
+        assert_eq!(lines.len(), 2, "{logs}");
+        assert!(lines[0].contains("age_ms=1800000"), "{logs}");
+        assert!(lines[0].contains("server=\"primary\""), "{logs}");
+        assert!(lines[0].contains("timezone"), "{logs}");
+        assert!(lines[1].contains("events=2"), "{logs}");
+        assert!(lines[1].contains("oldest_age_ms=18002"), "{logs}");
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"factorio_isr_discord_dropped_total{reason="too_old"} 3"#)
+        );
+        discord.shutdown(runtime.handle());
+    }
 
     fn run(steps: &[(Stage, i64)]) -> Vec<bool> {
         let mut l = Lifecycle::default();
