@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::settings::{Env, HostPort, Secret, line_col, parse_bool};
+use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
 use crate::tail::config::{TailConfig, default_state_dir};
@@ -354,11 +354,8 @@ impl Config {
             key,
             problem,
         };
-        let located = |key, problem| invalid(key, problem);
-        config
-            .framing
-            .validate()
-            .map_err(|e| located(e.key, e.problem))?;
+        let located = |e: InvalidSetting| invalid(e.key, e.problem);
+        config.framing.validate().map_err(located)?;
         if !valid_tag(&config.server_tag) {
             return Err(invalid("server_tag", TAG_RULE));
         }
@@ -385,22 +382,10 @@ impl Config {
                 }
             }
         }
-        config
-            .logstash
-            .validate()
-            .map_err(|e| located(e.key, e.problem))?;
-        config
-            .metrics
-            .validate()
-            .map_err(|e| located(e.key, e.problem))?;
-        config
-            .discord
-            .validate()
-            .map_err(|e| located(e.key(), e.problem()))?;
-        config
-            .tail
-            .validate()
-            .map_err(|e| located(e.key, e.problem))?;
+        config.logstash.validate().map_err(located)?;
+        config.metrics.validate().map_err(located)?;
+        config.discord.validate().map_err(located)?;
+        config.tail.validate().map_err(located)?;
         Ok(config)
     }
 }

@@ -12,18 +12,16 @@
 //! ```
 //!
 //! How it fails: unknown keys are refused by serde (`deny_unknown_fields`); a value out of range
-//! is a [`TailConfigError`] naming the dotted key and what is wrong. Nothing here reads files.
+//! is an [`InvalidSetting`] naming the dotted key and what is wrong. Nothing here reads files.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-use thiserror::Error;
-
 use super::frame::FramingLimits;
 use super::tailer::{StartAt, TailOptions};
 use super::watch;
-use crate::settings::Env;
+use crate::settings::{Env, InvalidSetting};
+use serde::Deserialize;
 
 /// Default of [`TailConfig::discovery_interval_ms`].
 pub const fn default_discovery_interval_ms() -> u64 {
@@ -128,24 +126,14 @@ impl Default for TailConfig {
     }
 }
 
-/// A value of `[tail]` or `[framing]` is out of range.
-#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
-#[error("`{key}` {problem}")]
-pub struct TailConfigError {
-    /// The key, dotted (`framing.max_line_bytes`).
-    pub key: &'static str,
-    /// What is wrong and what to do.
-    pub problem: &'static str,
-}
-
 impl TailConfig {
     /// Checks the values serde cannot: `read_chunk_bytes` is at least 4096.
-    pub fn validate(&self) -> Result<(), TailConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.read_chunk_bytes < MIN_READ_CHUNK_BYTES {
-            return Err(TailConfigError {
-                key: "tail.read_chunk_bytes",
-                problem: "must be at least 4096",
-            });
+            return Err(InvalidSetting::new(
+                "tail.read_chunk_bytes",
+                "must be at least 4096",
+            ));
         }
         Ok(())
     }
@@ -169,18 +157,18 @@ impl TailConfig {
 impl FramingLimits {
     /// Checks the values serde cannot: a line holds at least 1 byte and a record at least one
     /// line.
-    pub fn validate(&self) -> Result<(), TailConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.max_line_bytes == 0 {
-            return Err(TailConfigError {
-                key: "framing.max_line_bytes",
-                problem: "must be at least 1",
-            });
+            return Err(InvalidSetting::new(
+                "framing.max_line_bytes",
+                "must be at least 1",
+            ));
         }
         if self.max_record_lines == 0 {
-            return Err(TailConfigError {
-                key: "framing.max_record_lines",
-                problem: "must be at least 1 (1 turns multi-line records off)",
-            });
+            return Err(InvalidSetting::new(
+                "framing.max_record_lines",
+                "must be at least 1 (1 turns multi-line records off)",
+            ));
         }
         Ok(())
     }

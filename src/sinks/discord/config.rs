@@ -8,7 +8,7 @@
 //!
 //! The webhook URL is a secret: [`WebhookUrl`] never prints it, and no error here echoes it.
 //!
-//! How it fails: a value Discord would refuse is a [`DiscordConfigError`] naming its key; a
+//! How it fails: a value Discord would refuse is an [`InvalidSetting`] naming its key; a
 //! webhook without a usable URL (none, two, an unreadable file, not a webhook URL) or one that
 //! a server names but nobody configured is a [`DiscordError`] naming the webhook.
 
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::format::USERNAME_MAX;
+use crate::settings::InvalidSetting;
 
 /// Default of [`DiscordConfig::default_webhook`]: the webhook `DISCORD_WEBHOOK_URL` and
 /// `--discord-webhook` set.
@@ -206,7 +207,7 @@ impl DiscordConfig {
 
     /// Checks the values Discord would refuse: a `username` must be 1 to 80 characters (not
     /// counting surrounding blanks) and contain neither "discord" nor "clyde" in any case.
-    pub fn validate(&self) -> Result<(), DiscordConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if let Some(name) = &self.username {
             let lower = name.to_lowercase();
             let len = name.trim().chars().count();
@@ -214,36 +215,13 @@ impl DiscordConfig {
                 || lower.contains("discord")
                 || lower.contains("clyde")
             {
-                return Err(DiscordConfigError::Username);
+                return Err(InvalidSetting::new(
+                    "discord.username",
+                    "must be 1 to 80 characters and contain neither \"discord\" nor \"clyde\" (Discord refuses such names)",
+                ));
             }
         }
         Ok(())
-    }
-}
-
-/// A `[discord]` value Discord would refuse.
-#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
-pub enum DiscordConfigError {
-    /// `username` is empty, too long, or holds a word Discord keeps for itself.
-    #[error("`{}` {}", self.key(), self.problem())]
-    Username,
-}
-
-impl DiscordConfigError {
-    /// The key, dotted as in the config file (`discord.username`).
-    pub fn key(self) -> &'static str {
-        match self {
-            DiscordConfigError::Username => "discord.username",
-        }
-    }
-
-    /// What is wrong and what to do.
-    pub fn problem(self) -> &'static str {
-        match self {
-            DiscordConfigError::Username => {
-                "must be 1 to 80 characters and contain neither \"discord\" nor \"clyde\" (Discord refuses such names)"
-            }
-        }
     }
 }
 
@@ -490,14 +468,14 @@ mod tests {
             too_long.as_str(),
         ] {
             let err = with(bad).validate().unwrap_err();
-            assert_eq!(err.key(), "discord.username", "{bad:?}");
+            assert_eq!(err.key, "discord.username", "{bad:?}");
             assert_eq!(
-                err.problem(),
+                err.problem,
                 "must be 1 to 80 characters and contain neither \"discord\" nor \"clyde\" (Discord refuses such names)"
             );
             assert_eq!(
                 err.to_string(),
-                format!("`discord.username` {}", err.problem())
+                format!("`discord.username` {}", err.problem)
             );
         }
         for good in ["Factorio", " Factorio ", "x", &"x".repeat(80), "Ünïcödé ⚙"] {

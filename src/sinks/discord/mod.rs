@@ -50,10 +50,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 pub use self::config::{
-    DiscordConfig, DiscordConfigError, DiscordError, ServerRoute, WebhookConfig, WebhookUrl,
-    check_webhooks, default_coalesce_ms, default_max_attempts, default_max_event_age_ms,
-    default_queue_events, default_request_timeout_ms, default_retry_initial_ms,
-    default_retry_max_ms, default_shutdown_flush_ms, default_webhook_name, resolve_webhooks,
+    DiscordConfig, DiscordError, ServerRoute, WebhookConfig, WebhookUrl, check_webhooks,
+    default_coalesce_ms, default_max_attempts, default_max_event_age_ms, default_queue_events,
+    default_request_timeout_ms, default_retry_initial_ms, default_retry_max_ms,
+    default_shutdown_flush_ms, default_webhook_name, resolve_webhooks,
 };
 use self::format::render;
 use self::internal_events::{
