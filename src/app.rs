@@ -276,7 +276,6 @@ impl App {
             &config.discord,
             config.discord_routes(),
             config.discord_webhook_url.as_ref(),
-            &patterns.load(),
             &ctx,
         )?;
         if let Some(d) = discord {

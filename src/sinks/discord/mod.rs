@@ -91,25 +91,17 @@ pub struct Discord {
 impl Discord {
     /// Starts the sink when `config` or `default_url` (`--discord-webhook` or
     /// `DISCORD_WEBHOOK_URL`, for the default webhook) name a webhook; `None` when none does.
-    /// `servers`: every server's tag and route. Warns about patterns that post to a webhook
-    /// that is not configured.
+    /// `servers`: every server's tag and route. Webhooks that servers and patterns name were
+    /// checked before (`app::preflight`).
     pub fn build(
         config: &DiscordConfig,
         servers: HashMap<String, ServerRoute>,
         default_url: Option<&Secret>,
-        patterns: &crate::patterns::PatternSet,
         ctx: &SinkContext<'_>,
     ) -> Result<Option<DiscordSink>, DiscordError> {
         let webhooks = resolve_webhooks(config, default_url.map(Secret::expose))?;
         if webhooks.is_empty() {
             return Ok(None);
-        }
-        for p in patterns.patterns() {
-            if let Some(w) = p.discord.as_ref().and_then(|d| d.webhook.as_ref())
-                && !webhooks.contains_key(w)
-            {
-                tracing::warn!(pattern = %p.qualified_name, webhook = %w, "This pattern posts to a Discord webhook that is not configured; its events are dropped. Add [discord.webhooks.{w}].");
-            }
         }
         let names: Vec<&String> = webhooks.keys().collect();
         tracing::info!(webhooks = ?names, "Sending events with a Discord template to Discord.");
