@@ -109,30 +109,7 @@ fn promtool_check_metrics_is_clean() {
     let env = metrics_env();
     let (isr, _) = run_with_lines(&env, 10, 2, 1);
     let text = metrics(&isr);
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
+    assert_promtool_clean(promtool.as_ref(), &text);
 }
 
 /// `promtool check metrics` on `text`: passes when it has nothing to say.
