@@ -109,7 +109,7 @@ fn promtool_check_metrics_is_clean() {
     let env = metrics_env();
     let (isr, _) = run_with_lines(&env, 10, 2, 1);
     let text = metrics(&isr);
-    assert_promtool_clean(promtool.as_ref(), &text);
+    assert_promtool_clean(promtool, &text);
 }
 
 /// `promtool check metrics` on `text`: passes when it has nothing to say.
