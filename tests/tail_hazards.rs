@@ -13,6 +13,7 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::path::Path;
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use support::{
     Env, Isr, IsrCmd, SeqWriter, assert_each_once, check_seqs, clock_ticks_per_sec, paced, seqs_in,
+    wait_until,
 };
 
 /// How long lines may take to arrive. They normally take milliseconds; this is generous for a
@@ -788,6 +790,51 @@ fn a_restart_resumes_at_the_checkpoint() {
         .filter(|e| e["raw"].as_str().is_some_and(|r| r.len() < 40))
         .collect();
     assert!(halves.is_empty(), "half a line became an event: {halves:?}");
+}
+
+/// The offset the checkpoint file records for the file named `name`, if any.
+fn saved_offset(state: &Path, name: &str) -> Option<u64> {
+    let text = fs::read_to_string(state.join("checkpoints.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v["files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(name)))?["offset"]
+        .as_u64()
+}
+
+#[test]
+fn a_burst_then_quiet_is_checkpointed_so_a_kill_sends_nothing_twice() {
+    // Checkpoints used to be saved only when a later batch was delivered: a burst followed by
+    // quiet (a crash record is the last thing a server writes) stayed unsaved, and a SIGKILL
+    // sent it all again.
+    let env = Env::new();
+    let isr = env.isr().start_at_beginning().spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(1000);
+    expect_arrive(&isr, "w", w.written());
+    let len = fs::metadata(env.log("console.log")).unwrap().len();
+    assert!(
+        wait_until(
+            || saved_offset(&env.state, "console.log") == Some(len),
+            Duration::from_secs(10)
+        ),
+        "the burst was never checkpointed: saved {:?} of {len} bytes\n{}",
+        saved_offset(&env.state, "console.log"),
+        isr.stderr_tail()
+    );
+    drop(isr); // SIGKILL: no final save.
+
+    w.write_lines(10);
+    let isr2 = env.isr().start_at_beginning().spawn();
+    expect_arrive(&isr2, "w", &(1001..=1010).collect::<Vec<_>>());
+    settle();
+    let again: Vec<u64> = isr2.seqs("w").into_iter().filter(|&s| s <= 1000).collect();
+    assert!(
+        again.is_empty(),
+        "{} lines of the burst sent again after the kill",
+        again.len()
+    );
 }
 
 #[test]

@@ -6,7 +6,10 @@
 //! watcher. [`Source::run`] is the tail loop ([`follow`]) until stopped.
 //!
 //! Each batch's [`Receipt`] records the file's checkpoint once the batch is delivered, on the
-//! sink thread, and saves the checkpoint file at most every `checkpoint_interval`. The pipeline
+//! sink thread. The checkpoint file is saved at most every `checkpoint_interval`, and at least
+//! that often while something delivered is not saved yet: after a delivery, and at every pass
+//! of the tail loop (one every `poll_interval_max` at the latest), so a burst followed by quiet
+//! is on disk within the interval. The pipeline
 //! saves once more when it ends; a forced stop saves from the main thread through
 //! [`Checkpoints::save`], after cutting the batch in flight where the sink's write stopped.
 //!
@@ -222,7 +225,12 @@ impl Source for TailSource {
             waker,
             poll_interval_max,
             &stop,
-            || out.borrow().alive(),
+            || {
+                out.borrow().alive();
+                // A burst followed by quiet is saved within the interval too, not only when a
+                // later batch is delivered.
+                store.save_if_due();
+            },
             |b| {
                 let receipt = b.checkpoint.map(|checkpoint| {
                     Arc::new(FileReceipt {
