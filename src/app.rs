@@ -258,7 +258,8 @@ impl App {
             },
             &metrics.pipeline,
         )?
-        .with_health(tailer.clone());
+        .with_health(tailer.clone())
+        .with_checkpoint_health(health.component("checkpoints", "starting"));
 
         // The sinks, in delivery order: the reliable one first, then the best-effort ones.
         let ctx = SinkContext {
@@ -400,6 +401,16 @@ impl App {
             let _ = r.join();
         }
         match join(worker) {
+            Ok(RunSummary {
+                checkpoint_error: Some(e),
+                ..
+            }) => {
+                tracing::error!(
+                    error = %e,
+                    "Stopped, but saving the checkpoints failed: lines delivered since the last save will be sent again after a restart."
+                );
+                Err(AppError::Checkpoints(io::Error::other(e)))
+            }
             Ok(summary) => {
                 tracing::info!(
                     events = summary.events,

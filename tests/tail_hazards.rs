@@ -838,6 +838,56 @@ fn a_burst_then_quiet_is_checkpointed_so_a_kill_sends_nothing_twice() {
 }
 
 #[test]
+fn a_stop_whose_checkpoints_cannot_be_saved_says_so_and_exits_non_zero() {
+    // The state directory goes away and a file takes its place: every save fails (as on a full
+    // disk). `/ready` must say so while it lasts, and the stop must not claim it saved.
+    let env = Env::new();
+    let mut isr = env.isr().start_at_beginning().spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(10);
+    expect_arrive(&isr, "w", w.written());
+    assert!(
+        wait_until(
+            || saved_offset(&env.state, "console.log").is_some(),
+            Duration::from_secs(10)
+        ),
+        "{}",
+        isr.stderr_tail()
+    );
+    fs::remove_dir_all(&env.state).unwrap();
+    fs::write(&env.state, b"not a directory").unwrap();
+    w.write_lines(10);
+    expect_arrive(&isr, "w", w.written());
+    let mut reason = String::new();
+    assert!(
+        wait_until(
+            || {
+                let (status, body) = isr.admin_get("/ready");
+                reason = body;
+                status == 503 && reason.contains("saving checkpoints failed")
+            },
+            Duration::from_secs(10)
+        ),
+        "/ready did not report the failing saves: {reason}"
+    );
+    let status = isr.stop(EXIT);
+    let stderr = isr.stderr();
+    assert_ne!(
+        status.code(),
+        Some(0),
+        "a stop that could not save exited 0:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("Stopped; checkpoints saved."),
+        "the stop claimed it saved:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("saving the checkpoints failed"),
+        "the failed save was not reported:\n{stderr}"
+    );
+}
+
+#[test]
 fn sigterm_while_lines_flow_exits_cleanly_and_loses_nothing() {
     let env = Env::new();
     let path = env.log("factorio-current.log");

@@ -89,6 +89,8 @@ struct Store {
     interval: Duration,
     last_save: Mutex<Instant>,
     errors: ErrorCounter,
+    /// `checkpoints` in `/ready`: not ready while saves fail.
+    health: Component,
 }
 
 impl Store {
@@ -99,10 +101,20 @@ impl Store {
             return Ok(());
         }
         *lock(&self.last_save) = Instant::now();
-        store.save(Timestamp::now()).inspect_err(|e| {
-            self.errors.record(CheckpointErrorKind::Save);
-            warn!(error = %e, "Saving checkpoints failed; will retry.");
-        })
+        match store.save(Timestamp::now()) {
+            Ok(()) => {
+                self.health.ready();
+                Ok(())
+            }
+            Err(e) => {
+                self.errors.record(CheckpointErrorKind::Save);
+                warn!(error = %e, "Saving checkpoints failed; will retry.");
+                self.health.not_ready(format!(
+                    "saving checkpoints failed: {e}; lines delivered since the last save would be sent again after a restart"
+                ));
+                Err(e)
+            }
+        }
     }
 
     fn save_if_due(&self) {
@@ -180,6 +192,7 @@ impl TailSource {
                 interval: opts.checkpoint_interval,
                 last_save: Mutex::new(Instant::now()),
                 errors: metrics.errors.clone(),
+                health: Component::default(),
             }),
             poll_interval_max: opts.poll_interval_max,
         })
@@ -191,6 +204,17 @@ impl TailSource {
     /// (checked at each discovery): not ready, naming each directory and why, while one cannot.
     pub fn with_health(mut self, health: Component) -> Self {
         self.tailer = self.tailer.with_health(health);
+        self
+    }
+
+    /// Reports to `health` (the `checkpoints` component) whether the last save worked: not
+    /// ready, with the reason, while saves fail.
+    pub fn with_checkpoint_health(mut self, health: Component) -> Self {
+        // Nothing else holds the store before the source runs.
+        if let Some(store) = Arc::get_mut(&mut self.store) {
+            health.ready();
+            store.health = health;
+        }
         self
     }
 }
