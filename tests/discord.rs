@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::discord::{FakeConfig, FakeDiscord, Mode, Recorded, all_text};
+use support::discord::{FakeConfig, FakeDiscord, Mode, Recorded, Recorder, all_text};
 use support::{Env, Isr, metric_sample, wait_until};
 
 const ARRIVE: Duration = Duration::from_secs(30);
@@ -263,6 +263,78 @@ fn server_errors_are_retried_until_the_message_gets_through() {
     let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [503, 503, 200]);
     assert!(all_text(&fake.accepted()[0]).contains("bob"));
+    assert_secret_never_shown(&isr, &fake, "main");
+    stop(isr);
+}
+
+/// A webhook URL that answers a redirect: the redirect is not followed (its target never sees
+/// the token, in the URL or a `Referer`), the message is counted as dropped, not as sent, and
+/// the log says the status, never the `Location`. A 302 (which a follower turns into a bodiless
+/// GET) and a 307 (which a follower re-posts).
+#[test]
+fn a_redirect_is_never_followed_and_the_message_is_counted_as_dropped() {
+    let env = discord_env("");
+    let fake = FakeDiscord::start(FakeConfig::default());
+    let elsewhere = Recorder::start();
+    let location = format!("{}/elsewhere", elsewhere.base_url());
+    let isr = start(&env, &fake.webhook_url("main"));
+    for (n, status) in [(1.0, 302), (2.0, 307)] {
+        fake.set_mode(
+            "main",
+            Mode::Redirect {
+                status,
+                location: location.clone(),
+            },
+        );
+        append(
+            &env.log("console.log"),
+            &[format!("[JOIN] p{status} joined the game")],
+        );
+        let settled = |text: &str| {
+            metric_sample(
+                text,
+                "factorio_isr_discord_dropped_total{reason=\"redirected\"}",
+            ) == Some(n)
+                && metric_sample(
+                    text,
+                    "factorio_isr_errors_total{component=\"discord\",error_type=\"redirected\"}",
+                ) == Some(n)
+        };
+        // Either the drop is counted, or a follower reached the target: both end the wait.
+        wait_until(
+            || !elsewhere.requests().is_empty() || settled(&isr.admin_get("/metrics").1),
+            ARRIVE,
+        );
+        let leaked: Vec<String> = elsewhere
+            .requests()
+            .iter()
+            .map(|r| format!("{} {} {:?}", r.method, r.path_and_query, r.headers))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "the redirect was followed after a {status}: {leaked:?}"
+        );
+        let metrics = isr.admin_get("/metrics").1;
+        assert!(settled(&metrics), "after a {status}:\n{metrics}");
+        assert_eq!(
+            metric_sample(
+                &metrics,
+                "factorio_isr_discord_events_sent_total{webhook=\"default\"}"
+            ),
+            Some(0.0),
+            "{metrics}"
+        );
+    }
+    let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [302, 307], "redirects must not be retried");
+    for r in fake.requests() {
+        assert_eq!(r.header("referer"), None);
+    }
+    let stderr = isr.stderr();
+    assert!(
+        stderr.contains("redirect") && !stderr.contains("/elsewhere"),
+        "{stderr}"
+    );
     assert_secret_never_shown(&isr, &fake, "main");
     stop(isr);
 }

@@ -49,7 +49,7 @@
 //! out): those are rate-limit violations, the thing a well-behaved client never commits.
 //!
 //! Test controls: [`FakeDiscord::set_mode`] (deleted webhook, bad token, a run of 5xx, a slow
-//! answer, connections reset without any answer) and [`FakeDiscord::force_429`] (a 429 caused
+//! answer, connections reset without any answer, a redirect to a [`Recorder`]) and [`FakeDiscord::force_429`] (a 429 caused
 //! by "someone else" using the bucket, or a global one).
 //!
 //! Not faked: `multipart/form-data` bodies and attachments (rejected like any non-JSON body),
@@ -156,6 +156,10 @@ pub enum Mode {
     /// (`SO_LINGER` 0, so the client sees a TCP RST) without a byte of HTTP response; then
     /// [`Mode::Ok`].
     Reset { remaining: u32 },
+    /// Every request is answered `status` (a 3xx) with this `Location` and no body, like a
+    /// misconfigured proxy or a URL that moved (see [`Recorder`] for a target that records what
+    /// a client that follows it would send).
+    Redirect { status: u16, location: String },
 }
 
 // --- records ----------------------------------------------------------------------------------
@@ -521,6 +525,7 @@ enum Action {
     Unauthorized,
     ServerError(u16),
     Reset,
+    Redirect(u16, String),
     /// Proceed, after sleeping this long if any.
     Proceed(Option<Duration>),
 }
@@ -558,6 +563,7 @@ impl Inner {
             Mode::Gone => Action::Gone,
             Mode::Unauthorized => Action::Unauthorized,
             Mode::Slow(delay) => Action::Proceed(Some(*delay)),
+            Mode::Redirect { status, location } => Action::Redirect(*status, location.clone()),
             Mode::ServerError { remaining, status } => {
                 let status = *status;
                 let action = if *remaining > 0 {
@@ -813,6 +819,15 @@ async fn handle(shared: Arc<Shared>, req: Incoming) -> Outcome {
             plain(StatusCode::INTERNAL_SERVER_ERROR, "reset"),
             Some("mode: connection reset".to_owned()),
             true,
+        ),
+        Action::Redirect(status, location) => (
+            Response::builder()
+                .status(StatusCode::from_u16(status).expect("a redirect status"))
+                .header(header::LOCATION, location)
+                .body(Body::empty())
+                .expect("response"),
+            Some(format!("mode: redirect {status}")),
+            false,
         ),
         Action::Proceed(delay) => {
             if let Some(delay) = delay {
@@ -1483,6 +1498,117 @@ fn empty(status: StatusCode) -> Response {
         .status(status)
         .body(Body::empty())
         .expect("response")
+}
+
+// --- a redirect's target ----------------------------------------------------------------------
+
+/// A plain HTTP server on 127.0.0.1 that records every request it gets (any method, any path,
+/// with its headers) and answers `200 {}`: where a [`Mode::Redirect`] points, to see what a
+/// client that follows redirects would leak. Dropping it stops it.
+pub struct Recorder {
+    addr: SocketAddr,
+    records: Arc<Mutex<Vec<Recorded>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Recorder {
+    /// Starts a recorder with an OS-assigned port. Needs no runtime from the caller.
+    pub fn start() -> Recorder {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind recorder");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr = listener.local_addr().expect("recorder address");
+        let records: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let app = Router::new()
+            .fallback(record_any)
+            .with_state(records.clone());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("recorder runtime");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    tokio::select! {
+                        result = axum::serve(listener, app).into_future() => result.expect("recorder"),
+                        _ = stop => {}
+                    }
+                });
+            })
+            .expect("spawn recorder thread");
+        Recorder {
+            addr,
+            records,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received, in arrival order (`webhook_id` empty, `status` 200).
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn record_any(
+    State(records): State<Arc<Mutex<Vec<Recorded>>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let recorded = Recorded {
+        at: Instant::now(),
+        method: method.to_string(),
+        webhook_id: String::new(),
+        path_and_query: uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw_body: String::from_utf8_lossy(&body).into_owned(),
+        status: 200,
+        in_retry_window: false,
+        rejection: None,
+    };
+    records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(recorded);
+    json_response(StatusCode::OK, &json!({}))
 }
 
 // --- connections that can be reset -------------------------------------------------------------

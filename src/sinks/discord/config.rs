@@ -81,6 +81,13 @@ impl WebhookUrl {
         if !matches!(parsed.scheme(), "https" | "http") {
             return Err("must be an https:// URL");
         }
+        // The token travels in the path: in clear over http://, so only to this machine.
+        if parsed.scheme() == "http" && !is_loopback(&parsed) {
+            return Err(
+                "must be an https:// URL (http:// would send the webhook's token in clear; \
+                 it is allowed only to this machine: localhost, 127.0.0.0/8, ::1)",
+            );
+        }
         if !parsed.path().contains("/api/webhooks/") {
             return Err(
                 "is not a webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
@@ -97,6 +104,18 @@ impl WebhookUrl {
         });
         url.query_pairs_mut().append_pair("wait", "true");
         url
+    }
+}
+
+/// The URL's host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -373,6 +392,37 @@ mod tests {
             let err = WebhookUrl::parse(bad).unwrap_err();
             assert!(!err.contains("SECRET"), "{err}");
         }
+    }
+
+    #[test]
+    fn http_is_refused_except_to_this_machine() {
+        for far in [
+            "http://discord.com/api/webhooks/1/SECRET",
+            "http://10.0.0.1:8080/api/webhooks/1/SECRET",
+            "http://[2001:db8::1]/api/webhooks/1/SECRET",
+            "http://localhost.example.com/api/webhooks/1/SECRET",
+        ] {
+            let err = WebhookUrl::parse(far).unwrap_err();
+            assert!(
+                err.contains("https://") && !err.contains("SECRET"),
+                "{far}: {err}"
+            );
+        }
+        for near in [
+            "http://127.0.0.1:8080/api/webhooks/1/SECRET",
+            "http://127.1.2.3/api/webhooks/1/SECRET",
+            "http://[::1]:8080/api/webhooks/1/SECRET",
+            "http://LOCALHOST:8080/api/webhooks/1/SECRET",
+        ] {
+            assert!(WebhookUrl::parse(near).is_ok(), "{near}");
+        }
+        let err = resolve_webhooks(
+            &DiscordConfig::default(),
+            Some("http://discord.com/api/webhooks/1/SECRET"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("default") && !err.contains("SECRET"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | [`EventsDelivered`] | — | `discord_events_sent_total{webhook}` |
 //! | [`WebhookDisabled`] | error | `errors_total{error_type="webhook_disabled"}`, `discord_dropped_total{reason="webhook_disabled"}` |
 //! | [`MessageRejected`] | warn | `errors_total{error_type="rejected"}`, `discord_dropped_total{reason="rejected"}` |
+//! | [`MessageRedirected`] | warn | `errors_total{error_type="redirected"}`, `discord_dropped_total{reason="redirected"}` |
 //! | [`RequestRetried`] | warn | `errors_total{error_type="request_failed"}` |
 //! | [`RetriesExhausted`] | warn | `errors_total{error_type="request_failed"}`, `discord_dropped_total{reason="retries_exhausted"}` |
 //! | [`EventsDropped`] | — | `discord_dropped_total{reason}` |
@@ -48,6 +49,8 @@ pub enum DiscordErrorKind {
     Rejected,
     /// A 5xx answer, a timeout or a broken connection.
     RequestFailed,
+    /// The webhook URL answered a redirect (3xx), which is never followed.
+    Redirected,
 }
 
 impl ErrorKind for DiscordErrorKind {
@@ -55,6 +58,7 @@ impl ErrorKind for DiscordErrorKind {
         DiscordErrorKind::WebhookDisabled,
         DiscordErrorKind::Rejected,
         DiscordErrorKind::RequestFailed,
+        DiscordErrorKind::Redirected,
     ];
 
     fn component(self) -> &'static str {
@@ -66,6 +70,7 @@ impl ErrorKind for DiscordErrorKind {
             DiscordErrorKind::WebhookDisabled => "webhook_disabled",
             DiscordErrorKind::Rejected => "rejected",
             DiscordErrorKind::RequestFailed => "request_failed",
+            DiscordErrorKind::Redirected => "redirected",
         }
     }
 }
@@ -81,6 +86,8 @@ pub enum DropReason {
     Rejected,
     /// Every attempt failed (5xx, timeouts, broken connections).
     RetriesExhausted,
+    /// The webhook URL answered a redirect (3xx); it is not followed.
+    Redirected,
     /// The event was older than `max_event_age_ms` (a backlog read at start).
     TooOld,
     /// The event's webhook is not configured.
@@ -96,6 +103,7 @@ impl DropReason {
         DropReason::WebhookDisabled,
         DropReason::Rejected,
         DropReason::RetriesExhausted,
+        DropReason::Redirected,
         DropReason::TooOld,
         DropReason::NoWebhook,
         DropReason::Shutdown,
@@ -108,6 +116,7 @@ impl DropReason {
             DropReason::WebhookDisabled => "webhook_disabled",
             DropReason::Rejected => "rejected",
             DropReason::RetriesExhausted => "retries_exhausted",
+            DropReason::Redirected => "redirected",
             DropReason::TooOld => "too_old",
             DropReason::NoWebhook => "no_webhook",
             DropReason::Shutdown => "shutdown",
@@ -320,6 +329,27 @@ impl MessageRejected<'_> {
         warn!(target: TARGET, webhook = %self.webhook, status = self.status.as_u16(), reason = %self.reason, "Discord refused a message; it is dropped.");
         metrics.errors.record(DiscordErrorKind::Rejected);
         count_dropped(metrics, DropReason::Rejected, self.dropped);
+    }
+}
+
+/// The webhook URL answered a redirect (3xx). Redirects are never followed (the token would
+/// go to another address, and the message would be lost on the way), so the message is
+/// dropped, not retried: the same URL would answer the same.
+pub struct MessageRedirected<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The answer's status (never its `Location`, which may hold the token).
+    pub status: StatusCode,
+    /// The events the message held.
+    pub dropped: u64,
+}
+
+impl MessageRedirected<'_> {
+    /// Logs a warning, counts a `redirected` error and the dropped events.
+    pub fn emit(self, metrics: &DiscordMetrics) {
+        warn!(target: TARGET, webhook = %self.webhook, status = self.status.as_u16(), "The webhook URL answered a redirect, which is not followed; the message is dropped. Check that the URL is Discord's webhook URL (https://discord.com/api/webhooks/ID/TOKEN).");
+        metrics.errors.record(DiscordErrorKind::Redirected);
+        count_dropped(metrics, DropReason::Redirected, self.dropped);
     }
 }
 
@@ -562,6 +592,7 @@ mod tests {
                 "webhook_disabled",
                 "rejected",
                 "retries_exhausted",
+                "redirected",
                 "too_old",
                 "no_webhook",
                 "shutdown"
@@ -576,7 +607,8 @@ mod tests {
             [
                 ("discord", "webhook_disabled"),
                 ("discord", "rejected"),
-                ("discord", "request_failed")
+                ("discord", "request_failed"),
+                ("discord", "redirected")
             ]
         );
         assert_eq!(RateLimitScope::Bucket.as_str(), "bucket");

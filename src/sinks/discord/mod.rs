@@ -144,6 +144,10 @@ impl Discord {
             ))
             .timeout(Duration::from_millis(config.request_timeout_ms.max(1)))
             .connect_timeout(Duration::from_millis(config.request_timeout_ms.max(1)))
+            // A redirect would carry the token elsewhere (in the URL and `Referer`) and turn
+            // the POST into a bodiless GET: a 3xx is an answer, and the worker drops it.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .build()
             .map_err(|_| DiscordError::BadUrl {
                 name: "(all)".into(),

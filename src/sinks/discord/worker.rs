@@ -12,6 +12,9 @@
 //!   shown in `/ready`; its queue and every later event are dropped (`webhook_disabled`).
 //! - another 4xx: Discord refuses the message itself; it is dropped (`rejected`) and logged
 //!   with Discord's reason. Never retried.
+//! - 3xx: redirects are never followed (the token would travel to another address and the
+//!   message would be lost on the way); the message is dropped (`redirected`), never retried,
+//!   and logged with the status only, never the `Location`.
 //! - 5xx, a timeout or a broken connection: retried with exponential backoff (with jitter),
 //!   at most `max_attempts` times, then dropped (`retries_exhausted`).
 //!
@@ -32,8 +35,9 @@ use tracing::Instrument;
 use super::config::{DiscordConfig, WebhookUrl};
 use super::format::{Item, build_body};
 use super::internal_events::{
-    DropReason, EventsDelivered, EventsDropped, MessageRejected, RateLimitAnnounced, RateLimitHit,
-    RateLimitWait, RequestFinished, RequestRetried, RetriesExhausted, WebhookDisabled,
+    DropReason, EventsDelivered, EventsDropped, MessageRedirected, MessageRejected,
+    RateLimitAnnounced, RateLimitHit, RateLimitWait, RequestFinished, RequestRetried,
+    RetriesExhausted, WebhookDisabled,
 };
 use super::ratelimit::{RateLimits, parse_429};
 use crate::event::Severity;
@@ -183,6 +187,8 @@ enum Outcome {
     Disabled(StatusCode, String),
     /// Another 4xx, with Discord's reason.
     Rejected(StatusCode, String),
+    /// A 3xx: not followed.
+    Redirected(StatusCode),
     Failed(String),
 }
 
@@ -278,6 +284,14 @@ impl Worker {
                     }
                     .emit(&self.metrics)
                 }),
+                Outcome::Redirected(status) => span.in_scope(|| {
+                    MessageRedirected {
+                        webhook: &self.name,
+                        status,
+                        dropped: batch.len() as u64,
+                    }
+                    .emit(&self.metrics)
+                }),
                 Outcome::Failed(why) => {
                     // The request's span ends with the request, not after the wait below.
                     drop(span);
@@ -361,6 +375,9 @@ impl Worker {
             }
             .emit(&self.metrics);
             return Outcome::RateLimited;
+        }
+        if status.is_redirection() {
+            return Outcome::Redirected(status);
         }
         let reason = discord_reason(&bytes);
         if status == StatusCode::NOT_FOUND || status == StatusCode::UNAUTHORIZED {
