@@ -186,6 +186,7 @@ fn every_labelled_family_is_at_zero_before_anything_happens() {
         ("discord", "webhook_disabled"),
         ("discord", "rejected"),
         ("discord", "request_failed"),
+        ("discord", "redirected"),
         ("patterns", "reload"),
     ] {
         zero(&format!(
@@ -197,6 +198,7 @@ fn every_labelled_family_is_at_zero_before_anything_happens() {
         "webhook_disabled",
         "rejected",
         "retries_exhausted",
+        "redirected",
         "too_old",
         "no_webhook",
         "shutdown",

@@ -50,7 +50,8 @@ pub struct RateLimitLabels {
 /// `{reason}` of a dropped Discord event.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `queue_full`, `webhook_disabled`, `rejected` (a 4xx other than 429), `retries_exhausted`.
+    /// `queue_full`, `webhook_disabled`, `rejected` (a 4xx other than 429), `retries_exhausted`,
+    /// `redirected` (a 3xx, never followed), `too_old`, `no_webhook`, `shutdown`.
     pub reason: String,
 }
 
