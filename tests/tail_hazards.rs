@@ -888,6 +888,25 @@ fn a_stop_whose_checkpoints_cannot_be_saved_says_so_and_exits_non_zero() {
 }
 
 #[test]
+fn terminal_escapes_in_a_file_name_are_escaped_in_console_logs() {
+    // A file name is anything a local user can create: it must not clear the admin's screen.
+    let env = Env::new();
+    fs::write(env.log("evil\x1b[2J\x07.log"), "x\n").unwrap();
+    let isr = env.isr().start_at_beginning().spawn();
+    assert!(
+        isr.wait_for_stderr("Following log file", ARRIVE),
+        "{}",
+        isr.stderr_tail()
+    );
+    let stderr = isr.stderr();
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\x07'),
+        "raw control characters in the console log:\n{stderr:?}"
+    );
+    assert!(stderr.contains("evil\\x1b[2J\\x07.log"), "{stderr}");
+}
+
+#[test]
 fn sigterm_while_lines_flow_exits_cleanly_and_loses_nothing() {
     let env = Env::new();
     let path = env.log("factorio-current.log");

@@ -54,6 +54,45 @@ impl LogFormat {
     }
 }
 
+/// Standard error for console logs, with the control characters a logged value may carry (a
+/// file name, an error body from Discord) written as `\x1b`-style escapes, so a log line cannot
+/// clear the screen, ring the bell or forge a line of its own. A line's final newline stays;
+/// tabs stay. JSON logs need none of this: JSON escapes them already.
+struct EscapedStderr;
+
+impl io::Write for EscapedStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stderr().lock().write_all(&escape_controls(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+/// `bytes` with every control character but tab and a final newline as `\xNN`.
+fn escape_controls(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (body, end) = match bytes.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (bytes, &b""[..]),
+    };
+    let control = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+    if !body.iter().any(|&b| control(b)) {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    for &b in body {
+        if control(b) {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend_from_slice(end);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Installs the subscriber: log lines on stderr, and spans to OpenTelemetry when `tracer` is
 /// given.
 pub fn init(format: LogFormat, level: Option<&str>, tracer: Option<SdkTracer>) {
@@ -80,9 +119,10 @@ pub fn init(format: LogFormat, level: Option<&str>, tracer: Option<SdkTracer>) {
             .with_writer(io::stderr)
             .with_filter(filter)
             .boxed(),
+        // No colours: every control character is escaped, the ones of colours included.
         LogFormat::Console => fmt::layer()
-            .with_writer(io::stderr)
-            .with_ansi(io::stderr().is_terminal())
+            .with_writer(|| EscapedStderr)
+            .with_ansi(false)
             .with_target(false)
             .with_filter(filter)
             .boxed(),
@@ -114,5 +154,15 @@ mod tests {
         assert_eq!(LogFormat::parse("json"), Some(LogFormat::Json));
         assert_eq!(LogFormat::parse("Console"), Some(LogFormat::Console));
         assert_eq!(LogFormat::parse("xml"), None);
+    }
+
+    #[test]
+    fn console_logs_escape_control_characters_but_keep_the_line_end() {
+        let line = b"path=/srv/\x1b[2Jx\x07 y\tz\nforged line\n";
+        assert_eq!(
+            &*escape_controls(line),
+            &b"path=/srv/\\x1b[2Jx\\x07 y\tz\\x0aforged line\n"[..]
+        );
+        assert_eq!(&*escape_controls(b"plain\n"), b"plain\n");
     }
 }
