@@ -907,8 +907,10 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let s = ServiceConfig::default();
-        let info = s.resolve(|k| (k == "SERVICE_ENVIRONMENT").then(|| "dev".to_owned()));
+        let mut c = Config::default();
+        let env = |k: &str| (k == "SERVICE_ENVIRONMENT").then(|| "dev".to_owned());
+        c.apply(&Overrides::default(), &env).unwrap();
+        let info = c.service.info();
         assert_eq!(info.environment, "dev");
         assert_eq!(info.name, "factorio-isr");
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));

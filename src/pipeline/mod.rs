@@ -7,7 +7,7 @@
 //! ```
 //!
 //! - [`source`]: the [`Source`] seam (what feeds the pipeline) and its [`Batch`]es.
-//! - [`stages`](run_stages): the source thread, the match workers, and the in-order hand-over
+//! - `stages`: the source thread, the match workers, and the in-order hand-over
 //!   to the sink thread.
 //! - [`route`]: on the sink thread, every event to every sink, the reliable sinks flushed,
 //!   then the batch's receipt moves the source's checkpoint.

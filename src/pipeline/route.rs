@@ -41,12 +41,6 @@ pub struct Router<'a> {
     types: EventTypeCounts,
 }
 
-/// What one delivered batch added.
-pub struct Delivered {
-    /// Events delivered.
-    pub events: u64,
-}
-
 impl<'a> Router<'a> {
     /// Routes to `sinks`, in the order given.
     pub fn new(sinks: Vec<Box<dyn Sink + 'a>>, metrics: &PipelineMetrics) -> Self {
@@ -64,7 +58,7 @@ impl<'a> Router<'a> {
         }
     }
 
-    /// Delivers one batch: writes, flushes, counts, then receipts it. `in_flight` holds the
+    /// Delivers one batch: writes, flushes, counts, then receipts it. Returns its events. `in_flight` holds the
     /// receipt while the reliable sinks flush, for a forced stop that cuts the flush short.
     pub fn deliver(
         &mut self,
@@ -72,7 +66,7 @@ impl<'a> Router<'a> {
         progress: &Progress,
         in_flight: &Mutex<Option<Arc<dyn Receipt>>>,
         by_type: &mut std::collections::BTreeMap<String, u64>,
-    ) -> io::Result<Delivered> {
+    ) -> io::Result<u64> {
         let Matched {
             events,
             receipt,
@@ -111,9 +105,7 @@ impl<'a> Router<'a> {
             r.delivered();
         }
         *lock(in_flight) = None;
-        Ok(Delivered {
-            events: events.len() as u64,
-        })
+        Ok(events.len() as u64)
     }
 
     /// Flushes every reliable sink in its span and observes its latency.

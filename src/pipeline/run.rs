@@ -188,13 +188,12 @@ impl<'a, S: Source> Pipeline<'a, S> {
                 source.run(&mut out)
             },
             |matched| {
-                let d = router.deliver(
+                events += router.deliver(
                     matched,
                     &control.progress,
                     &control.in_flight,
                     &mut events_by_type,
                 )?;
-                events += d.events;
                 Ok(())
             },
         );

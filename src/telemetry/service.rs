@@ -44,7 +44,7 @@ impl Default for ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// The service description (after [`Config::apply`] applied the environment).
+    /// The service description (after [`Config::apply`](crate::config::Config::apply) applied the environment).
     pub fn info(&self) -> ServiceInfo {
         ServiceInfo {
             name: self.name.clone(),
@@ -53,20 +53,6 @@ impl ServiceConfig {
                 .clone()
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             environment: self.environment.clone(),
-        }
-    }
-
-    /// The service description, with `SERVICE_NAME`, `SERVICE_VERSION` and
-    /// `SERVICE_ENVIRONMENT` from `env` taking precedence.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> ServiceInfo {
-        let non_empty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        ServiceInfo {
-            name: non_empty("SERVICE_NAME").unwrap_or_else(|| self.name.clone()),
-            version: non_empty("SERVICE_VERSION")
-                .or_else(|| self.version.clone())
-                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
-            environment: non_empty("SERVICE_ENVIRONMENT")
-                .unwrap_or_else(|| self.environment.clone()),
         }
     }
 }

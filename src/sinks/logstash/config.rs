@@ -110,13 +110,6 @@ impl LogstashConfig {
     }
 }
 
-/// Checks that `address` has the form `HOST:PORT` (IPv6 hosts in brackets).
-pub fn check_address(address: &str) -> Result<(), String> {
-    HostPort::parse(address)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +117,7 @@ mod tests {
     #[test]
     fn addresses_must_be_host_and_port() {
         for ok in ["127.0.0.1:5044", "logstash:5044", "[::1]:5044"] {
-            assert!(check_address(ok).is_ok(), "{ok}");
+            assert!(HostPort::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
             "127.0.0.1",
@@ -133,7 +126,7 @@ mod tests {
             "logstash:http",
             "::1:5044",
         ] {
-            assert!(check_address(bad).is_err(), "{bad}");
+            assert!(HostPort::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the `json_lines` codec.
 //!
 //! Events of a batch are encoded into one buffer and written with one `write_all` when the
-//! pipeline flushes the batch. [`Sink::flush`] returns only once the whole batch is written to
+//! pipeline flushes the batch. [`Sink::flush`](crate::sinks::Sink::flush) returns only once the whole batch is written to
 //! the socket, so a file's checkpoint never moves past events that were not handed to the
 //! kernel.
 //!
@@ -37,7 +37,7 @@ mod sink;
 pub mod tls;
 
 pub use self::config::{
-    LogstashConfig, STALL_MS, check_address, default_backoff_initial_ms, default_backoff_max_ms,
+    LogstashConfig, STALL_MS, default_backoff_initial_ms, default_backoff_max_ms,
     default_connect_timeout_ms,
 };
 pub use self::internal_events::LogstashErrorKind;

@@ -136,7 +136,7 @@ pub struct LogstashSink {
     /// Per event in `buf`: where its line ends in `buf`, and its record's offset in its file.
     ends: Vec<(usize, u64)>,
     /// While a batch is being written over plain TCP: the file offset of its first event not
-    /// yet wholly taken by the kernel; [`NO_CUT`] otherwise. See [`LogstashSink::cut_offset`].
+    /// yet wholly taken by the kernel; [`NO_CUT`] otherwise; handed out as [`SinkHandle::cut_offset`].
     cut: Arc<AtomicU64>,
 }
 
@@ -172,15 +172,6 @@ impl LogstashSink {
             ends: Vec::new(),
             cut: Arc::new(AtomicU64::new(NO_CUT)),
         })
-    }
-
-    /// Where a forced stop should resume the batch being written: the file offset of the
-    /// first event whose line the kernel has not wholly taken ([`NO_CUT`] when no plain-TCP
-    /// write is under way or nothing of it is whole yet). Events before it are in the socket
-    /// and reach Logstash once it reads; saving this offset as the file's checkpoint means a
-    /// restart sends only the rest, instead of the whole batch again.
-    pub fn cut_offset(&self) -> Arc<AtomicU64> {
-        self.cut.clone()
     }
 
     /// Updates `metrics` and reports to `health` from now on.
@@ -475,7 +466,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default()).unwrap();
-        let cut = sink.cut_offset();
+        let cut = sink
+            .handle()
+            .cut_offset
+            .expect("the sink reports where a write stops");
         assert_eq!(cut.load(Ordering::Relaxed), NO_CUT);
         // Far more than the socket buffers hold; nobody reads yet.
         const EVENTS: u64 = 200_000;
