@@ -17,10 +17,11 @@
 //! then [`LOG_EVENT_TYPE`]); `trace_id` and `span_id` are absent when the record was not traced.
 //! `@timestamp` is UTC with millisecond precision, written without a fraction when it has none.
 //!
-//! Serialising cannot fail for any event: strings are escaped by `serde_json`, so a record with
-//! newlines, control characters or U+FFFD replacement characters is always exactly one JSON line.
-//! [`EventEncoder`] writes it by hand into a byte buffer (strings escaped by `serde_json`),
-//! which is about twice as fast as a generic serializer and cannot fail.
+//! Serialising cannot fail for any event: strings are escaped as `serde_json` escapes them, so a
+//! record with newlines, control characters or U+FFFD replacement characters is always exactly
+//! one JSON line. [`EventEncoder`] writes it by hand into a byte buffer (its string escaping and
+//! time stamps are written without `serde_json` or `fmt`, and checked against both in the tests),
+//! which is several times faster than a generic serializer and cannot fail.
 
 use std::fmt;
 use std::sync::Arc;
@@ -90,6 +91,11 @@ impl Timestamp {
     /// Writes the RFC 3339 form (`2025-10-08T08:58:34Z`, or `…:34.295Z` when there are
     /// milliseconds) into `out` without allocating.
     pub fn write_rfc3339(self, out: &mut impl fmt::Write) -> fmt::Result {
+        let mut buf = [0u8; RFC3339_MAX_BYTES];
+        if let Some(len) = self.rfc3339_bytes(&mut buf) {
+            // The digits, dashes and letters written are ASCII.
+            return out.write_str(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+        }
         let secs = self.0.div_euclid(1000);
         let millis = self.0.rem_euclid(1000);
         let Some(t) = DateTime::from_timestamp(secs, 0) else {
@@ -110,6 +116,64 @@ impl Timestamp {
         }
         out.write_char('Z')
     }
+
+    /// The RFC 3339 form of a time in the years 0000–9999 written into `buf`, returning its
+    /// length; `None` for other years (written by [`Timestamp::write_rfc3339`]'s general path).
+    /// Every JSON event writes one, so this avoids the formatting machinery.
+    fn rfc3339_bytes(self, buf: &mut [u8; RFC3339_MAX_BYTES]) -> Option<usize> {
+        let secs = self.0.div_euclid(1000);
+        let millis = self.0.rem_euclid(1000) as u32;
+        let days = secs.div_euclid(86_400);
+        let of_day = secs.rem_euclid(86_400) as u32;
+        let (year, month, day) = civil_from_days(days);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let year = year as u32;
+        let two = |buf: &mut [u8; RFC3339_MAX_BYTES], at: usize, v: u32| {
+            buf[at] = b'0' + (v / 10) as u8;
+            buf[at + 1] = b'0' + (v % 10) as u8;
+        };
+        two(buf, 0, year / 100);
+        two(buf, 2, year % 100);
+        buf[4] = b'-';
+        two(buf, 5, month);
+        buf[7] = b'-';
+        two(buf, 8, day);
+        buf[10] = b'T';
+        two(buf, 11, of_day / 3600);
+        buf[13] = b':';
+        two(buf, 14, of_day / 60 % 60);
+        buf[16] = b':';
+        two(buf, 17, of_day % 60);
+        let mut len = 19;
+        if millis != 0 {
+            buf[19] = b'.';
+            buf[20] = b'0' + (millis / 100) as u8;
+            two(buf, 21, millis % 100);
+            len = 23;
+        }
+        buf[len] = b'Z';
+        Some(len + 1)
+    }
+}
+
+/// The longest RFC 3339 form [`Timestamp::rfc3339_bytes`] writes: `2025-10-08T08:58:34.295Z`.
+const RFC3339_MAX_BYTES: usize = 24;
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 impl fmt::Display for Timestamp {
@@ -393,9 +457,15 @@ impl EventEncoder {
     /// Appends the event's JSON form (no newline) to `out`.
     pub fn write(&self, e: &Event, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"@timestamp\":\"");
-        let mut ts = TimestampBuf::default();
-        let _ = e.timestamp.write_rfc3339(&mut ts);
-        out.extend_from_slice(&ts.buf[..ts.len]);
+        let mut ts = [0u8; RFC3339_MAX_BYTES];
+        match e.timestamp.rfc3339_bytes(&mut ts) {
+            Some(len) => out.extend_from_slice(&ts[..len]),
+            None => {
+                let mut ts = TimestampBuf::default();
+                let _ = e.timestamp.write_rfc3339(&mut ts);
+                out.extend_from_slice(&ts.buf[..ts.len]);
+            }
+        }
         out.extend_from_slice(b"\",\"event_type\":");
         json_str(out, &e.event_type);
         out.extend_from_slice(b",\"server\":");
@@ -418,9 +488,24 @@ impl EventEncoder {
             let _ = serde_json::to_writer(&mut *out, v);
         }
         out.extend_from_slice(b"},\"message\":");
-        json_str(out, e.message());
-        out.extend_from_slice(b",\"raw\":");
-        json_str(out, &e.raw);
+        match e.raw.get(e.message_start..) {
+            // The message is the end of `raw`: escaped once, its escaped form copied.
+            Some(message) => {
+                let start = out.len();
+                json_str(out, message);
+                let end = out.len();
+                out.extend_from_slice(b",\"raw\":");
+                let head = &e.raw[..e.message_start];
+                json_str(out, head);
+                out.pop(); // the head's closing quote: the message's escaped text follows
+                out.extend_from_within(start + 1..end);
+            }
+            None => {
+                json_str(out, e.message());
+                out.extend_from_slice(b",\"raw\":");
+                json_str(out, &e.raw);
+            }
+        }
         out.extend_from_slice(b",\"log\":{\"path\":");
         json_str(out, &e.source.path);
         out.extend_from_slice(b",\"offset\":");
@@ -436,10 +521,70 @@ impl EventEncoder {
     }
 }
 
-/// Appends `s` as a JSON string, escaped by serde_json.
+/// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it: quote and
+/// backslash with a backslash, backspace, form feed, newline, carriage return and tab by their short
+/// escapes, other control characters below U+0020 as `\u00XX` (lower-case hex), everything
+/// else as it is. Runs of bytes that need no escape, the usual case, are found eight bytes at
+/// a time and copied whole.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Serialising a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            if !needs_escape_word(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            out.extend_from_slice(&bytes[copied..i]);
+            push_escape(out, b);
+            copied = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `word` is below 0x20, a quote or a backslash (the classic
+/// "has zero byte" bit trick on the word and on its XOR with each special byte).
+fn needs_escape_word(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below_0x20 = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let has_quote = quote.wrapping_sub(ONES) & !quote;
+    let has_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (below_0x20 | has_quote | has_backslash) & HIGHS != 0
+}
+
+/// Appends the JSON escape of the byte `b` (below 0x20, a quote or a backslash).
+fn push_escape(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match b {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]),
+    }
 }
 
 /// Formats `v` in decimal into `buf`, returning the digits.
@@ -576,5 +721,92 @@ mod tests {
         assert_eq!(v["fields"]["f"], 0.5);
         assert_eq!(v["fields"]["nan"], "NaN");
         assert_eq!(v["fields"]["b"], true);
+    }
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut cases: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        cases.extend(
+            [
+                "",
+                "plain text of more than eight bytes",
+                "tab\there and \"quotes\" and back\\slash",
+                "\u{7f}\u{80}é ünï 🚀\u{fffd} [color=red]x[/color]",
+                "\u{1b}[2J\u{7}bell",
+                "0123456\"",
+                "01234567\"",
+                "012345678\\",
+                "\n\n\n\n\n\n\n\n\n",
+            ]
+            .map(String::from),
+        );
+        // Every position of every special byte around the eight-byte boundary.
+        for special in ['"', '\\', '\n', '\u{1f}', '\u{0}'] {
+            for at in 0..20 {
+                let mut s = "a".repeat(20);
+                s.insert(at, special);
+                cases.push(s);
+            }
+        }
+        for s in cases {
+            let mut out = Vec::new();
+            json_str(&mut out, &s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&s).unwrap(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn time_stamps_are_written_as_the_general_path_writes_them() {
+        let general = |t: Timestamp| {
+            let secs = t.0.div_euclid(1000);
+            let millis = t.0.rem_euclid(1000);
+            let d = DateTime::from_timestamp(secs, 0).unwrap();
+            let mut s = d.format("%Y-%m-%dT%H:%M:%S").to_string();
+            if millis != 0 {
+                s.push_str(&format!(".{millis:03}"));
+            }
+            s + "Z"
+        };
+        let mut t = -62_167_219_200_000_i64; // 0000-01-01T00:00:00Z
+        let end = 253_402_300_799_999_i64; // 9999-12-31T23:59:59.999Z
+        let step = 86_399_997; // a day less 3 ms: every time of day drifts through
+        while t <= end {
+            let mut buf = [0u8; RFC3339_MAX_BYTES];
+            let len = Timestamp(t).rfc3339_bytes(&mut buf).unwrap();
+            assert_eq!(
+                std::str::from_utf8(&buf[..len]).unwrap(),
+                general(Timestamp(t))
+            );
+            t += step;
+        }
+        let mut buf = [0u8; RFC3339_MAX_BYTES];
+        assert_eq!(Timestamp(end + 1).rfc3339_bytes(&mut buf), None);
+        assert_eq!(Timestamp(-62_167_219_200_001).rfc3339_bytes(&mut buf), None);
+        assert_eq!(Timestamp(end + 1).to_string(), "10000-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp(1_759_913_914_295).to_string(),
+            "2025-10-08T08:58:34.295Z"
+        );
+    }
+
+    #[test]
+    fn message_and_raw_are_each_escaped_whole() {
+        let mut e = sample();
+        e.raw = "2025-10-08 08:58:34 [CHAT] \"q\": a\tb \\ \u{1b}".into();
+        e.message_start = 27;
+        let mut out = Vec::new();
+        EventEncoder::new(&ServiceInfo::default()).write(&e, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["raw"], e.raw);
+        assert_eq!(v["message"], e.message());
+        e.message_start = 1000; // past the end: the message is the whole record
+        let mut out = Vec::new();
+        EventEncoder::new(&ServiceInfo::default()).write(&e, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["message"], e.raw);
     }
 }
