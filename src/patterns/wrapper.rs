@@ -112,15 +112,20 @@ fn fsm(text: &str) -> Option<Unwrapped<'_>> {
 
 /// `factorio-1  | ` or `factorio_1  | ` (`docker compose logs`: service, replica, padding, `|`).
 fn compose_service(text: &str) -> Option<&str> {
+    // A service name's characters only: engine lines (which start with spaces) stop here.
+    let name_byte = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+    if !text.as_bytes().first().is_some_and(|&c| name_byte(c)) {
+        return None;
+    }
     // Service names are short: look no further than the start of the line.
     let head = &text.as_bytes()[..text.len().min(80)];
-    let bar = memchr::memmem::find(head, b" | ")?;
+    let bar = memchr::memchr_iter(b'|', head)
+        .find(|&i| i > 0 && head[i - 1] == b' ' && head.get(i + 1) == Some(&b' '))?
+        - 1;
     let name = text[..bar].trim_end_matches(' ');
     let (service, replica) = name.rsplit_once(['-', '_'])?;
     let ok = !service.is_empty()
-        && service
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && service.bytes().all(name_byte)
         && !replica.is_empty()
         && replica.bytes().all(|c| c.is_ascii_digit());
     ok.then(|| &text[bar + 3..])

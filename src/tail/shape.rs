@@ -279,7 +279,14 @@ pub fn is_mod_tag_line(line: &[u8]) -> bool {
 /// caller checks that the line is an engine line.
 pub fn opens_quoted_failure(line: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"MultiplayerManager failed: \"";
-    match memchr::memmem::find(line, NEEDLE) {
+    // Called for every engine line: most have no quote at all, and the searcher for the
+    // others is built once, not per call.
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(NEEDLE));
+    if memchr::memchr(b'"', line).is_none() {
+        return false;
+    }
+    match FINDER.find(line) {
         Some(pos) => {
             let from = pos + NEEDLE.len() - 1;
             memchr::memchr_iter(b'"', &line[from..]).count() % 2 == 1
