@@ -229,7 +229,8 @@ impl App {
                 let (stop, stopped) = oneshot::channel::<()>();
                 let (m, h) = (metrics.clone(), health.clone());
                 let _guard = runtime.enter();
-                let task = runtime.spawn(admin::serve(listener, m, h, async {
+                let limits = config.metrics.limits();
+                let task = runtime.spawn(admin::serve(listener, m, h, limits, async {
                     let _ = stopped.await;
                 }));
                 (Some((task, stop)), Some(local))

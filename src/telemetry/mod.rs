@@ -5,7 +5,8 @@
 //! - [`health`]: the state of every component (tailer, sinks, patterns) behind `/healthz` and
 //!   `/ready`.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/ready`, on 127.0.0.1 unless
-//!   told otherwise, and its `[metrics]` section.
+//!   told otherwise, with timeouts and a connection cap so no client can hold it, and its
+//!   `[metrics]` section.
 //! - [`traces`]: OpenTelemetry spans per batch and stage, exported over OTLP/gRPC.
 //! - [`logs`]: factorio-isr's own log lines (JSON or console), carrying the trace id.
 //! - [`service`]: the `[service]` section, who is sending.
