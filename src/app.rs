@@ -42,8 +42,9 @@ use crate::sinks::stdout::{StdoutSink, is_closed_pipe};
 use crate::sinks::{FnSink, Sink, SinkContext, SinkHandle};
 use crate::tail::TailSourceOptions;
 use crate::tail::frame::{FrameStats, FramingLimits};
+use crate::tail::open_files::{self, OpenFileBudget, OpenFileLimit};
 use crate::tail::read::ReadError;
-use crate::tail::tailer::{ServerSource, StartAt, TailStats};
+use crate::tail::tailer::{ServerSource, StartAt, TailOptions, TailStats};
 use crate::tail::zone::{ZoneError, zone_name};
 use crate::tail::{ReplayOptions, ReplayReport, ReplaySource, TailSource, TailSourceError};
 use crate::telemetry::admin::{self, AdminError};
@@ -162,6 +163,8 @@ impl App {
             return Err(checked.problems.into());
         };
         let service = config.service.info();
+        // Before anything opens files: every followed log file holds one.
+        let nofile = open_files::raise_to_hard_limit();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("factorio-isr-admin")
@@ -209,6 +212,17 @@ impl App {
             .collect::<Result<Vec<_>, _>>()?;
         let patterns = Arc::new(ArcSwap::from_pointee(patterns));
         let metrics = Arc::new(Metrics::new());
+        let budget = OpenFileBudget {
+            limit: nofile.soft,
+            reserve: config.tail.reserved_open_files,
+        };
+        log_open_file_limit(&nofile, budget);
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if let Some(soft) = nofile.soft {
+            metrics.pipeline.open_files_limit.set(gauge(soft));
+        }
+        let max_files = u64::try_from(budget.max_files()).unwrap_or(u64::MAX);
+        metrics.pipeline.tail_files_max.set(gauge(max_files));
         let health = Health::new(metrics.component_status.clone());
         // Every server's series of every event type the patterns make, at 0 from the start.
         let tags: Vec<&str> = servers.iter().map(|s| &*s.tag).collect();
@@ -244,14 +258,17 @@ impl App {
         let source = TailSource::build(
             TailSourceOptions {
                 servers,
-                tail: tail.options(
-                    config.framing,
-                    if request.from_beginning {
-                        StartAt::Beginning
-                    } else {
-                        StartAt::End
-                    },
-                ),
+                tail: TailOptions {
+                    open_files: budget,
+                    ..tail.options(
+                        config.framing,
+                        if request.from_beginning {
+                            StartAt::Beginning
+                        } else {
+                            StartAt::End
+                        },
+                    )
+                },
                 state_dir: config.state_dir(&crate::settings::ProcessEnv),
                 poll_only: tail.poll_only,
                 poll_interval_max: ms(tail.poll_interval_max_ms),
@@ -424,6 +441,35 @@ impl App {
             Err(RunError::Sink(e)) if is_closed_pipe(&e) => Ok(RunSummary::default()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Logs the open-file limit in force and how many log files fit under it, once at start.
+fn log_open_file_limit(limit: &OpenFileLimit, budget: OpenFileBudget) {
+    let show = |l: Option<u64>| l.map_or("unlimited".to_owned(), |l| l.to_string());
+    let (soft, hard) = (show(limit.soft), show(limit.hard));
+    let max_files = budget.limit.map_or("any number of".to_owned(), |_| {
+        budget.max_files().to_string()
+    });
+    match (&limit.raise_error, limit.soft) {
+        (Some(e), None) => {
+            tracing::warn!(error = %e, "Cannot read the open-file limit; the log files followed are not capped.")
+        }
+        (Some(e), Some(_)) => {
+            tracing::warn!(soft = %soft, hard = %hard, error = %e, "Cannot raise the open-file limit to the hard limit; keeping {soft}.")
+        }
+        (None, _) => {}
+    }
+    match limit.raised_from {
+        Some(from) => {
+            tracing::info!(soft = %soft, hard = %hard, raised_from = from, reserved = budget.reserve, "Open-file limit raised from {from} to {soft}: up to {max_files} log files can be followed.")
+        }
+        None => {
+            tracing::info!(soft = %soft, hard = %hard, reserved = budget.reserve, "Open-file limit {soft}: up to {max_files} log files can be followed.")
+        }
+    }
+    if budget.max_files() == 0 {
+        tracing::warn!(soft = %soft, reserved = budget.reserve, "The open-file limit leaves no room for log files after the {} kept in reserve; raise the hard limit (systemd LimitNOFILE=, ulimit -Hn) or lower tail.reserved_open_files.", budget.reserve);
     }
 }
 

@@ -117,6 +117,9 @@ const METRICS: &[&str] = &[
     "factorio_isr_discord_events_sent_total",
     "factorio_isr_discord_queued_events",
     "factorio_isr_pattern_reloads_total",
+    "factorio_isr_open_files_limit",
+    "factorio_isr_tail_files_open",
+    "factorio_isr_tail_files_max",
 ];
 
 /// The alerts `alerts.yml` must define.

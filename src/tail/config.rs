@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::frame::FramingLimits;
+use super::open_files::{self, MIN_RESERVED_OPEN_FILES, OpenFileBudget};
 use super::tailer::{StartAt, TailOptions};
 use super::watch;
 use crate::settings::{Env, InvalidSetting};
@@ -107,6 +108,11 @@ pub struct TailConfig {
     /// Default 1000.
     #[serde(default = "default_reload_poll_interval_ms")]
     pub reload_poll_interval_ms: u64,
+    /// Open files (descriptors) kept for everything but log files: the admin server's
+    /// connections, the sinks' sockets, checkpoint saves, directory listings. At most the
+    /// open-file limit less this many log files are followed at once. Default 64, at least 32.
+    #[serde(default = "open_files::default_reserved_open_files")]
+    pub reserved_open_files: u64,
 }
 
 impl Default for TailConfig {
@@ -122,12 +128,14 @@ impl Default for TailConfig {
             read_chunk_bytes: default_read_chunk_bytes(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             reload_poll_interval_ms: default_reload_poll_interval_ms(),
+            reserved_open_files: open_files::default_reserved_open_files(),
         }
     }
 }
 
 impl TailConfig {
-    /// Checks the values serde cannot: `read_chunk_bytes` is at least 4096.
+    /// Checks the values serde cannot: `read_chunk_bytes` is at least 4096,
+    /// `reserved_open_files` at least 32.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.read_chunk_bytes < MIN_READ_CHUNK_BYTES {
             return Err(InvalidSetting::new(
@@ -135,11 +143,18 @@ impl TailConfig {
                 "must be at least 4096",
             ));
         }
+        if self.reserved_open_files < MIN_RESERVED_OPEN_FILES {
+            return Err(InvalidSetting::new(
+                "tail.reserved_open_files",
+                "must be at least 32 (the process itself holds about 16 open files, plus the admin server's connections and checkpoint saves)",
+            ));
+        }
         Ok(())
     }
 
     /// The tailer's options: these settings with the framing `limits` and where files without
-    /// a checkpoint start (`--from-beginning`).
+    /// a checkpoint start (`--from-beginning`). The open-file limit is not known here: the
+    /// budget has none (no cap) until the caller sets [`OpenFileBudget::limit`].
     pub fn options(&self, limits: FramingLimits, start_at: StartAt) -> TailOptions {
         let ms = Duration::from_millis;
         TailOptions {
@@ -150,6 +165,10 @@ impl TailConfig {
             rotate_wait: ms(self.rotate_wait_ms),
             record_flush: ms(self.record_flush_ms),
             start_at,
+            open_files: OpenFileBudget {
+                limit: None,
+                reserve: self.reserved_open_files,
+            },
         }
     }
 }
@@ -254,6 +273,14 @@ mod tests {
             Err(("tail.read_chunk_bytes", "must be at least 4096"))
         );
         assert_eq!(tail("read_chunk_bytes = 4096"), Ok(()));
+        assert_eq!(
+            tail("reserved_open_files = 31"),
+            Err((
+                "tail.reserved_open_files",
+                "must be at least 32 (the process itself holds about 16 open files, plus the admin server's connections and checkpoint saves)"
+            ))
+        );
+        assert_eq!(tail("reserved_open_files = 32"), Ok(()));
         assert_eq!(TailConfig::default().validate(), Ok(()));
     }
 
@@ -287,6 +314,13 @@ mod tests {
         assert_eq!(o.rotate_wait, Duration::from_secs(10));
         assert_eq!(o.record_flush, Duration::from_secs(1));
         assert_eq!(o.start_at, StartAt::End);
+        assert_eq!(
+            o.open_files,
+            OpenFileBudget {
+                limit: None,
+                reserve: 64
+            }
+        );
     }
 
     #[test]

@@ -11,10 +11,12 @@
 use std::path::Path;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tracing::{info, warn};
 
 use super::frame::FrameStats;
+use super::open_files::OpenFileBudget;
 use super::start::{Start, StartReason};
 use super::tailer::TailStats;
 use crate::telemetry::health::Component;
@@ -34,6 +36,10 @@ pub enum TailerError {
     /// A read cut one or more lines longer than `framing.max_line_bytes` (`line_cut`); counted
     /// once per warning, as logged.
     LineCut,
+    /// Files could not be opened, or directories listed, for lack of descriptors: the
+    /// open-file limit less the reserve, or `EMFILE`/`ENFILE` (`too_many_open_files`); counted
+    /// once per episode, as logged.
+    TooManyOpenFiles,
 }
 
 impl ErrorKind for TailerError {
@@ -43,6 +49,7 @@ impl ErrorKind for TailerError {
         TailerError::Stat,
         TailerError::Read,
         TailerError::LineCut,
+        TailerError::TooManyOpenFiles,
     ];
 
     fn component(self) -> &'static str {
@@ -56,6 +63,7 @@ impl ErrorKind for TailerError {
             TailerError::Stat => "stat",
             TailerError::Read => "read",
             TailerError::LineCut => "line_cut",
+            TailerError::TooManyOpenFiles => "too_many_open_files",
         }
     }
 }
@@ -69,6 +77,7 @@ struct TailMetrics {
     read: Histogram,
     frame: Histogram,
     errors: ErrorCounter,
+    files_open: Gauge,
 }
 
 impl TailMetrics {
@@ -89,6 +98,7 @@ impl TailMetrics {
             read: m.stage(Stage::Tail),
             frame: m.stage(Stage::Frame),
             errors: m.errors.clone(),
+            files_open: m.tail_files_open.clone(),
         }
     }
 }
@@ -156,8 +166,9 @@ impl TailEvents {
         info!(dir = %dir.display(), "The log directory is readable again.");
     }
 
-    /// After a discovery that changed which directories can be followed: `problems` holds why
-    /// each one that cannot be is not (`cannot list DIR: …`); none makes the tailer ready.
+    /// After a discovery that changed which directories and files can be followed: `problems`
+    /// holds why each directory that cannot be is not (`cannot list DIR: …`) and, when files
+    /// wait for the open-file limit, how many; none makes the tailer ready.
     pub(super) fn dirs_followed(&self, problems: &[&str]) {
         let Some(health) = &self.health else { return };
         if problems.is_empty() {
@@ -171,6 +182,42 @@ impl TailEvents {
     pub(super) fn open_failed(&mut self, path: &Path, error: &std::io::Error) {
         self.error(TailerError::Open);
         warn!(path = %path.display(), error = %error, "Cannot open log file; will retry.");
+    }
+
+    /// A discovery could not open `files` matching files or list `dirs` directories for lack
+    /// of descriptors, with `open` files followed under `budget`; `reason` says so in words
+    /// (reported once per episode).
+    pub(super) fn out_of_open_files(
+        &mut self,
+        reason: &str,
+        files: usize,
+        dirs: usize,
+        open: usize,
+        budget: OpenFileBudget,
+    ) {
+        self.error(TailerError::TooManyOpenFiles);
+        let limit = budget.limit.map_or("unknown".to_owned(), |l| l.to_string());
+        warn!(
+            files_not_followed = files,
+            dirs_not_listed = dirs,
+            files_open = open,
+            open_files_limit = %limit,
+            reserved_open_files = budget.reserve,
+            "{reason}. The files followed are kept; the others are tried again at every \
+             discovery."
+        );
+    }
+
+    /// Every file can be opened and every directory listed again.
+    pub(super) fn open_files_enough_again(&self) {
+        info!("Every log file is followed again: the open-file limit is no longer in the way.");
+    }
+
+    /// The tailer holds `n` files open.
+    pub(super) fn files_open(&self, n: usize) {
+        self.metrics
+            .files_open
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A log file is followed from `start`. A checkpoint past its end is a truncation.
@@ -277,6 +324,7 @@ mod tests {
                 ("tailer", "stat"),
                 ("tailer", "read"),
                 ("tailer", "line_cut"),
+                ("tailer", "too_many_open_files"),
             ]
         );
     }
@@ -290,6 +338,16 @@ mod tests {
         ev.open_failed(Path::new("/d/x.log"), &err);
         ev.stat_failed(Path::new("/d/x.log"), &err);
         ev.read_failed(Path::new("/d/x.log"), &err);
+        ev.out_of_open_files(
+            "why",
+            3,
+            0,
+            5,
+            OpenFileBudget {
+                limit: Some(69),
+                reserve: 64,
+            },
+        );
         ev.truncated(Path::new("/d/x.log"), 1, 2);
         ev.content_replaced(Path::new("/d/x.log"));
         ev.file_opened(
@@ -327,7 +385,7 @@ mod tests {
                 lines_cut: 1,
                 bytes_cut: 3,
                 lines_invalid_utf8: 1,
-                errors: 4,
+                errors: 5,
             }
         );
     }

@@ -6,7 +6,7 @@
 //! ([`start`]), reading one file into records for `run` and `replay` alike ([`file`](mod@file); `replay`'s
 //! whole-file loop is [`read`]), the two as pipeline sources ([`source`] follows directories
 //! with checkpoints, [`replay`] reads whole files once), cutting bytes into lines and joining multi-line error records
-//! ([`frame`]), and understanding what a line's prefix says about it ([`shape`]): engine line,
+//! ([`frame`]), the open-file limit and the tailer's share of it ([`open_files`]), and understanding what a line's prefix says about it ([`shape`]): engine line,
 //! console line or bare output, and the time it carries, read in the server's time zone
 //! ([`zone`]). What happens to followed files is
 //! logged and counted in [`internal_events`].
@@ -25,6 +25,7 @@ pub mod file;
 pub mod fingerprint;
 pub mod frame;
 pub mod internal_events;
+pub mod open_files;
 pub mod read;
 pub mod replay;
 pub mod shape;

@@ -40,6 +40,15 @@
 //! discovery; a directory that cannot be listed also makes the `tailer` health component not
 //! ready, naming it and why, until a discovery lists it again ([`Tailer::with_health`]); a read
 //! error leaves the file where it was. Nothing here panics on file content.
+//!
+//! **Open files**: each followed file holds a descriptor. The tailer holds at most
+//! [`OpenFileBudget::max_files`] (the open-file limit less a reserve for sockets and checkpoint
+//! saves). When that many are open, or opening or listing fails with `EMFILE`/`ENFILE`, every
+//! file already followed is kept (a directory that could not be listed for lack of descriptors
+//! is not "gone": its files are not let go), the files not opened are tried again at every
+//! discovery (a file present at the first scan then starts as it would have then), and the
+//! shortage is logged and counted once per episode and shown in the health component until a
+//! discovery follows everything.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -57,6 +66,7 @@ use super::file::{BinaryFiles, FileReader};
 use super::fingerprint::{self, FileKey, Fingerprint};
 use super::frame::{FramingLimits, Record};
 use super::internal_events::TailEvents;
+use super::open_files::{self, OpenFileBudget};
 use super::start::{self, StartInputs};
 use super::zone::LocalClock;
 use crate::event::{LogSource, Timestamp};
@@ -160,6 +170,8 @@ pub struct TailOptions {
     pub record_flush: Duration,
     /// Where files without a checkpoint start at the first scan.
     pub start_at: StartAt,
+    /// How many files may be open at once.
+    pub open_files: OpenFileBudget,
 }
 
 impl Default for TailOptions {
@@ -208,6 +220,42 @@ pub struct TailStats {
     pub lines_invalid_utf8: u64,
     /// Failed opens, reads and directory listings.
     pub errors: u64,
+}
+
+/// What a discovery could not do for lack of descriptors (the open-file budget used up, or
+/// `EMFILE`/`ENFILE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Shortage {
+    /// Matching files not opened.
+    files: usize,
+    /// Directories not listed.
+    dirs: usize,
+}
+
+impl Shortage {
+    fn any(self) -> bool {
+        self != Shortage::default()
+    }
+
+    /// Why the tailer is not ready, in the words `/ready` shows; `open` files are followed.
+    fn reason(self, open: usize, budget: OpenFileBudget) -> String {
+        let mut what = Vec::new();
+        if self.files > 0 {
+            let s = if self.files == 1 { "" } else { "s" };
+            what.push(format!("follow {} more log file{s}", self.files));
+        }
+        if self.dirs > 0 {
+            let ies = if self.dirs == 1 { "y" } else { "ies" };
+            what.push(format!("list {} log director{ies}", self.dirs));
+        }
+        let limit = budget.limit.map_or(String::new(), |l| format!(" ({l})"));
+        format!(
+            "cannot {}: the open-file limit{limit} is reached ({open} log files open, {} kept for \
+             sockets and checkpoints); raise the hard limit (systemd LimitNOFILE=, ulimit -Hn)",
+            what.join(" or "),
+            budget.reserve
+        )
+    }
 }
 
 /// A file being followed.
@@ -300,8 +348,24 @@ pub struct Tailer {
     /// Whether `missing_dirs` changed since the health component was last told.
     dirs_changed: bool,
     unreadable: HashSet<PathBuf>,
+    /// What the discovery under way could not do for lack of descriptors.
+    shortage: Shortage,
+    /// The shortage the log and the health component were last told of.
+    reported_shortage: Shortage,
+    /// The servers whose directory the discovery under way could not list for lack of
+    /// descriptors: their files are kept, not marked gone.
+    unlisted: HashSet<usize>,
+    /// Files present at the first scan that could not be opened then: when they can be, they
+    /// start as they would have at the first scan.
+    deferred_at_start: HashSet<FileKey>,
     buf: Vec<u8>,
     events: TailEvents,
+    /// A listing error to fake (an OS error number), for tests.
+    #[cfg(test)]
+    fail_listing: Option<i32>,
+    /// An error opening files to fake (an OS error number), for tests.
+    #[cfg(test)]
+    fail_opening: Option<i32>,
 }
 
 impl Tailer {
@@ -319,7 +383,15 @@ impl Tailer {
             missing_dirs: BTreeMap::new(),
             dirs_changed: true,
             unreadable: HashSet::new(),
+            shortage: Shortage::default(),
+            reported_shortage: Shortage::default(),
+            unlisted: HashSet::new(),
+            deferred_at_start: HashSet::new(),
             events,
+            #[cfg(test)]
+            fail_listing: None,
+            #[cfg(test)]
+            fail_opening: None,
         }
     }
 
@@ -330,8 +402,9 @@ impl Tailer {
         self
     }
 
-    /// Reports to `health` whether every directory can be followed: ready after a discovery
-    /// that listed them all, not ready with each path and reason otherwise.
+    /// Reports to `health` whether every directory and file can be followed: ready after a
+    /// discovery that listed them all and opened every matching file, not ready with each path
+    /// and reason (or the open-file limit) otherwise.
     pub fn with_health(mut self, health: Component) -> Self {
         self.events = self.events.with_health(health);
         self
@@ -376,6 +449,7 @@ impl Tailer {
         for i in closed.into_iter().rev() {
             self.close(i, emit);
         }
+        self.events.files_open(self.files.len());
         total
     }
 
@@ -391,6 +465,8 @@ impl Tailer {
     fn discover(&mut self, now: Instant, emit: &mut dyn FnMut(TailBatch)) {
         let first_scan = !self.scanned_once;
         let mut seen: HashSet<FileKey> = HashSet::new();
+        self.shortage = Shortage::default();
+        self.unlisted.clear();
         for si in 0..self.servers.len() {
             let Some(paths) = self.list_dir(si) else {
                 continue;
@@ -402,18 +478,51 @@ impl Tailer {
         self.mark_gone(&seen, now);
         self.restart_replaced();
         self.scanned_once = true;
-        if std::mem::take(&mut self.dirs_changed) {
-            let problems: Vec<&str> = self.missing_dirs.values().map(String::as_str).collect();
+        let shortage_changed = self.report_shortage();
+        if std::mem::take(&mut self.dirs_changed) || shortage_changed {
+            let shortage = self
+                .shortage
+                .any()
+                .then(|| self.shortage.reason(self.files.len(), self.opts.open_files));
+            let problems: Vec<&str> = self
+                .missing_dirs
+                .values()
+                .chain(&shortage)
+                .map(String::as_str)
+                .collect();
             self.events.dirs_followed(&problems);
         }
+    }
+
+    /// Logs and counts a lack of descriptors once per episode (when this discovery met one and
+    /// the last did not) and its end. Returns whether it differs from what was last reported.
+    fn report_shortage(&mut self) -> bool {
+        let (now, before) = (self.shortage, self.reported_shortage);
+        if now.any() && !before.any() {
+            let (open, budget) = (self.files.len(), self.opts.open_files);
+            let mut reason = now.reason(open, budget);
+            reason[..1].make_ascii_uppercase();
+            self.events
+                .out_of_open_files(&reason, now.files, now.dirs, open, budget);
+        } else if !now.any() && before.any() {
+            self.events.open_files_enough_again();
+        }
+        self.reported_shortage = now;
+        now != before
     }
 
     /// The sorted paths of server `si`'s directory that its globs match; `None` when it cannot
     /// be listed (reported once until it can again).
     fn list_dir(&mut self, si: usize) -> Option<Vec<PathBuf>> {
         let server = &self.servers[si];
-        let entries = match fs::read_dir(&server.dir) {
+        let entries = match self.read_dir(&server.dir) {
             Ok(e) => e,
+            // Not "gone": nothing is known of its files, so every one is kept as it is.
+            Err(e) if open_files::is_out_of_descriptors(&e) => {
+                self.shortage.dirs += 1;
+                self.unlisted.insert(si);
+                return None;
+            }
             Err(e) => {
                 let reason = unlistable_reason(&server.dir, &e);
                 if self.missing_dirs.get(&si) != Some(&reason) {
@@ -437,6 +546,22 @@ impl Tailer {
         Some(paths)
     }
 
+    fn read_dir(&self, dir: &Path) -> std::io::Result<fs::ReadDir> {
+        #[cfg(test)]
+        if let Some(code) = self.fail_listing {
+            return Err(std::io::Error::from_raw_os_error(code));
+        }
+        fs::read_dir(dir)
+    }
+
+    fn open_log(&self, path: &Path) -> std::io::Result<File> {
+        #[cfg(test)]
+        if let Some(code) = self.fail_opening {
+            return Err(std::io::Error::from_raw_os_error(code));
+        }
+        File::open(path)
+    }
+
     /// One matching path: a file already followed (perhaps under another name), or a new one.
     fn discover_path(
         &mut self,
@@ -458,7 +583,15 @@ impl Tailer {
             return; // a second name (hard link) of a file already handled
         }
         let Some(f) = self.files.iter_mut().find(|f| f.key == key) else {
-            self.open(si, path, first_scan, now, emit);
+            // A file that could not be opened at the first scan starts as it would have then.
+            let as_first_scan = first_scan || self.deferred_at_start.contains(&key);
+            let short = self.shortage.files;
+            self.open(si, path, as_first_scan, now, emit);
+            if self.shortage.files == short {
+                self.deferred_at_start.remove(&key);
+            } else if first_scan {
+                self.deferred_at_start.insert(key);
+            }
             return;
         };
         if f.path != path {
@@ -468,9 +601,13 @@ impl Tailer {
         f.gone_since = None;
     }
 
-    /// Notes when open files that were not `seen` went missing.
+    /// Notes when open files that were not `seen` went missing; the files of a directory that
+    /// could not be listed for lack of descriptors were not looked for, and are kept.
     fn mark_gone(&mut self, seen: &HashSet<FileKey>, now: Instant) {
         for f in &mut self.files {
+            if self.unlisted.contains(&f.server) {
+                continue;
+            }
             if !seen.contains(&f.key) && f.gone_since.is_none() {
                 self.events.gone(&f.path);
                 f.gone_since = Some(now);
@@ -554,9 +691,14 @@ impl Tailer {
     }
 
     /// The open file, its metadata and its first line; `None` when it cannot be opened
-    /// (reported once until it can).
+    /// (reported once until it can), or not for lack of descriptors (the budget is used up or
+    /// the system says so: counted in the shortage, reported once per episode).
     fn open_file(&mut self, path: &Path) -> Option<(File, fs::Metadata, Option<Vec<u8>>)> {
-        let opened = File::open(path).and_then(|file| {
+        if self.files.len() >= self.opts.open_files.max_files() {
+            self.shortage.files += 1;
+            return None;
+        }
+        let opened = self.open_log(path).and_then(|file| {
             let meta = file.metadata()?;
             let first = fingerprint::first_line(&file)?;
             Ok((file, meta, first))
@@ -565,6 +707,10 @@ impl Tailer {
             Ok(x) => {
                 self.unreadable.remove(path);
                 Some(x)
+            }
+            Err(e) if open_files::is_out_of_descriptors(&e) => {
+                self.shortage.files += 1;
+                None
             }
             Err(e) => {
                 if self.unreadable.insert(path.to_owned()) {
@@ -1001,6 +1147,189 @@ mod tests {
         fs::create_dir(&s.dir).unwrap();
         t.poll(now, &mut |_| {});
         assert_eq!(state(), (State::Ready, String::new()));
+    }
+
+    /// A tailer whose open-file budget leaves room for `max_files` files, reporting to a
+    /// health component; returns it with a reader of that component's state and reason.
+    fn tailer_with_budget(
+        s: &Setup,
+        start_at: StartAt,
+        max_files: u64,
+    ) -> (
+        Tailer,
+        impl Fn() -> (crate::telemetry::health::State, String),
+    ) {
+        use crate::telemetry::health::Health;
+        let (store, _) = CheckpointStore::open(&s.state).unwrap();
+        let server = ServerSource::new("t", s.dir.clone(), &default_globs()).unwrap();
+        let opts = TailOptions {
+            discovery_interval: Duration::ZERO,
+            rotate_wait: Duration::from_secs(5),
+            record_flush: Duration::from_secs(1),
+            start_at,
+            open_files: OpenFileBudget {
+                limit: Some(64 + max_files),
+                reserve: 64,
+            },
+            ..TailOptions::default()
+        };
+        let health = Health::new(Default::default());
+        let t = Tailer::new(vec![server], opts, &store)
+            .with_health(health.component("tailer", "starting"));
+        let state = move || {
+            let r = health.readiness();
+            let c = &r.components["tailer"];
+            (c.state.clone(), c.reason.clone().unwrap_or_default())
+        };
+        (t, state)
+    }
+
+    /// Issue 12, item 2: a listing that failed with `EMFILE` says nothing about the directory's
+    /// files, so none is let go (and read again from its start when it is found once more);
+    /// one that failed because the directory is gone lets them go after the rotate wait.
+    #[test]
+    fn a_listing_that_fails_for_lack_of_descriptors_lets_no_file_go() {
+        use crate::telemetry::health::State;
+        let (emfile, enoent) = (libc::EMFILE, libc::ENOENT);
+        let s = setup();
+        append(&s.dir.join("console.log"), b"a\n");
+        append(&s.dir.join("factorio-current.log"), b"b\n");
+        let (mut t, state) = tailer_with_budget(&s, StartAt::Beginning, 100);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.poll(now, &mut |b| out.push(b));
+        assert_eq!(t.open_files().len(), 2);
+        t.fail_listing = Some(emfile);
+        for later in [1, 10, 60] {
+            t.poll(now + Duration::from_secs(later), &mut |b| out.push(b));
+        }
+        assert_eq!(t.open_files().len(), 2, "no file let go");
+        assert_eq!(t.stats().files_closed, 0);
+        assert_eq!(t.stats().errors, 1, "counted once per episode");
+        let (st, reason) = state();
+        assert_eq!(st, State::NotReady);
+        assert!(
+            reason.starts_with("cannot list 1 log directory: the open-file limit (164) is reached"),
+            "{reason}"
+        );
+        t.fail_listing = None;
+        append(&s.dir.join("console.log"), b"c\n");
+        t.poll(now + Duration::from_secs(61), &mut |b| out.push(b));
+        assert_eq!(state(), (State::Ready, String::new()));
+        let mut lines = texts(&out);
+        lines.sort();
+        assert_eq!(lines, vec!["a", "b", "c"], "each line once");
+
+        // A directory that is gone lets its files go after the rotate wait.
+        t.fail_listing = Some(enoent);
+        t.poll(now + Duration::from_secs(62), &mut |_| {});
+        t.poll(now + Duration::from_secs(70), &mut |_| {});
+        assert!(t.open_files().is_empty());
+    }
+
+    /// Issue 12, item 2: a file that cannot be opened for lack of descriptors waits, counted
+    /// and shown once (not as an unreadable file), while the files followed are kept.
+    #[test]
+    fn a_file_that_cannot_be_opened_for_lack_of_descriptors_waits() {
+        use crate::telemetry::health::State;
+        let s = setup();
+        append(&s.dir.join("console.log"), b"a\n");
+        let (mut t, state) = tailer_with_budget(&s, StartAt::Beginning, 100);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.poll(now, &mut |b| out.push(b));
+        t.fail_opening = Some(libc::EMFILE);
+        append(&s.dir.join("factorio-current.log"), b"b\n");
+        for later in [1, 10, 60] {
+            t.poll(now + Duration::from_secs(later), &mut |b| out.push(b));
+        }
+        assert_eq!(t.open_files(), vec![s.dir.join("console.log")]);
+        assert_eq!(t.stats().errors, 1, "counted once per episode");
+        assert!(t.unreadable.is_empty(), "not reported as unreadable");
+        let (st, reason) = state();
+        assert_eq!(st, State::NotReady);
+        assert!(
+            reason
+                .starts_with("cannot follow 1 more log file: the open-file limit (164) is reached"),
+            "{reason}"
+        );
+        t.fail_opening = None;
+        t.poll(now + Duration::from_secs(61), &mut |b| out.push(b));
+        assert_eq!(state(), (State::Ready, String::new()));
+        assert_eq!(texts(&out), vec!["a", "b"], "each line once");
+    }
+
+    /// Issue 12, item 2: beyond the open-file budget, the files followed are kept, the others
+    /// wait (counted and shown once) and are followed as room is made, each line read once.
+    #[test]
+    fn files_beyond_the_open_file_budget_wait_and_none_is_read_twice() {
+        use crate::telemetry::health::State;
+        let s = setup();
+        let names = ["a.log", "b.log", "c.log", "d.log"];
+        for n in names {
+            append(&s.dir.join(n), format!("{n} 1\n").as_bytes());
+        }
+        let (mut t, state) = tailer_with_budget(&s, StartAt::Beginning, 2);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.poll(now, &mut |b| out.push(b));
+        assert_eq!(t.open_files().len(), 2);
+        let (st, reason) = state();
+        assert_eq!(st, State::NotReady);
+        assert_eq!(
+            reason,
+            "cannot follow 2 more log files: the open-file limit (66) is reached (2 log files \
+             open, 64 kept for sockets and checkpoints); raise the hard limit (systemd \
+             LimitNOFILE=, ulimit -Hn)"
+        );
+        for n in names {
+            append(&s.dir.join(n), format!("{n} 2\n").as_bytes());
+        }
+        t.poll(now, &mut |b| out.push(b));
+        assert_eq!(t.stats().errors, 1, "counted once per episode");
+        // Room is made as followed files are deleted and let go.
+        let mut at = now;
+        while !t.open_files().is_empty() {
+            for p in t.open_files() {
+                fs::remove_file(p).unwrap();
+            }
+            t.poll(at, &mut |b| out.push(b)); // notices they are gone
+            at += Duration::from_secs(6);
+            t.poll(at, &mut |b| out.push(b)); // lets them go
+            t.poll(at, &mut |b| out.push(b)); // opens the next
+        }
+        assert_eq!(state(), (State::Ready, String::new()));
+        let mut lines = texts(&out);
+        lines.sort();
+        let want: Vec<String> = names
+            .iter()
+            .flat_map(|n| [format!("{n} 1"), format!("{n} 2")])
+            .collect();
+        assert_eq!(lines, want, "each line once");
+        assert_eq!(t.stats().files_opened, 4);
+        assert_eq!(t.stats().errors, 1);
+    }
+
+    /// A file present at the first scan that could not be opened then starts as it would have
+    /// at the first scan (at its end), not as a new file (from its start).
+    #[test]
+    fn a_file_deferred_at_the_first_scan_starts_at_its_end() {
+        let s = setup();
+        append(&s.dir.join("a.log"), b"old a\n");
+        append(&s.dir.join("b.log"), b"old b\n");
+        let (mut t, _) = tailer_with_budget(&s, StartAt::End, 1);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.poll(now, &mut |b| out.push(b));
+        assert_eq!(t.open_files(), vec![s.dir.join("a.log")]);
+        fs::remove_file(s.dir.join("a.log")).unwrap();
+        t.poll(now, &mut |b| out.push(b));
+        t.poll(now + Duration::from_secs(6), &mut |b| out.push(b));
+        t.poll(now + Duration::from_secs(6), &mut |b| out.push(b));
+        assert_eq!(t.open_files(), vec![s.dir.join("b.log")]);
+        append(&s.dir.join("b.log"), b"new b\n");
+        t.poll(now + Duration::from_secs(6), &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["new b"]);
     }
 
     #[test]

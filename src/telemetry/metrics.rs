@@ -269,6 +269,12 @@ pub struct PipelineMetrics {
     pub events_processed: Family<EventLabels, Counter>,
     /// Errors by component and type.
     pub errors: ErrorCounter,
+    /// The process's soft open-file limit (`RLIMIT_NOFILE`) after raising it at start.
+    pub open_files_limit: Gauge,
+    /// Log files the tailer holds open.
+    pub tail_files_open: Gauge,
+    /// The most log files the tailer holds open at once: the open-file limit less the reserve.
+    pub tail_files_max: Gauge,
     stages: HistogramFamily<StageLabels>,
     latency: Family<SinkLabels, LatencyHistogram, fn() -> LatencyHistogram>,
 }
@@ -280,6 +286,9 @@ impl Default for PipelineMetrics {
             bytes_read: Family::default(),
             events_processed: Family::default(),
             errors: ErrorCounter::default(),
+            open_files_limit: Gauge::default(),
+            tail_files_open: Gauge::default(),
+            tail_files_max: Gauge::default(),
             stages: Family::new_with_constructor(stage_histogram),
             latency: Family::new_with_constructor(latency_with_exemplars),
         }
@@ -521,6 +530,21 @@ impl Metrics {
             "errors",
             "Errors by component and type",
             pipeline.errors.errors.clone(),
+        );
+        registry.register(
+            "open_files_limit",
+            "The process's open-file limit (soft RLIMIT_NOFILE, raised to the hard limit at start)",
+            pipeline.open_files_limit.clone(),
+        );
+        registry.register(
+            "tail_files_open",
+            "Log files the tailer holds open",
+            pipeline.tail_files_open.clone(),
+        );
+        registry.register(
+            "tail_files_max",
+            "The most log files the tailer holds open at once: the open-file limit less tail.reserved_open_files",
+            pipeline.tail_files_max.clone(),
         );
         registry.register(
             "processing_seconds",

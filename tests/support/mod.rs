@@ -506,6 +506,7 @@ pub struct IsrCmd {
     config: Option<PathBuf>,
     extra: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    open_file_limit: Option<(u64, u64)>,
 }
 
 impl IsrCmd {
@@ -519,6 +520,7 @@ impl IsrCmd {
             config: None,
             extra: Vec::new(),
             envs: Vec::new(),
+            open_file_limit: None,
         }
     }
 
@@ -564,9 +566,28 @@ impl IsrCmd {
         self
     }
 
+    /// Starts the process with the open-file limits (`RLIMIT_NOFILE`) `soft` and `hard`, set by
+    /// `sh` before it `exec`s the binary (the process id stays the binary's).
+    pub fn open_file_limit(mut self, soft: u64, hard: u64) -> IsrCmd {
+        self.open_file_limit = Some((soft, hard));
+        self
+    }
+
     /// Starts the process.
     pub fn spawn(&self) -> Isr {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_factorio-isr"));
+        let bin = env!("CARGO_BIN_EXE_factorio-isr");
+        let mut cmd = match self.open_file_limit {
+            None => Command::new(bin),
+            Some((soft, hard)) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!(
+                        "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(bin);
+                sh
+            }
+        };
         cmd.arg("run")
             .args(&self.dirs)
             .arg("--state-dir")
