@@ -290,8 +290,8 @@ fn truncation_while_stopped_delivers_the_new_lines_once() {
     let h_fresh: Vec<u64> = h.write_lines(5).collect();
 
     // Run 2 without --from-beginning: console.log's checkpoint no longer matches (its first
-    // line changed) and it was written after the last save; engine.log's checkpoint is past
-    // its end. Both are read from their start.
+    // line changed), so the checkpoints do not know it; engine.log's checkpoint is past its
+    // end. Both are read from their start.
     let isr2 = env.isr().spawn();
     expect_arrive(&isr2, "w", &fresh);
     expect_arrive(&isr2, "h", &h_fresh);
@@ -327,8 +327,8 @@ fn rename_rotation_while_stopped_resumes_the_old_file_and_reads_the_new_one() {
     w.write_lines(10);
 
     // Run 2 without --from-beginning: factorio-previous.log is the file of the checkpoint
-    // (same first line, same inode) and resumes there; factorio-current.log is new, written
-    // after the last save, and is read from its start.
+    // (same first line, same inode) and resumes there; factorio-current.log is new (the
+    // checkpoints do not know it), and is read from its start.
     let isr2 = env.isr().spawn();
     expect_rest_arrive(&isr2, "w", w.written(), &isr.seqs("w"));
     settle();
@@ -614,6 +614,48 @@ fn a_directory_removed_and_recreated_is_followed_again() {
     for w in [&a, &b, &c] {
         assert_each_once(w.id(), w.written(), &isr.seqs(w.id()), &isr.stderr());
     }
+}
+
+#[test]
+fn a_directory_renamed_away_and_back_resumes_its_files_where_they_were() {
+    let env = Env::new();
+    // Created after the start; --from-beginning in case the first scan sees it.
+    let isr = env.isr().start_at_beginning().spawn();
+    let mut w = SeqWriter::create(env.log("factorio-current.log"), "w");
+    w.write_lines(50);
+    expect_arrive(&isr, "w", w.written());
+
+    // Away for longer than the rotate wait (a remount, a rename): the file is let go.
+    let away = env.root().join("logs.away");
+    fs::rename(&env.logs, &away).expect("renaming logs/ away");
+    assert!(
+        isr.wait_for_stderr("Let go of deleted or rotated log file.", ARRIVE),
+        "the file was not let go:\n{}",
+        isr.stderr_tail()
+    );
+    // Back: the same file (same first line, device and inode) resumes where it was delivered.
+    fs::rename(&away, &env.logs).expect("renaming logs/ back");
+    assert!(
+        isr.wait_for_stderr_count("Following log file:", 2, ARRIVE),
+        "the file that came back was not followed again:\n{}",
+        isr.stderr_tail()
+    );
+    w.write_lines(5);
+    // A file read again from its start would deliver its old lines before these new ones, so
+    // once these are in, any duplicate is too.
+    expect_arrive(&isr, "w", w.written());
+    assert_each_once(
+        "a directory renamed away and back",
+        w.written(),
+        &isr.seqs("w"),
+        &isr.stderr(),
+    );
+    assert!(
+        isr.stderr()
+            .contains("Following log file: resuming at its checkpoint."),
+        "{}",
+        isr.stderr_tail()
+    );
 }
 
 // --- content ----------------------------------------------------------------------------------

@@ -1,10 +1,19 @@
 //! Checkpoints: where to resume each file after a restart.
 //!
 //! The store is one JSON file, `checkpoints.json` in the state directory, holding for every file
-//! its server tag, fingerprint, device and inode, last path, the offset up to which its events
-//! were delivered, and the date of the run header seen in it (so engine lines keep their time
-//! after a restart). Offsets only ever reach a record boundary that the sink has taken: a
-//! partial last line or a held multi-line error is read again after a restart.
+//! the tailer follows (from when it is opened at its end or first read) its
+//! server tag, fingerprint, device and inode, last path, the offset up to which its events were
+//! delivered, the date of the run header seen in it (so engine lines keep their time after a
+//! restart), and, once the tailer let go of it, when (`let_go_ms`). Offsets only ever reach a
+//! record boundary that the sink has taken: a partial last line or a held multi-line error is
+//! read again after a restart. The file is also the record that factorio-isr ran here
+//! before: at a later start, a file the store does not know is new (see [`super::start`]).
+//!
+//! Entries are forgotten when they are saved: a file let go [`LET_GO_KEEP_MS`] ago (it did not
+//! come back), or any file whose entry has not changed for [`EXPIRE_AFTER_MS`] (the tailer
+//! records the files it follows at least daily, so only files gone while factorio-isr was
+//! stopped get that old). The fields added since the first format are optional: an older
+//! `checkpoints.json` loads as it is.
 //!
 //! Saving is atomic: the whole store is written to `checkpoints.json.tmp`, fsynced, renamed over
 //! `checkpoints.json`, and the directory fsynced, with mode 0600. A crash leaves either the old or
@@ -32,6 +41,11 @@ pub const CHECKPOINT_FILE: &str = "checkpoints.json";
 /// Checkpoints of files not seen for this long are forgotten: 30 days.
 pub const EXPIRE_AFTER_MS: i64 = 30 * 24 * 3600 * 1000;
 
+/// Checkpoints of files the tailer let go (deleted, rotated away, or in a directory that was
+/// gone or empty for the rotate wait) are kept this long, so a file that comes back (a
+/// directory renamed away and back, a remount) resumes where it was: one day.
+pub const LET_GO_KEEP_MS: i64 = 24 * 3600 * 1000;
+
 /// Format version written into the file.
 const VERSION: u32 = 1;
 
@@ -53,6 +67,10 @@ pub struct FileCheckpoint {
     pub run_start_ms: Option<i64>,
     /// When this entry last changed, ms since the epoch.
     pub updated_ms: i64,
+    /// When the tailer let go of the file, ms since the epoch; `None` while it is followed.
+    /// Such an entry is kept [`LET_GO_KEEP_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub let_go_ms: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,7 +153,9 @@ impl CheckpointStore {
 
     /// The checkpoint of a file: the entry with the same fingerprint, device and inode; else
     /// the only entry with that fingerprint whose device and inode are not in `taken` (the
-    /// file was copied, or its device number changed, as with some container mounts).
+    /// file was copied, or its device number changed, as with some container mounts), leaving
+    /// out files let go: one of those is the same file only with the same device and inode (a
+    /// file deleted and created again with the same first line is a new file).
     pub fn find(
         &self,
         server: &str,
@@ -146,10 +166,12 @@ impl CheckpointStore {
         if let Some(cp) = self.entries.get(&(server.to_owned(), fingerprint, key)) {
             return Some(cp);
         }
-        let mut candidates = self
-            .entries
-            .values()
-            .filter(|cp| cp.server == server && cp.fingerprint == fingerprint && !taken(cp.key));
+        let mut candidates = self.entries.values().filter(|cp| {
+            cp.server == server
+                && cp.fingerprint == fingerprint
+                && cp.let_go_ms.is_none()
+                && !taken(cp.key)
+        });
         match (candidates.next(), candidates.next()) {
             (Some(cp), None) => Some(cp),
             _ => None,
@@ -175,10 +197,21 @@ impl CheckpointStore {
         self.entries.values()
     }
 
-    /// Writes the store atomically and forgets entries older than [`EXPIRE_AFTER_MS`].
+    /// Forgets the entries of files let go more than [`LET_GO_KEEP_MS`] before `now`, and
+    /// those unchanged for [`EXPIRE_AFTER_MS`].
+    pub fn expire(&mut self, now: Timestamp) {
+        let now = now.as_millis();
+        self.entries.retain(|_, cp| {
+            now.saturating_sub(cp.updated_ms) < EXPIRE_AFTER_MS
+                && cp
+                    .let_go_ms
+                    .is_none_or(|t| now.saturating_sub(t) < LET_GO_KEEP_MS)
+        });
+    }
+
+    /// Writes the store atomically, after forgetting what [`CheckpointStore::expire`] forgets.
     pub fn save(&mut self, now: Timestamp) -> io::Result<()> {
-        self.entries
-            .retain(|_, cp| now.as_millis() - cp.updated_ms < EXPIRE_AFTER_MS);
+        self.expire(now);
         let mut files: Vec<FileCheckpoint> = self.entries.values().cloned().collect();
         files.sort_by(|a, b| (&a.server, &a.path).cmp(&(&b.server, &b.path)));
         let body = serde_json::to_vec_pretty(&StoreFile {
@@ -243,6 +276,7 @@ mod tests {
             offset,
             run_start_ms: Some(5),
             updated_ms: 1000,
+            let_go_ms: None,
         }
     }
 
@@ -347,6 +381,71 @@ mod tests {
             store.find("s", Fingerprint(7), other, |k| k == a.key),
             Some(&b)
         );
+    }
+
+    #[test]
+    fn a_store_written_before_let_go_ms_loads_and_is_written_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{
+  "version": 1,
+  "saved_ms": 2000,
+  "files": [
+    {
+      "server": "a",
+      "path": "/srv/factorio-current.log",
+      "fingerprint": "0000000000000001",
+      "key": { "dev": 1, "ino": 2 },
+      "offset": 10,
+      "run_start_ms": 5,
+      "updated_ms": 1000
+    }
+  ]
+}"#;
+        fs::write(dir.path().join(CHECKPOINT_FILE), old).unwrap();
+        let (mut store, warning) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(warning.is_none());
+        let key = FileKey { dev: 1, ino: 2 };
+        assert_eq!(
+            store.find("a", Fingerprint(1), key, |_| false),
+            Some(&cp("a", 1, 10))
+        );
+        // A followed file's entry is written without the new field, as before.
+        store.update(cp("a", 1, 11));
+        store.save(Timestamp(3000)).unwrap();
+        let text = fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
+        assert!(!text.contains("let_go_ms"), "{text}");
+    }
+
+    #[test]
+    fn a_file_let_go_is_found_again_only_under_its_device_and_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CheckpointStore::open(dir.path()).unwrap();
+        let mut gone = cp("s", 7, 10);
+        gone.let_go_ms = Some(1000);
+        store.update(gone.clone());
+        assert_eq!(
+            store.find("s", Fingerprint(7), gone.key, |_| false),
+            Some(&gone)
+        );
+        let other = FileKey { dev: 9, ino: 9 };
+        assert_eq!(store.find("s", Fingerprint(7), other, |_| false), None);
+    }
+
+    #[test]
+    fn files_let_go_are_kept_a_day_then_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CheckpointStore::open(dir.path()).unwrap();
+        let mut gone = cp("a", 1, 10);
+        gone.let_go_ms = Some(1000);
+        store.update(gone.clone());
+        store.update(cp("b", 2, 20));
+        store.save(Timestamp(1000 + LET_GO_KEEP_MS - 1)).unwrap();
+        let (again, _) = CheckpointStore::open(dir.path()).unwrap();
+        let key = FileKey { dev: 1, ino: 2 };
+        assert_eq!(again.find("a", Fingerprint(1), key, |_| false), Some(&gone));
+        store.save(Timestamp(1000 + LET_GO_KEEP_MS)).unwrap();
+        let servers: Vec<&str> = store.entries().map(|cp| cp.server.as_str()).collect();
+        assert_eq!(servers, ["b"], "the followed file stays");
     }
 
     #[test]

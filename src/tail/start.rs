@@ -2,15 +2,21 @@
 //! about the file, so every case can be tested without a file system.
 //!
 //! - With a checkpoint: at the checkpoint's offset, or at 0 when the file is now shorter than
-//!   that (it was truncated while factorio-isr was stopped).
+//!   that (it was truncated while factorio-isr was stopped). The checkpoints know every file the
+//!   tailer followed, from when it was opened (at its end) or first read, and the files it
+//!   let go of in the last day ([`super::checkpoint`]): a file that comes back with the
+//!   same identity (fingerprint, device and inode), after a restart or after its directory was
+//!   gone for a while, resumes where its delivered lines end.
 //! - Without one, found after the first scan: at 0 (the file is new).
-//! - Without one, present at the first scan: at 0 with `--from-beginning`, or when it was
-//!   written after the last checkpoint save, give or take the clock's grain and the discovery
-//!   interval (it changed while factorio-isr was stopped, see [`modified_since_save`]); else
-//!   at the start of its last complete line (only what is written from now on is read).
+//! - Without one, present at the first scan: at 0 with `--from-beginning`; at 0 too when
+//!   factorio-isr ran here before (there is a checkpoint file): a file the checkpoints do not
+//!   know was created (or got its first line) while factorio-isr was stopped, or was never
+//!   followed. Only at the very first run (no checkpoint file) does a file start at its last
+//!   complete line, so that only what is written from now on is read.
 //!
-//! Nothing here fails; the start of the last complete line is asked for only when it is the
-//! answer, so the caller reads the file's end only then.
+//! The rule reads no clock: whether a file is known is a fact of the checkpoint file, whatever
+//! the file system's timestamps say. Nothing here fails; the start of the last complete line is
+//! asked for only when it is the answer, so the caller reads the file's end only then.
 
 use std::fmt;
 
@@ -27,9 +33,9 @@ pub struct StartInputs {
     pub first_scan: bool,
     /// Where files present at the first scan start (`--from-beginning`).
     pub start_at: StartAt,
-    /// Whether it was modified at or after the previous checkpoint save (see
-    /// [`modified_since_save`]).
-    pub modified_since_save: bool,
+    /// Whether this is factorio-isr's first run with this state directory: there was no
+    /// checkpoint file at start.
+    pub first_run: bool,
 }
 
 /// Why a file starts where it does; its `Display` is the text of the "Following log file" log
@@ -45,8 +51,9 @@ pub enum StartReason {
     NewFile,
     /// At 0: `--from-beginning`.
     FromBeginning,
-    /// At 0: written while factorio-isr was stopped.
-    WrittenWhileStopped,
+    /// At 0: present at the first scan of a later run, and not in the checkpoints (created
+    /// while factorio-isr was stopped, or never followed).
+    NotInCheckpoints,
     /// At the start of its last complete line.
     FirstSeen,
 }
@@ -61,8 +68,8 @@ impl StartReason {
             }
             StartReason::NewFile => "new file: from the start",
             StartReason::FromBeginning => "from the start (--from-beginning)",
-            StartReason::WrittenWhileStopped => {
-                "written while factorio-isr was stopped: from the start"
+            StartReason::NotInCheckpoints => {
+                "not in the checkpoints (new since the last run): from the start"
             }
             StartReason::FirstSeen => "first seen: from its end",
         }
@@ -92,28 +99,10 @@ pub fn start_offset(inputs: StartInputs, last_line_start: impl FnOnce() -> u64) 
         Some(offset) => (offset, StartReason::Checkpoint),
         None if !inputs.first_scan => (0, StartReason::NewFile),
         None if inputs.start_at == StartAt::Beginning => (0, StartReason::FromBeginning),
-        None if inputs.modified_since_save => (0, StartReason::WrittenWhileStopped),
+        None if !inputs.first_run => (0, StartReason::NotInCheckpoints),
         None => (last_line_start(), StartReason::FirstSeen),
     };
     Start { offset, reason }
-}
-
-/// Whether a file whose modification time is `mtime_ms` was written at or after the previous
-/// checkpoint save at `saved_ms`, give or take `slack_ms` (all ms since the epoch). False when
-/// either time is unknown: with no save, factorio-isr never ran here before.
-///
-/// The slack covers two things the two clocks do not say. A file system stamps modification
-/// times from a coarse clock (ext4: the kernel tick, up to 10 ms behind the precise clock the
-/// save time comes from), so a file created just after a save can look older than it. And a
-/// file created shortly before the last save may not have been listed yet (directories are
-/// listed every `discovery_interval`), so it was never followed. Both must be read from their
-/// start; the callers pass the discovery interval plus a second. A file the checkpoints do not
-/// know that was written within the slack before the save is read whole rather than lost.
-pub fn modified_since_save(mtime_ms: Option<i64>, saved_ms: Option<i64>, slack_ms: i64) -> bool {
-    match (mtime_ms, saved_ms) {
-        (Some(m), Some(saved)) => m >= saved.saturating_sub(slack_ms),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -128,7 +117,7 @@ mod tests {
             len_bytes: 100,
             first_scan: true,
             start_at: StartAt::End,
-            modified_since_save: false,
+            first_run: true,
         }
     }
 
@@ -146,13 +135,13 @@ mod tests {
     fn a_checkpoint_is_resumed_whatever_else_holds() {
         for first_scan in [true, false] {
             for start_at in [StartAt::End, StartAt::Beginning] {
-                for modified_since_save in [true, false] {
+                for first_run in [true, false] {
                     for at in [0, 42, 100] {
                         let got = decide(StartInputs {
                             checkpoint_offset: Some(at),
                             first_scan,
                             start_at,
-                            modified_since_save,
+                            first_run,
                             ..inputs()
                         });
                         assert_eq!(got, (at, StartReason::Checkpoint, false));
@@ -185,25 +174,28 @@ mod tests {
 
     #[test]
     fn from_beginning_starts_files_of_the_first_scan_at_zero() {
-        let got = decide(StartInputs {
-            start_at: StartAt::Beginning,
-            modified_since_save: true,
-            ..inputs()
-        });
-        assert_eq!(got, (0, StartReason::FromBeginning, false));
+        for first_run in [true, false] {
+            let got = decide(StartInputs {
+                start_at: StartAt::Beginning,
+                first_run,
+                ..inputs()
+            });
+            assert_eq!(got, (0, StartReason::FromBeginning, false));
+        }
     }
 
     #[test]
-    fn a_file_written_while_stopped_starts_at_zero() {
+    fn a_file_the_checkpoints_do_not_know_at_a_later_run_starts_at_zero() {
+        // Whatever its modification time says: created while stopped, or never followed.
         let got = decide(StartInputs {
-            modified_since_save: true,
+            first_run: false,
             ..inputs()
         });
-        assert_eq!(got, (0, StartReason::WrittenWhileStopped, false));
+        assert_eq!(got, (0, StartReason::NotInCheckpoints, false));
     }
 
     #[test]
-    fn otherwise_a_file_starts_at_its_last_complete_line() {
+    fn at_the_first_run_a_file_starts_at_its_last_complete_line() {
         assert_eq!(decide(inputs()), (LAST_LINE, StartReason::FirstSeen, true));
     }
 
@@ -223,31 +215,12 @@ mod tests {
             "from the start (--from-beginning)"
         );
         assert_eq!(
-            StartReason::WrittenWhileStopped.to_string(),
-            "written while factorio-isr was stopped: from the start"
+            StartReason::NotInCheckpoints.to_string(),
+            "not in the checkpoints (new since the last run): from the start"
         );
         assert_eq!(
             StartReason::FirstSeen.to_string(),
             "first seen: from its end"
         );
-    }
-
-    #[test]
-    fn modified_since_save_needs_both_times() {
-        assert!(modified_since_save(Some(10), Some(10), 0));
-        assert!(modified_since_save(Some(11), Some(10), 0));
-        assert!(!modified_since_save(Some(9), Some(10), 0));
-        assert!(!modified_since_save(None, Some(10), 0));
-        assert!(!modified_since_save(Some(10), None, 0));
-        assert!(!modified_since_save(None, None, 0));
-    }
-
-    #[test]
-    fn a_file_stamped_by_a_coarse_clock_just_after_a_save_counts_as_written_since() {
-        // ext4 stamped the file 3 ms before the precise time of the save that came first.
-        let saved = 1_000_000;
-        assert!(modified_since_save(Some(saved - 3), Some(saved), 2000));
-        assert!(modified_since_save(Some(saved - 2000), Some(saved), 2000));
-        assert!(!modified_since_save(Some(saved - 2001), Some(saved), 2000));
     }
 }

@@ -16,11 +16,19 @@
 //!   are listed and matched against the server's globs. A file is identified by device and inode
 //!   while it is open, and by its fingerprint (first line) across restarts.
 //! - **Where a file starts**: see [`super::start`]. With a checkpoint, at the checkpoint's
-//!   offset (0 if the file is now shorter: truncated while factorio-isr was stopped). Without
-//!   one: files found after the first scan start at 0 (they are new); files present at the first
-//!   scan start at 0 when they were written after the last checkpoint save (they changed while
-//!   factorio-isr was stopped), else at their end (at the start of the last complete line),
+//!   offset (0 if the file is now shorter: truncated while factorio-isr was stopped). The
+//!   checkpoints looked in are those loaded at start plus where each file let go since stood
+//!   (the last checkpoint handed out for it, which the pipeline delivers before anything read
+//!   later), so a file that comes back resumes where it was, as after a restart. Without one:
+//!   files found after the first scan start at 0 (they are new), and so do files present at the
+//!   first scan when a checkpoint file exists (factorio-isr ran before and never followed them);
+//!   at the very first run they start at their end (at the start of the last complete line),
 //!   unless `start_at = Beginning`.
+//! - **Recording**: every file is recorded as soon as it is opened at its end or at a
+//!   checkpoint (a batch without records carrying its checkpoint), or else with its first
+//!   records (a file starting at 0 has a complete first line to read, or no fingerprint yet),
+//!   and again at least daily while it is idle, so the checkpoints know every file followed and
+//!   do not forget an idle one.
 //! - **Rename rotation** (`factorio-current.log` → `factorio-previous.log`): the open file keeps
 //!   its offset under its new name and is read to its end, writes to the old handle included; the
 //!   new file is new and starts at 0. Within a pass older files are read first.
@@ -31,9 +39,12 @@
 //!   copy.
 //! - **Deletion**, or a rename to a name the globs do not match: the open file is read to its end
 //!   and let go once it has had no new data for `rotate_wait`; a partial last line is then
-//!   emitted as it is.
-//! - **Directory removed**: its files are treated as deleted; when it comes back, its files are
-//!   new files.
+//!   emitted as it is. Its last checkpoint is marked let go and kept a day
+//!   ([`super::checkpoint::LET_GO_KEEP_MS`]).
+//! - **Directory removed** (or unlistable, or empty, for longer than `rotate_wait`: renamed away,
+//!   a remount, too many open files): its files are treated as deleted. When it comes back, a
+//!   file with the same fingerprint, device and inode resumes where it was let go; other files
+//!   are new files.
 //! - A multi-line error record held open is emitted after `record_flush` of quiet.
 //!
 //! How it fails: an unreadable directory or file is logged once and retried at the next
@@ -72,6 +83,10 @@ use super::zone::LocalClock;
 use crate::event::{LogSource, Timestamp};
 use crate::telemetry::health::Component;
 use crate::telemetry::metrics::PipelineMetrics;
+
+/// How often the checkpoint of an idle file is handed out again: daily, well within
+/// [`super::checkpoint::EXPIRE_AFTER_MS`].
+const RECORD_IDLE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// The root span of a batch's trace: the read of one chunk of `path`.
 fn batch_span(server: &str, path: &Path) -> tracing::Span {
@@ -144,7 +159,8 @@ impl ServerSource {
     }
 }
 
-/// Where files present at the first scan start when they have no checkpoint.
+/// Where files present at the first scan start when they have no checkpoint, at the first run
+/// (at a later run such a file is new and starts at 0 either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartAt {
     /// At their end: only what is written from now on (the default).
@@ -168,7 +184,7 @@ pub struct TailOptions {
     pub rotate_wait: Duration,
     /// A held multi-line error record is emitted after this much quiet.
     pub record_flush: Duration,
-    /// Where files without a checkpoint start at the first scan.
+    /// Where files without a checkpoint start at the first scan of the first run.
     pub start_at: StartAt,
     /// How many files may be open at once.
     pub open_files: OpenFileBudget,
@@ -268,6 +284,9 @@ struct TailedFile {
     fingerprint: Option<Fingerprint>,
     reader: FileReader,
     last_data: Instant,
+    /// When its checkpoint was last handed out without new data (at open, or idle for
+    /// [`RECORD_IDLE_EVERY`]).
+    recorded: Instant,
     /// Modification time at the last look: a file rewritten to exactly the size already read
     /// shows only in its modification time.
     last_mtime: Option<SystemTime>,
@@ -285,6 +304,7 @@ impl TailedFile {
             offset: self.reader.safe_offset(),
             run_start_ms: self.reader.run_start_ms(),
             updated_ms: Timestamp::now().as_millis(),
+            let_go_ms: None,
         })
     }
 
@@ -339,7 +359,8 @@ pub struct Tailer {
     servers: Vec<ServerSource>,
     opts: TailOptions,
     files: Vec<TailedFile>,
-    /// The checkpoints as they were at start: where files seen before resume.
+    /// Where files seen before resume: the checkpoints as they were at start, updated with where
+    /// each file let go since stands.
     resume: CheckpointStore,
     scanned_once: bool,
     next_discovery: Option<Instant>,
@@ -450,7 +471,22 @@ impl Tailer {
             self.close(i, emit);
         }
         self.events.files_open(self.files.len());
+        self.record_idle(now, emit);
         total
+    }
+
+    /// Hands out again the checkpoint of each file without new data for [`RECORD_IDLE_EVERY`],
+    /// so its entry is fresh and not forgotten (an idle `factorio-previous.log` may stay
+    /// unchanged for months).
+    fn record_idle(&mut self, now: Instant, emit: &mut dyn FnMut(TailBatch)) {
+        for f in &mut self.files {
+            let since = f.recorded.max(f.last_data);
+            if f.fingerprint.is_some() && now.saturating_duration_since(since) >= RECORD_IDLE_EVERY
+            {
+                f.recorded = now;
+                emit(f.batch(Vec::new(), tracing::Span::none()));
+            }
+        }
     }
 
     /// Whether a file gone from its directory has been quiet for the rotate wait.
@@ -648,11 +684,7 @@ impl Tailer {
                 len_bytes: len,
                 first_scan,
                 start_at: self.opts.start_at,
-                modified_since_save: start::modified_since_save(
-                    mtime_ms(&meta),
-                    self.resume.previous_save_ms(),
-                    start_slack_ms(&self.opts),
-                ),
+                first_run: self.resume.previous_save_ms().is_none(),
             },
             || last_line_start(&file, len),
         );
@@ -680,11 +712,14 @@ impl Tailer {
             fingerprint: fp,
             reader,
             last_data: now,
+            recorded: now,
             last_mtime: None,
             gone_since: None,
         };
-        // Record where a file that starts at its end stands, so a restart knows it.
-        if start.offset > 0 && checkpoint.is_none() {
+        // Record where the file stands when that is not 0 (at its end, or where it resumes: the
+        // entry is fresh again and no longer let go), so the checkpoints know every file
+        // followed. A file starting at 0 is recorded with its first records, read next.
+        if f.fingerprint.is_some() && (start.offset > 0 || checkpoint.is_some()) {
             emit(f.batch(Vec::new(), tracing::Span::none()));
         }
         self.files.push(f);
@@ -776,7 +811,15 @@ impl Tailer {
         } else {
             f.batch_span()
         };
-        emit(f.batch(records, span));
+        let mut batch = f.batch(records, span);
+        // Where it stands once this batch is delivered (the pipeline delivers in order, so
+        // before anything read later): where it resumes if it comes back.
+        if let Some(cp) = &mut batch.checkpoint {
+            cp.let_go_ms = Some(cp.updated_ms);
+            self.resume.expire(Timestamp(cp.updated_ms));
+            self.resume.update(cp.clone());
+        }
+        emit(batch);
     }
 }
 
@@ -927,20 +970,6 @@ fn last_line_start(file: &File, len: u64) -> u64 {
     }
 }
 
-/// How much older than the last save a file may look and still count as written since (see
-/// [`start::modified_since_save`]): the discovery interval plus a second.
-fn start_slack_ms(opts: &TailOptions) -> i64 {
-    i64::try_from(opts.discovery_interval.as_millis())
-        .unwrap_or(i64::MAX)
-        .saturating_add(1000)
-}
-
-fn mtime_ms(meta: &fs::Metadata) -> Option<i64> {
-    let t = meta.modified().ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_millis()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1053,6 +1082,118 @@ mod tests {
         t.poll(Instant::now(), &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["first line"]);
         assert_eq!(t.stats().truncations, 1);
+    }
+
+    /// Delivers `batches` to the store in `s.state` and saves it at `at`.
+    fn deliver(s: &Setup, batches: &[TailBatch], at: Timestamp) {
+        let (mut store, _) = CheckpointStore::open(&s.state).unwrap();
+        for b in batches {
+            if let Some(cp) = &b.checkpoint {
+                store.update(cp.clone());
+            }
+        }
+        store.save(at).unwrap();
+    }
+
+    #[test]
+    fn a_file_the_checkpoints_do_not_know_is_read_from_its_start_whatever_its_mtime() {
+        let s = setup();
+        // A first run that saw nothing, saved at `saved`.
+        let saved = Timestamp::now();
+        let mut out = Vec::new();
+        tailer(&s, StartAt::End).poll(Instant::now(), &mut |b| out.push(b));
+        deliver(&s, &out, saved);
+        // While stopped, a file is moved in (its modification time is an hour before the save,
+        // as `mv` or `cp -p` keep it, or as a coarse or skewed clock stamps it).
+        let log = s.dir.join("console.log");
+        append(
+            &log,
+            b"written while stopped
+second
+",
+        );
+        let an_hour_before = std::time::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(saved.as_millis()).unwrap())
+            - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_modified(an_hour_before)
+            .unwrap();
+        let mut t = tailer(&s, StartAt::End);
+        out.clear();
+        t.poll(Instant::now(), &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["written while stopped", "second"]);
+    }
+
+    #[test]
+    fn a_known_file_resumes_at_its_checkpoint_even_at_zero_and_is_recorded_daily() {
+        let s = setup();
+        let log = s.dir.join("console.log");
+        append(&log, b"header\nline\n");
+        // Known at 0: recorded before anything of it was delivered.
+        let (mut store, _) = CheckpointStore::open(&s.state).unwrap();
+        store.update(FileCheckpoint {
+            server: "t".into(),
+            path: log.clone(),
+            fingerprint: fingerprint::of_line(b"header"),
+            key: FileKey::of(&fs::metadata(&log).unwrap()),
+            offset: 0,
+            run_start_ms: None,
+            updated_ms: Timestamp::now().as_millis(),
+            let_go_ms: None,
+        });
+        store.save(Timestamp::now()).unwrap();
+        let mut t = tailer(&s, StartAt::End);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.poll(now, &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["header", "line"]);
+        // Recorded again when opened (the entry is fresh), and daily while idle, so its entry
+        // never expires.
+        assert!(out[0].records.is_empty());
+        assert_eq!(out[0].checkpoint.as_ref().unwrap().offset, 0);
+        out.clear();
+        t.poll(now + Duration::from_secs(3600), &mut |b| out.push(b));
+        assert!(out.is_empty());
+        t.poll(now + RECORD_IDLE_EVERY, &mut |b| out.push(b));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].checkpoint.as_ref().unwrap().offset, 12);
+    }
+
+    #[test]
+    fn a_file_let_go_that_comes_back_resumes_where_it_was() {
+        let s = setup();
+        let log = s.dir.join("console.log");
+        append(&log, b"a\nb\n");
+        let mut t = tailer(&s, StartAt::Beginning);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.poll(now, &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["a", "b"]);
+        // The directory is renamed away for longer than the rotate wait: the file is let go.
+        let away = s.dir.with_extension("away");
+        fs::rename(&s.dir, &away).unwrap();
+        out.clear();
+        t.poll(now, &mut |b| out.push(b));
+        t.poll(now + Duration::from_secs(6), &mut |b| out.push(b));
+        assert!(t.open_files().is_empty());
+        let last = out.last().unwrap().checkpoint.clone().unwrap();
+        assert_eq!((last.offset, last.let_go_ms.is_some()), (4, true));
+        // Back, with a line more: only that line is read.
+        fs::rename(&away, &s.dir).unwrap();
+        append(&log, b"c\n");
+        out.clear();
+        t.poll(now + Duration::from_secs(7), &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["c"]);
+        assert_eq!(out[0].checkpoint.as_ref().unwrap().let_go_ms, None);
+        // A file with another first line in its place is new.
+        fs::remove_file(&log).unwrap();
+        append(&log, b"other\n");
+        out.clear();
+        t.poll(now + Duration::from_secs(8), &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["other"]);
     }
 
     #[test]
