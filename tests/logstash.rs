@@ -497,9 +497,10 @@ fn logstash_killed_and_restarted_mid_stream_loses_nothing() {
         "Logstash was restarted but saw {} connection(s)",
         fake.accepted()
     );
+    let resent = expect_resent_at_least(&isr, dups.len());
     assert_no_stdout(&isr);
     eprintln!(
-        "kill/restart: {} lines written, {} arrived by the end of the kill, {} duplicates ({}), {} connections accepted, {} connection failures logged",
+        "kill/restart: {} lines written, {} arrived by the end of the kill, {} duplicates ({}), {resent} counted as possibly sent twice, {} connections accepted, {} connection failures logged",
         w.written().len(),
         at_kill,
         dups.len(),
@@ -515,6 +516,37 @@ fn metric(isr: &Isr, name: &str) -> f64 {
     assert_eq!(status, 200, "{body}");
     support::metric_sample(&body, name)
         .unwrap_or_else(|| panic!("no sample {name} on /metrics:\n{body}"))
+}
+
+/// Waits until `/ready` answers 200: every component is ready, the Logstash connection has
+/// passed its probation.
+#[track_caller]
+fn expect_ready(isr: &Isr) {
+    let deadline = Instant::now() + ARRIVE;
+    loop {
+        let (status, body) = isr.admin_get("/ready");
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready is still {status} after {ARRIVE:?}: {body}\nstderr:\n{}",
+            isr.stderr_tail()
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// `factorio_isr_logstash_events_resent_total` is an upper bound of the `dups` duplicates
+/// that arrived. Returns it.
+#[track_caller]
+fn expect_resent_at_least(isr: &Isr, dups: usize) -> f64 {
+    let resent = metric(isr, "factorio_isr_logstash_events_resent_total");
+    assert!(
+        dups as f64 <= resent,
+        "{dups} duplicates arrived but only {resent} events were counted as possibly sent twice"
+    );
+    resent
 }
 
 /// The issue's acceptance run, as a new user would try it: `run DIR --from-beginning
@@ -536,7 +568,7 @@ fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
     assert_eq!(isr.admin_get("/healthz").0, 200);
     fake.restart();
     let mut w = expect_flowing_again(&fake, &isr, writer);
-    assert_eq!(isr.admin_get("/ready").0, 200);
+    expect_ready(&isr);
 
     // Then it accepts but stops reading while 300,000 more lines are written.
     fake.pause_reading();
@@ -575,12 +607,7 @@ fn a_receiver_that_vanishes_then_stalls_loses_nothing_and_health_stays_up() {
     // counted: no more than the sink says it sent again.
     let dups = check_reconnect_duplicates(&fake.chats(), "w", w.written())
         .unwrap_or_else(|e| panic!("{e}\n{}", isr.stderr_tail()));
-    let resent = metric(&isr, "factorio_isr_logstash_events_resent_total");
-    assert!(
-        dups.len() as f64 <= resent,
-        "{} duplicates arrived but only {resent} events were counted as sent again",
-        dups.len()
-    );
+    let resent = expect_resent_at_least(&isr, dups.len());
     assert!(metric(&isr, "factorio_isr_logstash_reconnects_total") >= 1.0);
     assert_eq!(metric(&isr, "factorio_isr_logstash_connected"), 1.0);
     // A batch whose write failed counts once, when it was written whole.
@@ -724,9 +751,10 @@ fn logstash_crashing_loses_at_most_what_the_sockets_held_and_the_rest_arrives() 
         "the lost connection is not logged:\n{}",
         isr.stderr_tail()
     );
+    let resent = expect_resent_at_least(&isr, dups.len());
     assert_no_stdout(&isr);
     eprintln!(
-        "crash: {} lines; {unread} bytes unread in Logstash's socket, {unconsumed} in its read buffer and {unsent} unsent in factorio-isr's at the crash; {} lines ({missing_bytes} bytes) lost ({}), {} duplicates ({}), {} connections",
+        "crash: {} lines; {unread} bytes unread in Logstash's socket, {unconsumed} in its read buffer and {unsent} unsent in factorio-isr's at the crash; {} lines ({missing_bytes} bytes) lost ({}), {} duplicates ({}), {resent} counted as possibly sent twice, {} connections",
         w.written().len(),
         missing.len(),
         support::ranges(&missing),
@@ -734,6 +762,186 @@ fn logstash_crashing_loses_at_most_what_the_sockets_held_and_the_rest_arrives() 
         support::ranges(&dups),
         fake.accepted()
     );
+}
+
+/// Issue 12, item 3: a TCP proxy or load balancer with no healthy Logstash behind it accepts,
+/// takes the first bytes, and resets. Such a connection never counts as healthy: what it took
+/// is written again on the next connection (nothing is lost), the connections follow the
+/// doubling backoff rather than restarting it at every accept, and `/ready` says not ready
+/// throughout. Then Logstash is there, and everything arrives.
+#[test]
+fn a_receiver_that_accepts_and_resets_loses_nothing_backs_off_and_is_not_ready() {
+    const RESETS: usize = 6;
+    const INITIAL_MS: u64 = 100;
+    const MAX_MS: u64 = 1600;
+    let env = Env::builder()
+        .logstash_backoff(INITIAL_MS, MAX_MS)
+        .start_at_beginning()
+        .build();
+    let fake = Logstash::start_resetting(RESETS);
+    let isr = env.isr().logstash(fake.addr()).spawn();
+    let admin = isr.admin_addr();
+    let writer = SteadyWriter::start(env.log("console.log"));
+
+    // `/ready` through the reset phase, with when each answer came.
+    let mut samples = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fake.resets().len() < RESETS && Instant::now() < deadline {
+        if fake.accepted() > 0 {
+            let (status, body) = support::http_get(admin, "/ready");
+            samples.push((status, body, Instant::now()));
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let resets = fake.resets();
+    assert_eq!(
+        resets.len(),
+        RESETS,
+        "the proxy was reached only {} times:\n{}",
+        resets.len(),
+        isr.stderr_tail()
+    );
+    let phase_end = resets[RESETS - 1];
+    // The connection after the resets reaches Logstash and carries lines.
+    let flowing = fake.wait_until(
+        |r| r.chats.iter().filter(|c| c.conn > RESETS).count() >= 1000,
+        ARRIVE,
+    );
+    let w = writer.finish();
+    assert!(
+        flowing,
+        "lines did not flow after the proxy's resets:\n{}\nstderr:\n{}",
+        summary(&fake),
+        isr.stderr_tail()
+    );
+
+    let mut failures = Vec::new();
+    // (a) Every line arrived at least once: what the resetting connections took was written
+    // again.
+    if !fake.wait_for_seqs("w", w.written(), ARRIVE) {
+        let got: HashSet<u64> = fake.seqs("w").into_iter().collect();
+        let missing: Vec<u64> = w
+            .written()
+            .iter()
+            .copied()
+            .filter(|s| !got.contains(s))
+            .collect();
+        failures.push(format!(
+            "(a) {} of {} lines never arrived: {}",
+            missing.len(),
+            w.written().len(),
+            support::ranges(&missing)
+        ));
+    }
+    // (b) The connections follow the backoff: the wait after the k-th lost connection is
+    // randomised between half and all of min(INITIAL_MS * 2^k, MAX_MS), so consecutive
+    // accepts are at least half of it apart, however slow the machine (slowness only adds).
+    let accepts = fake.accept_times();
+    let gaps: Vec<Duration> = accepts
+        .windows(2)
+        .take(RESETS)
+        .map(|p| p[1] - p[0])
+        .collect();
+    for (k, gap) in gaps.iter().enumerate() {
+        let least = Duration::from_millis((INITIAL_MS << k).min(MAX_MS) / 2);
+        if *gap < least {
+            failures.push(format!(
+                "(b) connection {} came {gap:?} after connection {}: the backoff allows no less than {least:?}",
+                k + 2,
+                k + 1
+            ));
+        }
+    }
+    // (c) `/ready` never said ready while the proxy reset connections.
+    let during: Vec<&(u16, String, Instant)> = samples.iter().filter(|s| s.2 < phase_end).collect();
+    let ready: Vec<&&(u16, String, Instant)> = during
+        .iter()
+        .filter(|s| s.0 != 503 || !s.1.contains("logstash"))
+        .collect();
+    if during.is_empty() || !ready.is_empty() {
+        failures.push(format!(
+            "(c) {} of {} answers of /ready during the resets did not say Logstash is not ready, e.g. {:?}",
+            ready.len(),
+            during.len(),
+            ready.first().map(|s| (s.0, &s.1))
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n{}\nstderr:\n{}",
+        failures.join("\n"),
+        summary(&fake),
+        isr.stderr_tail()
+    );
+
+    expect_ready(&isr);
+    settle(&fake);
+    assert_well_formed(&fake);
+    // The fake behind the proxy recorded nothing of the reset connections: no duplicates,
+    // and the lines the proxy took were counted as possibly sent twice.
+    let got = fake.seqs("w");
+    let dups = got.len() - got.iter().collect::<HashSet<_>>().len();
+    let resent = expect_resent_at_least(&isr, dups);
+    assert!(
+        resent >= 1.0,
+        "the batch the proxy took was written again but not counted"
+    );
+    assert_eq!(
+        metric(&isr, "factorio_isr_logstash_events_sent_total") as usize,
+        got.len(),
+        "events sent counts each delivered batch once"
+    );
+    assert_no_stdout(&isr);
+    eprintln!(
+        "accept and reset: {} lines; {RESETS} resets, accepts {:?} apart; {} of {} /ready answers during the resets; {resent} counted as possibly sent twice",
+        w.written().len(),
+        gaps,
+        during.len(),
+        samples.len()
+    );
+}
+
+/// Issue 12, item 10: `logstash_events_resent_total` counts only events that may have reached
+/// Logstash before. Logstash is down at the start, comes up, then goes away while
+/// factorio-isr is idle (the close is noticed before the next batch is written) and comes back:
+/// nothing was sent twice, and nothing is counted.
+#[test]
+fn nothing_counts_as_resent_when_logstash_is_down_at_start_and_between_batches() {
+    let env = logstash_env().build();
+    let port = free_port();
+    let isr = env.isr().logstash(format!("127.0.0.1:{port}")).spawn();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(500);
+    expect_connection_failure_logged(&isr, ARRIVE);
+    let mut fake = Logstash::start_on(port);
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    // The connection has proved healthy: nothing is in flight.
+    expect_ready(&isr);
+    // Logstash goes away; it had read everything, so its close is a plain end-of-file.
+    fake.crash();
+    let failures = connection_failures(&isr.stderr());
+    w.write_lines(500);
+    assert!(
+        support::wait_until(|| connection_failures(&isr.stderr()) > failures, ARRIVE),
+        "the closed connection was not noticed:\n{}",
+        isr.stderr_tail()
+    );
+    fake.restart();
+    expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    settle(&fake);
+    assert_well_formed(&fake);
+    assert_each_once(
+        "down at start and between batches",
+        w.written(),
+        &fake.seqs("w"),
+        &summary(&fake),
+    );
+    let resent = metric(&isr, "factorio_isr_logstash_events_resent_total");
+    assert_eq!(
+        resent, 0.0,
+        "nothing was sent twice, but {resent} events were counted as possibly sent twice"
+    );
+    assert_no_stdout(&isr);
 }
 
 #[test]
@@ -844,6 +1052,9 @@ fn sigterm_while_logstash_does_not_read_exits_at_the_deadline_and_loses_nothing(
     let mut w = SeqWriter::create(env.log("console.log"), "w");
     w.write_lines(1000);
     expect_arrive(&fake, &isr, "w", w.written(), ARRIVE);
+    // The connection has proved healthy (what a connection on probation took is sent again
+    // after a forced stop).
+    expect_ready(&isr);
     // Logstash stops reading; factorio-isr blocks in the middle of a write.
     fake.pause_reading();
     for _ in 0..10 {

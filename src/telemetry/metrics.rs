@@ -335,7 +335,7 @@ impl PipelineMetrics {
 /// What the Logstash sink updates.
 #[derive(Clone, Debug, Default)]
 pub struct LogstashMetrics {
-    /// 1 while connected.
+    /// 1 while connected, on a connection that passed its probation.
     pub connected: Gauge,
     /// Connections made after the first.
     pub reconnects: Counter,
@@ -343,7 +343,8 @@ pub struct LogstashMetrics {
     pub connect_failures: Counter,
     /// Events written to the socket (a batch written again after a failed write counts once).
     pub events_sent: Counter,
-    /// Events written again after a failed write: possible duplicates at Logstash.
+    /// Events written again that may have reached Logstash before: an upper bound of
+    /// duplicates.
     pub events_resent: Counter,
     /// When the write in progress started (milliseconds since the Unix epoch), 0 when no
     /// write is in progress: how `/ready` tells a Logstash that stopped reading.
@@ -441,7 +442,7 @@ impl Metrics {
         };
         registry.register(
             "logstash_connected",
-            "1 while connected to Logstash",
+            "1 while connected to Logstash on a connection that passed its probation",
             logstash.connected.clone(),
         );
         registry.register(
@@ -461,7 +462,7 @@ impl Metrics {
         );
         registry.register(
             "logstash_events_resent",
-            "Events written again after a failed write: possible duplicates at Logstash",
+            "Events written again that may have reached Logstash before: an upper bound of duplicates",
             logstash.events_resent.clone(),
         );
         let discord = DiscordMetrics {

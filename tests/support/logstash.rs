@@ -13,8 +13,12 @@
 //! a server closes them: nothing in flight is lost), [`Logstash::crash`] (closed at once: what
 //! the kernel holds unread is lost and the peer gets a reset) and [`Logstash::restart`]
 //! (listening again on the same port).
+//!
+//! [`Logstash::start_resetting`] puts a TCP proxy with no healthy backend in front: the first
+//! connections are accepted, what arrives first is read and thrown away, and the connection is
+//! reset (`SO_LINGER` 0); the ones after reach the fake Logstash.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -59,6 +63,9 @@ pub struct Received {
     /// JSON lines that are not objects with every schema key (the first 300 characters).
     pub schema_failures: Vec<String>,
     per_player: HashMap<String, usize>,
+    /// Per writer, the numbers that arrived, for [`Logstash::wait_for_seqs`]: a look-up per
+    /// wanted number rather than a set of every event built under the lock the readers need.
+    seen: HashMap<String, HashSet<u64>>,
 }
 
 impl Received {
@@ -93,6 +100,7 @@ impl Received {
         }
         if let Some((player, seq)) = chat_seq(&value) {
             *self.per_player.entry(player.to_owned()).or_default() += 1;
+            self.seen.entry(player.to_owned()).or_default().insert(seq);
             self.chats.push(Chat {
                 conn,
                 player: player.to_owned(),
@@ -131,6 +139,12 @@ struct Shared {
     socket_bytes: AtomicUsize,
     /// Connections `kill` had to cut off: their peer had not closed within `CLOSE_GRACE`.
     cut_off: AtomicUsize,
+    /// Connections still to be reset after their first read (`start_resetting`).
+    resets_left: AtomicUsize,
+    /// When each reset was done, in order.
+    resets: Mutex<Vec<Instant>>,
+    /// When each connection was accepted, in order.
+    accept_times: Mutex<Vec<Instant>>,
     /// Every accepted connection not yet closed by `kill`: a handle to shut it down, and its
     /// reader thread.
     conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
@@ -183,6 +197,15 @@ impl Logstash {
         Logstash::bind(port, true)
     }
 
+    /// As [`Logstash::start`] behind a proxy with no healthy backend for the first `resets`
+    /// connections: each is accepted, what arrives first (up to 64 KiB, waiting at most 5 s)
+    /// is read and dropped, and the connection is reset. Nothing of theirs is recorded.
+    pub fn start_resetting(resets: usize) -> Logstash {
+        let fake = Logstash::bind(0, true);
+        fake.shared.resets_left.store(resets, Ordering::SeqCst);
+        fake
+    }
+
     fn bind(port: u16, keep_events: bool) -> Logstash {
         let shared = Arc::new(Shared {
             keep_events,
@@ -194,6 +217,9 @@ impl Logstash {
             accepted: AtomicUsize::new(0),
             socket_bytes: AtomicUsize::new(0),
             cut_off: AtomicUsize::new(0),
+            resets_left: AtomicUsize::new(0),
+            resets: Mutex::new(Vec::new()),
+            accept_times: Mutex::new(Vec::new()),
             conns: Mutex::new(Vec::new()),
         });
         let listener = bind_retrying(port);
@@ -235,6 +261,16 @@ impl Logstash {
     /// Connections accepted so far, over every restart.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// When each connection was accepted (taken off the listen queue), in order.
+    pub fn accept_times(&self) -> Vec<Instant> {
+        lock(&self.shared.accept_times).clone()
+    }
+
+    /// When each reset of [`Logstash::start_resetting`] was done, in order.
+    pub fn resets(&self) -> Vec<Instant> {
+        lock(&self.shared.resets).clone()
     }
 
     /// Connections [`Logstash::kill`] had to cut off because their peer did not close its side
@@ -388,7 +424,9 @@ impl Logstash {
                 if r.per_player.get(id).copied().unwrap_or(0) < want.len() {
                     return false;
                 }
-                let got: std::collections::HashSet<u64> = r.seqs(id).into_iter().collect();
+                let Some(got) = r.seen.get(id) else {
+                    return false;
+                };
                 want.iter().all(|s| got.contains(s))
             },
             timeout,
@@ -419,10 +457,20 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) 
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
+                lock(&shared.accept_times).push(Instant::now());
                 stream
                     .set_nonblocking(false)
                     .expect("a blocking connection");
                 let conn = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                let reset = shared
+                    .resets_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if reset {
+                    reset_after_first_read(stream);
+                    lock(&shared.resets).push(Instant::now());
+                    continue;
+                }
                 let handle = stream.try_clone().expect("a second handle on a connection");
                 let reader = {
                     let shared = shared.clone();
@@ -434,6 +482,17 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) 
             Err(_) => sleep(Duration::from_millis(5)),
         }
     }
+}
+
+/// What a proxy without a backend does: takes what arrives first, then resets the connection.
+fn reset_after_first_read(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.read(&mut vec![0u8; 64 * 1024]);
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0 on a connection");
+    // Closing with a zero linger time sends a reset.
+    drop(stream);
 }
 
 /// Reads one connection to its end, recording every non-blank line. What is left after the

@@ -450,6 +450,16 @@ impl EnvBuilder {
         self
     }
 
+    /// A `[logstash]` section with these backoffs instead of the small ones of
+    /// [`EnvBuilder::logstash`] (which adds lines to it when called after).
+    pub fn logstash_backoff(mut self, initial_ms: u64, max_ms: u64) -> EnvBuilder {
+        assert!(self.logstash.is_none(), "logstash_backoff before logstash");
+        self.logstash = Some(format!(
+            "[logstash]\nbackoff_initial_ms = {initial_ms}\nbackoff_max_ms = {max_ms}\n"
+        ));
+        self
+    }
+
     /// The whole config file instead of the fast timings and sections.
     pub fn config_text(mut self, text: impl Into<String>) -> EnvBuilder {
         self.config_text = Some(text.into());

@@ -28,6 +28,11 @@ pub const fn default_backoff_max_ms() -> u64 {
     30_000
 }
 
+/// Default of [`LogstashConfig::probation_ms`].
+pub const fn default_probation_ms() -> u64 {
+    2000
+}
+
 /// The `[logstash]` section of the config file.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +50,14 @@ pub struct LogstashConfig {
     /// Longest wait between two connection attempts. Default 30000.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// How long a new connection must stay open, once its first batch is written, before it
+    /// counts as healthy: until then the batch is not delivered (it is written again if the
+    /// connection closes), the backoff is not reset and `/ready` says not ready. A proxy or
+    /// load balancer with no healthy Logstash behind it accepts and then closes or resets;
+    /// set this above its backend connect timeout. 0: healthy once the first batch is
+    /// written and the connection is still open. Default 2000.
+    #[serde(default = "default_probation_ms")]
+    pub probation_ms: u64,
     /// Send records no pattern matched (`event_type = "log"`). Default true.
     #[serde(default = "crate::settings::default_true")]
     pub forward_unmatched: bool,
@@ -60,6 +73,7 @@ impl Default for LogstashConfig {
             connect_timeout_ms: default_connect_timeout_ms(),
             backoff_initial_ms: default_backoff_initial_ms(),
             backoff_max_ms: default_backoff_max_ms(),
+            probation_ms: default_probation_ms(),
             forward_unmatched: true,
             tls: None,
         }

@@ -1,13 +1,16 @@
 //! What the Logstash sink tells its operators: the one place where each thing that happens to
 //! the connection is logged, counted and reported to `/ready` together.
 //!
-//! - [`connected`]: `info`, `logstash_connected` 1, `logstash_reconnects_total` after the first,
-//!   the component ready.
+//! - [`connected`]: `info`, `logstash_reconnects_total` after the first, the component still
+//!   not ready: the connection is on probation.
+//! - [`proven`]: `info`, `logstash_connected` 1, the component ready.
 //! - [`connect_failed`]: `warn` with the retry wait, `logstash_connect_failures_total`,
 //!   `errors_total{component="logstash",error_type="connect"}`, the component not ready with
 //!   the reason.
 //! - [`connection_lost`]: `warn`, `logstash_connected` 0,
 //!   `errors_total{component="logstash",error_type="connection_lost"}`, not ready.
+//! - [`lost_on_probation`]: as [`connection_lost`], with the retry wait and the hint that a
+//!   proxy without a healthy Logstash behind it does this.
 //!
 //! How it fails: it does not; logging and counting never block or return an error.
 
@@ -54,14 +57,24 @@ pub(super) struct Report<'a> {
     pub tls: bool,
 }
 
-/// Connection number `connects` (1 for the first) is up.
-pub(super) fn connected(r: &Report<'_>, connects: u64) {
+/// Connection number `connects` (1 for the first) is up, on probation for `probation`.
+pub(super) fn connected(r: &Report<'_>, connects: u64, probation: Duration) {
     if connects > 1 {
         r.metrics.reconnects.inc();
     }
+    let probation_ms = probation.as_millis() as u64;
+    r.health.not_ready(format!(
+        "connected to {}; the connection counts once it has carried data for {probation_ms} ms without being closed",
+        r.address
+    ));
+    info!(address = %r.address, tls = r.tls, probation_ms, "Connected to Logstash; on probation.");
+}
+
+/// The connection carried its first batch through its probation: it is healthy.
+pub(super) fn proven(r: &Report<'_>) {
     r.metrics.connected.set(1);
     r.health.ready();
-    info!(address = %r.address, tls = r.tls, "Connected to Logstash.");
+    info!(address = %r.address, "The connection to Logstash holds.");
 }
 
 /// A connection attempt failed with `error`; the next one is in `retry_in`.
@@ -80,4 +93,28 @@ pub(super) fn connection_lost(r: &Report<'_>, why: &io::Error) {
     r.health
         .not_ready(format!("lost the connection to {}: {why}", r.address));
     warn!(address = %r.address, error = %why, "Lost the connection to Logstash; reconnecting.");
+}
+
+/// The connection failed with `why` `after` it was made, before its probation was over; the
+/// next attempt is in `retry_in`.
+pub(super) fn lost_on_probation(
+    r: &Report<'_>,
+    why: &io::Error,
+    after: Duration,
+    retry_in: Duration,
+) {
+    r.metrics.connected.set(0);
+    r.metrics.errors.record(LogstashErrorKind::ConnectionLost);
+    r.health.not_ready(format!(
+        "{} accepted the connection but it failed {} ms later: {why} (a proxy or load balancer with no healthy Logstash behind it does this)",
+        r.address,
+        after.as_millis()
+    ));
+    warn!(
+        address = %r.address,
+        error = %why,
+        after_ms = after.as_millis() as u64,
+        retry_in_ms = retry_in.as_millis() as u64,
+        "Lost the connection to Logstash before it proved healthy; what it carried is sent again after the backoff."
+    );
 }

@@ -3,8 +3,8 @@
 //!
 //! Events of a batch are encoded into one buffer and written with one `write_all` when the
 //! pipeline flushes the batch. [`Sink::flush`](crate::sinks::Sink::flush) returns only once the whole batch is written to
-//! the socket, so a file's checkpoint never moves past events that were not handed to the
-//! kernel.
+//! the socket on a connection that has proved healthy, so a file's checkpoint never moves past
+//! events that were not handed to the kernel of a connection that holds.
 //!
 //! Connection handling:
 //!
@@ -13,19 +13,34 @@
 //!   `backoff_max_ms`, each wait randomised between half and all of it, so many instances do not
 //!   reconnect in step). While it is down, `flush` keeps retrying and blocks: the pipeline
 //!   stops, the tailer stops reading, and the log file is the buffer. Nothing is dropped.
+//! - A new connection is on probation: that `connect` (and a TLS handshake) succeeded says
+//!   only that something accepted it. A TCP proxy or load balancer with no healthy Logstash
+//!   behind it accepts, takes the first bytes, and then resets; a `write` that succeeded says
+//!   only that the kernel took the bytes. So after the first batch is written, the sink waits
+//!   `probation_ms` watching the socket (a read with a timeout: end-of-file is a close, an
+//!   error a reset). Until the connection has held that long, the batch is not delivered
+//!   (`flush` has not returned, so the checkpoint has not moved and a forced stop does not
+//!   save past it), `/ready` says not ready, and the backoff is not reset: a connection lost
+//!   on probation is made again only after the next, doubled, wait, and the batch is written
+//!   again on it. A healthy connection that is lost is made again at once.
 //! - Before every batch the socket is checked without blocking: a peer that closed or reset the
 //!   connection (Logstash restarted) is noticed before the batch is written into a dead socket.
 //! - A write that fails part-way drops the connection, and the whole batch is written again on
-//!   the next one: at-least-once. The events of such a batch are counted as possibly duplicated.
+//!   the next one: at-least-once. Events that may have reached Logstash before are counted as
+//!   possibly duplicated (`logstash_events_resent_total`, an upper bound): over plain TCP the
+//!   events from the start of the batch up to the last byte the kernel took, over TLS the
+//!   whole batch, and the whole batch when its connection failed on probation. Events never
+//!   handed to a connection are not counted.
 //! - Writes have no timeout: a Logstash that accepts but does not read (its pipeline is full)
 //!   blocks the pipeline through TCP flow control, which is backpressure, not a failure.
 //!
 //! - With a `[logstash.tls]` section the connection is TLS ([`tls`]): the server is always
 //!   verified, and a failed handshake is a failed connection, never a reason to send plaintext.
 //!
-//! State for `/ready` and the metrics: the sink reports connected / connecting (with the last
-//! error) to its health component, counts reconnects, events sent and events sent again, and
-//! marks when a write started, so `/ready` can tell a Logstash that stopped reading.
+//! State for `/ready` and the metrics: the sink reports connected / on probation / connecting
+//! (with the last error) to its health component, counts reconnects, events sent and events
+//! possibly sent twice, and marks when a write started, so `/ready` can tell a Logstash that
+//! stopped reading.
 //!
 //! What plain TCP cannot promise: bytes the kernel accepted just before the peer died are lost
 //! without any error, because the `json_lines` input acknowledges nothing. That is the limit
@@ -38,7 +53,7 @@ pub mod tls;
 
 pub use self::config::{
     LogstashConfig, STALL_MS, default_backoff_initial_ms, default_backoff_max_ms,
-    default_connect_timeout_ms,
+    default_connect_timeout_ms, default_probation_ms,
 };
 pub use self::internal_events::LogstashErrorKind;
 pub use self::sink::{LogstashSink, LogstashStats, stall_probe};

@@ -1,4 +1,5 @@
-//! The Logstash sink itself: the connection, the batch buffer, and the [`Sink`] calls.
+//! The Logstash sink itself: the connection, its probation, the batch buffer, and the
+//! [`Sink`] calls.
 //!
 //! How it fails: see the module docs of [`super`]; a write error is never returned to the
 //! pipeline, the batch is written again on a new connection.
@@ -7,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::config::LogstashConfig;
 use super::internal_events;
@@ -27,11 +28,14 @@ pub struct LogstashStats {
     pub connect_failures: u64,
     /// Connections lost (closed by the peer, reset, write errors).
     pub disconnects: u64,
+    /// Connections lost before their probation was over (part of `disconnects`).
+    pub probation_failures: u64,
     /// Batches written.
     pub batches: u64,
     /// Events written.
     pub events: u64,
-    /// Events written again after a failed write (possible duplicates at Logstash).
+    /// Events written again that may have reached Logstash on a connection that then failed
+    /// (an upper bound of duplicates at Logstash).
     pub events_resent: u64,
     /// Events not sent because `forward_unmatched` is off.
     pub events_skipped: u64,
@@ -108,6 +112,46 @@ impl Connection {
         result
     }
 
+    /// Waits up to `timeout` for the peer to close or reset the connection: `Err` when it
+    /// did, `Ok` when the time passed (or the peer sent something, which is discarded).
+    fn wait_closed(&mut self, timeout: Duration) -> io::Result<()> {
+        self.tcp()
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let mut scratch = [0u8; 512];
+        let result = loop {
+            let read = match self {
+                Connection::Plain(s) => s.read(&mut scratch),
+                Connection::Tls(s) => s.read(&mut scratch),
+            };
+            match read {
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "Logstash closed the connection",
+                    ));
+                }
+                Ok(_) => break Ok(()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.tcp().set_read_timeout(None)?;
+        result
+    }
+
+    /// Whether [`Connection::write_all`] reports its progress.
+    fn is_plain(&self) -> bool {
+        matches!(self, Connection::Plain(_))
+    }
+
     /// The socket underneath.
     fn tcp(&self) -> &TcpStream {
         match self {
@@ -124,19 +168,33 @@ pub struct LogstashSink {
     connect_timeout: Duration,
     backoff_initial: Duration,
     backoff_max: Duration,
+    probation: Duration,
     forward_unmatched: bool,
     encoder: EventEncoder,
     buf: Vec<u8>,
     /// Events in `buf`.
     pending: u64,
     conn: Option<Connection>,
+    /// When `conn` was made.
+    connected_at: Instant,
+    /// Whether `conn` has passed its probation.
+    proven: bool,
+    /// The wait after the next failure, before jitter: doubles with every failed attempt and
+    /// every connection lost on probation, back to `backoff_initial` once a connection proves
+    /// healthy.
+    backoff: Duration,
+    /// The wait before the next connection attempt, when the last one failed or its
+    /// connection was lost on probation.
+    retry_in: Option<Duration>,
     stats: LogstashStats,
     metrics: LogstashMetrics,
     health: Component,
     /// Per event in `buf`: where its line ends in `buf`, and its record's offset in its file.
     ends: Vec<(usize, u64)>,
-    /// While a batch is being written over plain TCP: the file offset of its first event not
-    /// yet wholly taken by the kernel; [`NO_CUT`] otherwise; handed out as [`SinkHandle::cut_offset`].
+    /// While a batch is being written over plain TCP on a connection that passed its
+    /// probation: the file offset of its first event not yet wholly taken by the kernel;
+    /// [`NO_CUT`] otherwise (nothing written on a connection on probation is delivered);
+    /// handed out as [`SinkHandle::cut_offset`].
     cut: Arc<AtomicU64>,
 }
 
@@ -161,11 +219,16 @@ impl LogstashSink {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             backoff_initial: Duration::from_millis(config.backoff_initial_ms.max(1)),
             backoff_max: Duration::from_millis(config.backoff_max_ms.max(1)),
+            probation: Duration::from_millis(config.probation_ms),
             forward_unmatched: config.forward_unmatched,
             encoder: EventEncoder::new(service),
             buf: Vec::with_capacity(256 * 1024),
             pending: 0,
             conn: None,
+            connected_at: Instant::now(),
+            proven: false,
+            backoff: Duration::from_millis(config.backoff_initial_ms.max(1)),
+            retry_in: None,
             stats: LogstashStats::default(),
             metrics: LogstashMetrics::default(),
             health: Component::default(),
@@ -191,26 +254,97 @@ impl LogstashSink {
         self.conn.is_some()
     }
 
-    /// Connects, retrying with backoff until it works.
-    fn connect(&mut self) -> &mut Connection {
-        let mut wait = self.backoff_initial;
+    /// Connects, retrying with backoff until it works; first waits out the backoff of the last
+    /// failure, if any. The new connection is on probation.
+    fn connect(&mut self) {
         loop {
+            if let Some(wait) = self.retry_in.take() {
+                std::thread::sleep(wait);
+            }
             match self.try_connect() {
                 Ok(stream) => {
                     self.stats.connects += 1;
-                    internal_events::connected(&self.report(), self.stats.connects);
-                    return self.conn.insert(stream);
+                    self.connected_at = Instant::now();
+                    self.proven = false;
+                    internal_events::connected(&self.report(), self.stats.connects, self.probation);
+                    self.conn = Some(stream);
+                    return;
                 }
                 Err(e) => {
                     self.stats.connect_failures += 1;
-                    // Half of the wait is fixed, half random.
-                    let jittered = wait / 2 + wait.mul_f64(fastrand::f64() / 2.0);
-                    internal_events::connect_failed(&self.report(), &e, jittered);
-                    std::thread::sleep(jittered);
-                    wait = (wait * 2).min(self.backoff_max);
+                    let wait = self.next_backoff();
+                    internal_events::connect_failed(&self.report(), &e, wait);
+                    self.retry_in = Some(wait);
                 }
             }
         }
+    }
+
+    /// The wait after a failure (half of the backoff fixed, half random), and the backoff
+    /// doubled for the next.
+    fn next_backoff(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.backoff = (wait * 2).min(self.backoff_max);
+        wait / 2 + wait.mul_f64(fastrand::f64() / 2.0)
+    }
+
+    /// Writes the batch on the connection. On failure, also says how many bytes of it may
+    /// have reached Logstash: over plain TCP what the kernel took, over TLS all of it.
+    fn write_batch(&mut self) -> Result<(), (io::Error, usize)> {
+        let Some(stream) = self.conn.as_mut() else {
+            return Err((io::ErrorKind::NotConnected.into(), 0));
+        };
+        self.metrics
+            .write_started_unix_ms
+            .store(now_unix_ms(), Ordering::Relaxed);
+        let (ends, cut, proven) = (&self.ends, &self.cut, self.proven);
+        let mut taken = if stream.is_plain() { 0 } else { self.buf.len() };
+        let written = stream.write_all(&self.buf, |done| {
+            taken = done;
+            // The first event not wholly written; the ones before it are. Only a healthy
+            // connection delivers.
+            let whole = ends.partition_point(|&(end, _)| end <= done);
+            if proven && whole > 0 {
+                let next = ends.get(whole).map_or(NO_CUT, |&(_, offset)| offset);
+                cut.store(next, Ordering::Relaxed);
+            }
+        });
+        self.cut.store(NO_CUT, Ordering::Relaxed);
+        self.metrics
+            .write_started_unix_ms
+            .store(0, Ordering::Relaxed);
+        written.map_err(|e| (e, taken))
+    }
+
+    /// The probation of a new connection, once it has carried its first batch: it must stay
+    /// open for `probation`. A peer that closes or resets it meanwhile is noticed at once.
+    fn prove(&mut self) -> io::Result<()> {
+        let Some(stream) = self.conn.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let until = Instant::now() + self.probation;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            stream.wait_closed(left)?;
+        }
+        stream.check_alive()?;
+        self.proven = true;
+        self.backoff = self.backoff_initial;
+        internal_events::proven(&self.report());
+        Ok(())
+    }
+
+    /// How many events of the batch start within its first `bytes` bytes: those that may
+    /// have reached Logstash.
+    fn events_within(&self, bytes: usize) -> usize {
+        if bytes == 0 {
+            return 0;
+        }
+        let before = self.ends.partition_point(|&(end, _)| end < bytes);
+        (before + 1).min(self.ends.len())
     }
 
     fn try_connect(&self) -> io::Result<Connection> {
@@ -241,11 +375,25 @@ impl LogstashSink {
         Err(last)
     }
 
-    /// Drops the connection after a failure.
+    /// Drops the connection after a failure. A healthy connection is made again at once; one
+    /// lost on probation only after the backoff, which goes on growing.
     fn disconnect(&mut self, why: &io::Error) {
         if self.conn.take().is_some() {
             self.stats.disconnects += 1;
-            internal_events::connection_lost(&self.report(), why);
+            if self.proven {
+                internal_events::connection_lost(&self.report(), why);
+            } else {
+                self.stats.probation_failures += 1;
+                let wait = self.next_backoff();
+                internal_events::lost_on_probation(
+                    &self.report(),
+                    why,
+                    self.connected_at.elapsed(),
+                    wait,
+                );
+                self.retry_in = Some(wait);
+            }
+            self.proven = false;
         }
     }
 
@@ -294,7 +442,8 @@ impl Sink for LogstashSink {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let mut attempt = 0u32;
+        // Events of the batch that may have reached Logstash on a connection that failed.
+        let mut reached = 0;
         loop {
             if self.conn.is_none() {
                 self.connect();
@@ -302,41 +451,33 @@ impl Sink for LogstashSink {
             let Some(stream) = self.conn.as_mut() else {
                 continue;
             };
-            let result = stream.check_alive().and_then(|()| {
-                self.metrics
-                    .write_started_unix_ms
-                    .store(now_unix_ms(), Ordering::Relaxed);
-                let (ends, cut) = (&self.ends, &self.cut);
-                let written = stream.write_all(&self.buf, |done| {
-                    // The first event not wholly written; the ones before it are.
-                    let whole = ends.partition_point(|&(end, _)| end <= done);
-                    if whole > 0 {
-                        let next = ends.get(whole).map_or(NO_CUT, |&(_, offset)| offset);
-                        cut.store(next, Ordering::Relaxed);
+            let result = match stream.check_alive() {
+                Err(e) => Err((e, 0)),
+                Ok(()) => self.write_batch().and_then(|()| {
+                    if self.proven {
+                        Ok(())
+                    } else {
+                        self.prove().map_err(|e| (e, self.buf.len()))
                     }
-                });
-                self.cut.store(NO_CUT, Ordering::Relaxed);
-                self.metrics
-                    .write_started_unix_ms
-                    .store(0, Ordering::Relaxed);
-                written
-            });
+                }),
+            };
             match result {
                 Ok(()) => {
+                    let reached = reached as u64;
                     self.stats.batches += 1;
                     self.stats.events += self.pending;
                     self.metrics.events_sent.inc_by(self.pending);
-                    if attempt > 0 {
-                        self.stats.events_resent += self.pending;
-                        self.metrics.events_resent.inc_by(self.pending);
+                    if reached > 0 {
+                        self.stats.events_resent += reached;
+                        self.metrics.events_resent.inc_by(reached);
                     }
                     self.buf.clear();
                     self.ends.clear();
                     self.pending = 0;
                     return Ok(());
                 }
-                Err(e) => {
-                    attempt += 1;
+                Err((e, bytes)) => {
+                    reached = reached.max(self.events_within(bytes));
                     self.disconnect(&e);
                 }
             }
@@ -367,6 +508,7 @@ mod tests {
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
     use std::sync::Arc;
+    use std::sync::mpsc;
 
     fn event(i: u64, event_type: &str) -> Event {
         Event {
@@ -390,12 +532,20 @@ mod tests {
         LogstashConfig {
             backoff_initial_ms: 5,
             backoff_max_ms: 20,
+            probation_ms: 50,
             ..LogstashConfig::default()
         }
     }
 
-    fn read_lines(listener: &TcpListener, n: usize) -> Vec<serde_json::Value> {
+    /// Accepts one connection and reads `n` lines from it; returns them with the connection,
+    /// still open (a peer that closes at once would fail the sink's probation).
+    fn read_lines(listener: &TcpListener, n: usize) -> (Vec<serde_json::Value>, TcpStream) {
         let (conn, _) = listener.accept().unwrap();
+        let lines = read_more(&conn, n);
+        (lines, conn)
+    }
+
+    fn read_more(conn: &TcpStream, n: usize) -> Vec<serde_json::Value> {
         BufReader::new(conn)
             .lines()
             .take(n)
@@ -413,7 +563,7 @@ mod tests {
             sink.write(&event(i, "chat")).unwrap();
         }
         sink.flush().unwrap();
-        let got = reader.join().unwrap();
+        let (got, _conn) = reader.join().unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2]["log"]["offset"], 2);
         assert_eq!(sink.stats().batches, 1);
@@ -433,7 +583,7 @@ mod tests {
         sink.write(&event(0, "log")).unwrap();
         sink.write(&event(1, "chat")).unwrap();
         sink.flush().unwrap();
-        let got = reader.join().unwrap();
+        let (got, _conn) = reader.join().unwrap();
         assert_eq!(got[0]["event_type"], "chat");
         assert_eq!(sink.stats().events_skipped, 1);
     }
@@ -449,16 +599,90 @@ mod tests {
         });
         sink.write(&event(0, "chat")).unwrap();
         sink.flush().unwrap();
-        // The first connection is read, then closed by the peer.
-        assert_eq!(first.join().unwrap().len(), 1);
+        // The first connection is read and proved healthy, then closed by the peer.
+        let (got, conn) = first.join().unwrap();
+        assert_eq!(got.len(), 1);
+        drop(conn);
         std::thread::sleep(Duration::from_millis(50));
         let second = std::thread::spawn(move || read_lines(&listener, 1));
         sink.write(&event(1, "chat")).unwrap();
         sink.flush().unwrap();
-        let got = second.join().unwrap();
+        let (got, _conn) = second.join().unwrap();
         assert_eq!(got[0]["log"]["offset"], 1);
         assert_eq!(sink.stats().connects, 2);
         assert_eq!(sink.stats().disconnects, 1);
+        assert_eq!(sink.stats().probation_failures, 0);
+        // The close was noticed before the batch was written: nothing was sent twice.
+        assert_eq!(sink.stats().events_resent, 0);
+    }
+
+    #[test]
+    fn a_connection_reset_on_probation_backs_off_and_its_batch_is_written_again() {
+        const RESETS: usize = 3;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cfg = LogstashConfig {
+            backoff_initial_ms: 40,
+            backoff_max_ms: 100,
+            probation_ms: 1000,
+            ..LogstashConfig::default()
+        };
+        let mut sink = LogstashSink::new(addr, &cfg, &ServiceInfo::default()).unwrap();
+        // A proxy with no backend: it accepts, takes what comes, and resets; then Logstash.
+        let peer = std::thread::spawn(move || {
+            let mut accepted = Vec::new();
+            for _ in 0..RESETS {
+                let (mut conn, _) = listener.accept().unwrap();
+                accepted.push(Instant::now());
+                let _ = conn.read(&mut [0u8; 4096]);
+                socket2::SockRef::from(&conn)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+            let (got, conn) = read_lines(&listener, 3);
+            (accepted, got, conn)
+        });
+        for i in 0..3 {
+            sink.write(&event(i, "chat")).unwrap();
+        }
+        sink.flush().unwrap();
+        let (accepted, got, _conn) = peer.join().unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0]["log"]["offset"], 0);
+        let stats = sink.stats();
+        assert_eq!(stats.connects, RESETS as u64 + 1, "{stats:?}");
+        assert_eq!(stats.probation_failures, RESETS as u64, "{stats:?}");
+        assert_eq!(stats.batches, 1);
+        assert_eq!(stats.events, 3);
+        // Each reset connection may have carried the batch.
+        assert_eq!(stats.events_resent, 3);
+        // The backoff grew across connections that were accepted: 40, 80, 100 ms, each
+        // waited at least half.
+        for (k, pair) in accepted.windows(2).enumerate() {
+            let min = Duration::from_millis((40u64 << k).min(100) / 2);
+            assert!(pair[1] - pair[0] >= min, "gap {k}: {:?}", pair[1] - pair[0]);
+        }
+        assert!(sink.proven);
+        assert_eq!(
+            sink.backoff,
+            Duration::from_millis(40),
+            "reset once healthy"
+        );
+    }
+
+    #[test]
+    fn only_events_that_may_have_reached_logstash_count_as_resent() {
+        let mut sink =
+            LogstashSink::new("127.0.0.1:1".into(), &config(), &ServiceInfo::default()).unwrap();
+        for i in 0..3 {
+            sink.write(&event(i, "chat")).unwrap();
+        }
+        let ends: Vec<usize> = sink.ends.iter().map(|&(end, _)| end).collect();
+        assert_eq!(sink.events_within(0), 0);
+        assert_eq!(sink.events_within(1), 1);
+        assert_eq!(sink.events_within(ends[0]), 1);
+        assert_eq!(sink.events_within(ends[0] + 1), 2);
+        assert_eq!(sink.events_within(ends[2]), 3);
     }
 
     #[test]
@@ -471,9 +695,18 @@ mod tests {
             .cut_offset
             .expect("the sink reports where a write stops");
         assert_eq!(cut.load(Ordering::Relaxed), NO_CUT);
-        // Far more than the socket buffers hold; nobody reads yet.
+        // Far more than the socket buffers hold; nobody reads it until told.
         const EVENTS: u64 = 200_000;
-        for i in 0..EVENTS {
+        let (go, wait) = mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let (first, conn) = read_lines(&listener, 1);
+            wait.recv().unwrap();
+            (first, read_more(&conn, EVENTS as usize), conn)
+        });
+        // A first batch proves the connection healthy.
+        sink.write(&event(0, "chat")).unwrap();
+        sink.flush().unwrap();
+        for i in 1..=EVENTS {
             sink.write(&event(i, "chat")).unwrap();
         }
         let flusher = std::thread::spawn(move || sink.flush());
@@ -489,12 +722,43 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(10));
         };
-        assert!(seen > 0 && seen < EVENTS, "cut at {seen}");
+        assert!(seen > 1 && seen < EVENTS, "cut at {seen}");
         // Everything before the cut is whole in the socket: read it all, then the rest.
-        let got = read_lines(&listener, EVENTS as usize);
+        go.send(()).unwrap();
+        let (first, got, _conn) = reader.join().unwrap();
+        assert_eq!(first.len(), 1);
         assert_eq!(got.len(), EVENTS as usize);
         flusher.join().unwrap().unwrap();
         assert_eq!(cut.load(Ordering::Relaxed), NO_CUT, "no cut once written");
+    }
+
+    #[test]
+    fn a_write_on_probation_sets_no_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut sink = LogstashSink::new(addr, &config(), &ServiceInfo::default()).unwrap();
+        let cut = sink.handle().cut_offset.expect("a cut offset");
+        const EVENTS: u64 = 200_000;
+        for i in 0..EVENTS {
+            sink.write(&event(i, "chat")).unwrap();
+        }
+        let stats = sink.metrics.write_started_unix_ms.clone();
+        let flusher = std::thread::spawn(move || sink.flush());
+        let (conn, _) = listener.accept().unwrap();
+        // The write has been blocked for a while (several progress reports).
+        while stats.load(Ordering::Relaxed) == 0
+            || now_unix_ms().saturating_sub(stats.load(Ordering::Relaxed))
+                < 4 * PROGRESS_INTERVAL.as_millis() as u64
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            cut.load(Ordering::Relaxed),
+            NO_CUT,
+            "a forced stop must not save past what a connection on probation took"
+        );
+        assert_eq!(read_more(&conn, EVENTS as usize).len(), EVENTS as usize);
+        flusher.join().unwrap().unwrap();
     }
 
     #[test]
@@ -514,9 +778,11 @@ mod tests {
         });
         std::thread::sleep(Duration::from_millis(150));
         let listener = TcpListener::bind(&addr).unwrap();
-        let got = read_lines(&listener, 1);
+        let (got, _conn) = read_lines(&listener, 1);
         let sink = flusher.join().unwrap();
         assert_eq!(got[0]["log"]["offset"], 7);
         assert!(sink.stats().connect_failures >= 2, "{:?}", sink.stats());
+        // Nothing reached a connection before this one.
+        assert_eq!(sink.stats().events_resent, 0);
     }
 }
