@@ -24,7 +24,7 @@
 //! [`LoadWarning`]) and ignored, as if factorio-isr had never run, never a crash. Errors writing
 //! it are returned to the caller, who logs them and keeps running (the next save retries).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -77,6 +77,10 @@ pub struct FileCheckpoint {
 struct StoreFile {
     version: u32,
     saved_ms: i64,
+    /// The tags of the servers followed when the file was written (absent in files written
+    /// before it was added: then a server is known by its files' entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    servers: Vec<String>,
     files: Vec<FileCheckpoint>,
 }
 
@@ -105,6 +109,8 @@ impl std::fmt::Display for LoadWarning {
 pub struct CheckpointStore {
     dir: PathBuf,
     entries: HashMap<(String, Fingerprint, FileKey), FileCheckpoint>,
+    /// The tags of the servers followed.
+    servers: BTreeSet<String>,
     previous_save_ms: Option<i64>,
     dirty: bool,
 }
@@ -117,6 +123,7 @@ impl CheckpointStore {
         let mut store = CheckpointStore {
             dir: state_dir.to_owned(),
             entries: HashMap::new(),
+            servers: BTreeSet::new(),
             previous_save_ms: None,
             dirty: false,
         };
@@ -130,6 +137,7 @@ impl CheckpointStore {
         let warning = match loaded {
             Ok(Some(file)) => {
                 store.previous_save_ms = Some(file.saved_ms);
+                store.servers = file.servers.into_iter().collect();
                 for cp in file.files {
                     store
                         .entries
@@ -149,6 +157,22 @@ impl CheckpointStore {
     /// When the store was last saved before this process started; `None` on a first run.
     pub fn previous_save_ms(&self) -> Option<i64> {
         self.previous_save_ms
+    }
+
+    /// Whether the server `tag` was followed when the store was written: it is named in the
+    /// store, or (a store written before servers were named) one of its files is.
+    pub fn knows_server(&self, tag: &str) -> bool {
+        self.servers.contains(tag) || self.entries.values().any(|cp| cp.server == tag)
+    }
+
+    /// Records the tags of the servers followed from now on (those no longer configured are
+    /// forgotten).
+    pub fn set_servers(&mut self, tags: impl IntoIterator<Item = String>) {
+        let tags: BTreeSet<String> = tags.into_iter().collect();
+        if tags != self.servers {
+            self.servers = tags;
+            self.dirty = true;
+        }
     }
 
     /// The checkpoint of a file: the entry with the same fingerprint, device and inode; else
@@ -217,6 +241,7 @@ impl CheckpointStore {
         let body = serde_json::to_vec_pretty(&StoreFile {
             version: VERSION,
             saved_ms: now.as_millis(),
+            servers: self.servers.iter().cloned().collect(),
             files,
         })
         .map_err(io::Error::other)?;
@@ -414,6 +439,33 @@ mod tests {
         store.save(Timestamp(3000)).unwrap();
         let text = fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
         assert!(!text.contains("let_go_ms"), "{text}");
+        // Without a list of servers, a server is known by its files.
+        assert!(store.knows_server("a"));
+        assert!(!store.knows_server("b"));
+    }
+
+    #[test]
+    fn the_servers_followed_are_saved_and_known_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(!store.knows_server("empty"));
+        store.set_servers(["empty".to_owned(), "busy".to_owned()]);
+        assert!(
+            store.is_dirty(),
+            "a new server is saved even before any file is"
+        );
+        store.save(Timestamp(1000)).unwrap();
+        let (mut again, _) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(again.knows_server("empty") && again.knows_server("busy"));
+        again.set_servers(["busy".to_owned(), "empty".to_owned()]);
+        assert!(!again.is_dirty(), "the same servers change nothing");
+        again.set_servers(["busy".to_owned()]);
+        again.save(Timestamp(2000)).unwrap();
+        let (third, _) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(
+            !third.knows_server("empty"),
+            "a server no longer configured is forgotten"
+        );
     }
 
     #[test]

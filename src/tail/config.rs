@@ -318,7 +318,7 @@ mod tests {
             o.open_files,
             OpenFileBudget {
                 limit: None,
-                reserve: 64
+                reserve: 128
             }
         );
     }

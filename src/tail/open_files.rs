@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn the_budget_is_the_limit_less_the_reserve() {
-        let budget = |limit| OpenFileBudget { limit, reserve: 128 };
+        let budget = |limit| OpenFileBudget {
+            limit,
+            reserve: 128,
+        };
         assert_eq!(budget(Some(1024)).max_files(), 896);
         assert_eq!(budget(Some(128)).max_files(), 0);
         assert_eq!(budget(Some(10)).max_files(), 0);

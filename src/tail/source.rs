@@ -181,7 +181,12 @@ impl TailSource {
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(dir_error)?;
+        let tags: Vec<String> = opts.servers.iter().map(|s| s.tag.to_string()).collect();
+        // The tailer decides where files start on the store as it was: a server new to it
+        // starts its files at their end; from the next start on, it is known.
         let tailer = Tailer::new(opts.servers, opts.tail, &store).with_metrics(metrics);
+        let mut store = store;
+        store.set_servers(tags);
         metrics.errors.register::<CheckpointErrorKind>();
         Ok(TailSource {
             tailer,

@@ -9,10 +9,12 @@
 //!   gone for a while, resumes where its delivered lines end.
 //! - Without one, found after the first scan: at 0 (the file is new).
 //! - Without one, present at the first scan: at 0 with `--from-beginning`; at 0 too when
-//!   factorio-isr ran here before (there is a checkpoint file): a file the checkpoints do not
-//!   know was created (or got its first line) while factorio-isr was stopped, or was never
-//!   followed. Only at the very first run (no checkpoint file) does a file start at its last
-//!   complete line, so that only what is written from now on is read.
+//!   factorio-isr followed the file's server before (the checkpoint file names the server): a
+//!   file the checkpoints do not know was created (or got its first line) while factorio-isr
+//!   was stopped. Only at the first run that follows a server (no checkpoint file, or one
+//!   written before the server was configured) does a file start at its last complete line,
+//!   so that only what is written from now on is read: adding a server to the configuration
+//!   does not send its old logs.
 //!
 //! The rule reads no clock: whether a file is known is a fact of the checkpoint file, whatever
 //! the file system's timestamps say. Nothing here fails; the start of the last complete line is
@@ -33,8 +35,8 @@ pub struct StartInputs {
     pub first_scan: bool,
     /// Where files present at the first scan start (`--from-beginning`).
     pub start_at: StartAt,
-    /// Whether this is factorio-isr's first run with this state directory: there was no
-    /// checkpoint file at start.
+    /// Whether this is the first run that follows the file's server: the checkpoint file does
+    /// not name it (there was none, or it was written before the server was configured).
     pub first_run: bool,
 }
 

@@ -362,6 +362,9 @@ pub struct Tailer {
     /// Where files seen before resume: the checkpoints as they were at start, updated with where
     /// each file let go since stands.
     resume: CheckpointStore,
+    /// Per server (same order as `servers`): whether the checkpoints at start did not name it,
+    /// so that this is the first run that follows it.
+    first_run: Vec<bool>,
     scanned_once: bool,
     next_discovery: Option<Instant>,
     /// The servers whose directory cannot be listed, with why (`cannot list DIR: …`).
@@ -393,11 +396,16 @@ impl Tailer {
     /// A tailer for `servers`, resuming from the checkpoints in `store`.
     pub fn new(servers: Vec<ServerSource>, opts: TailOptions, store: &CheckpointStore) -> Self {
         let events = TailEvents::new(servers.iter().map(|s| &*s.tag), &PipelineMetrics::default());
+        let first_run = servers
+            .iter()
+            .map(|s| !store.knows_server(&s.tag))
+            .collect();
         Tailer {
             buf: vec![0; opts.read_chunk_bytes.max(4096)],
             servers,
             opts,
             files: Vec::new(),
+            first_run,
             resume: store.clone(),
             scanned_once: false,
             next_discovery: None,
@@ -684,7 +692,7 @@ impl Tailer {
                 len_bytes: len,
                 first_scan,
                 start_at: self.opts.start_at,
-                first_run: self.resume.previous_save_ms().is_none(),
+                first_run: self.first_run[si],
             },
             || last_line_start(&file, len),
         );
@@ -1087,6 +1095,8 @@ mod tests {
     /// Delivers `batches` to the store in `s.state` and saves it at `at`.
     fn deliver(s: &Setup, batches: &[TailBatch], at: Timestamp) {
         let (mut store, _) = CheckpointStore::open(&s.state).unwrap();
+        // As `TailSource::build` records the servers followed.
+        store.set_servers(["t".to_owned()]);
         for b in batches {
             if let Some(cp) = &b.checkpoint {
                 store.update(cp.clone());
@@ -1125,6 +1135,24 @@ second
         out.clear();
         t.poll(Instant::now(), &mut |b| out.push(b));
         assert_eq!(texts(&out), vec!["written while stopped", "second"]);
+    }
+
+    #[test]
+    fn a_server_new_to_the_checkpoints_starts_its_files_at_their_end() {
+        let s = setup();
+        // An earlier run followed another server only.
+        let (mut store, _) = CheckpointStore::open(&s.state).unwrap();
+        store.set_servers(["other".to_owned()]);
+        store.save(Timestamp::now()).unwrap();
+        // This server is added to the configuration, its directory full of old logs.
+        append(&s.dir.join("console.log"), b"old 1\nold 2\n");
+        let mut out = Vec::new();
+        let mut t = tailer(&s, StartAt::End);
+        t.poll(Instant::now(), &mut |b| out.push(b));
+        assert_eq!(texts(&out), Vec::<String>::new(), "old logs are not sent");
+        append(&s.dir.join("console.log"), b"new\n");
+        t.poll(Instant::now(), &mut |b| out.push(b));
+        assert_eq!(texts(&out), vec!["new"]);
     }
 
     #[test]
