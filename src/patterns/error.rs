@@ -107,11 +107,34 @@ pub enum PatternErrorKind {
     /// The colour is out of range.
     #[error("color must be a number from 0x000000 to 0xFFFFFF or a string \"#rrggbb\"")]
     Color,
+    /// The regexes loaded so far and this one together compile to more than the limit for all
+    /// patterns ([`super::load::PATTERNS_SIZE_LIMIT_BYTES`]); nothing after it was checked.
+    #[error(
+        "with this regex the pattern files compile to more than {} (the limit for all patterns together; the patterns before it take {}), so loading stopped here and later patterns were not checked: remove patterns you do not use, or make large regexes smaller (`\\w` and `\\d` match the letters and digits of every language and cost the most, above all repeated as in `\\w{{20}}`; `[A-Za-z0-9_]` and `[0-9]` cost a fraction)",
+        mib(*.limit_bytes),
+        mib(*.used_bytes)
+    )]
+    PatternsTooBig {
+        /// What the patterns before it take, in bytes.
+        used_bytes: usize,
+        /// The limit, in bytes.
+        limit_bytes: usize,
+    },
     /// The enabled patterns do not fit in one regex set.
     #[error(
         "the enabled patterns together are too large to compile into one set ({0}); disable or simplify some"
     )]
     SetTooBig(String),
+}
+
+/// `bytes` in MiB, with one decimal when it is not whole.
+fn mib(bytes: usize) -> String {
+    let tenths = (bytes as u128 * 10 + 512 * 1024) / (1024 * 1024);
+    if tenths.is_multiple_of(10) {
+        format!("{} MiB", tenths / 10)
+    } else {
+        format!("{}.{} MiB", tenths / 10, tenths % 10)
+    }
 }
 
 /// A problem in a pattern file, with where it is.

@@ -7,27 +7,32 @@
 //! 1. parse the TOML, keeping where each value is written (`parse_toml`);
 //! 2. check the pattern's name (`check_name`), that no earlier pattern of the file has it
 //!    (`check_duplicate`), and its event type (`check_event_type`);
-//! 3. compile its regex and check its size (`compile_checked`);
+//! 3. compile its regex and check its size, alone and with the patterns before it
+//!    (`compile_checked`);
 //! 4. check that its typed `fields` are captures of the regex (`check_typed_fields`);
 //! 5. build its Discord template, whose placeholders must be captures (`build_discord`);
 //! 6. put the compiled [`Pattern`] together (`assemble`).
 //!
 //! How it fails: unknown keys, bad names, duplicate names within a file, regexes that do not
 //! compile, are longer than [`MAX_REGEX_BYTES`], compile to more than [`REGEX_SIZE_LIMIT_BYTES`]
-//! or match the empty string, typed fields that are not captures, Discord templates that name
+//! or match the empty string, regexes that take the patterns loaded so far past
+//! [`PATTERNS_SIZE_LIMIT_BYTES`], typed fields that are not captures, Discord templates that name
 //! missing captures, and colours out of range. Each problem becomes a [`PatternError`] with the
 //! file, the line and column of the offending value, and the pattern's name. Problems are
 //! collected, not returned at the first: a user fixes a file in one round. A pattern with any
-//! problem is left out, and [`super::load_dir`] loads no set at all while any file has one.
+//! problem is left out, and [`super::load_dir`] loads no set at all while any file has one. The
+//! exception is the total size: the first regex that does not fit ends the load (nothing after
+//! it is compiled or checked), so that many large regexes cannot take the memory the budget
+//! exists to protect.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use regex::{Regex, RegexBuilder};
 use toml::Spanned;
 
+use super::compiled::{CompileError, CompiledRegex, SizeBudget};
 use super::spec::{DiscordSpec, FileSpec, PatternSpec};
 use super::template::{BUILTIN_TEMPLATE_FIELDS, DiscordTemplate, TemplatePart, parse_color};
 use crate::event::Severity;
@@ -40,10 +45,14 @@ pub use super::template::parse_template;
 
 /// Longest regex source accepted, in bytes.
 pub const MAX_REGEX_BYTES: usize = 4096;
-/// Largest compiled program of one regex, in bytes (`RegexBuilder::size_limit`).
+/// Largest compiled program of one regex, in bytes (per automaton: the NFA size limit).
 pub const REGEX_SIZE_LIMIT_BYTES: usize = 1024 * 1024;
-/// Largest lazy-DFA cache of one regex, in bytes (`RegexBuilder::dfa_size_limit`).
+/// Largest lazy-DFA cache of one regex, in bytes (per thread that searches with it).
 pub const REGEX_DFA_SIZE_LIMIT_BYTES: usize = 8 * 1024 * 1024;
+/// Most memory the compiled regexes of all the patterns of one load (a patterns directory) may
+/// take together, in bytes. The 53 shipped patterns take 0.5 MiB; 2,001 patterns like them,
+/// 18 MiB.
+pub const PATTERNS_SIZE_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
 /// Longest pattern name, event type or webhook name.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -77,7 +86,7 @@ pub struct Pattern {
     /// What the pattern is for.
     pub description: Option<String>,
     /// The regex, matched against the whole record.
-    pub regex: Regex,
+    pub regex: CompiledRegex,
     /// Named captures in group order.
     pub captures: Vec<Capture>,
     /// The Discord section.
@@ -88,11 +97,32 @@ pub struct Pattern {
 
 /// Loads one pattern file's text. `stem` is the file name without `.toml` (the `file` part of
 /// qualified names); `path` is only used in messages. Good patterns go to `patterns`, every
-/// problem to `errors`.
+/// problem to `errors`. The file's regexes together may take [`PATTERNS_SIZE_LIMIT_BYTES`].
 pub fn load_file(
     path: &Path,
     stem: &str,
     text: &str,
+    patterns: &mut Vec<Pattern>,
+    errors: &mut Vec<PatternError>,
+) {
+    load_file_within(
+        path,
+        stem,
+        text,
+        &mut SizeBudget::default(),
+        patterns,
+        errors,
+    );
+}
+
+/// [`load_file`] with the regexes compiled against `budget`, shared with the other files of the
+/// load. When a regex does not fit, the load stops there: the rest of the file is not checked,
+/// and the caller should stop too ([`SizeBudget::is_spent`]).
+pub fn load_file_within(
+    path: &Path,
+    stem: &str,
+    text: &str,
+    budget: &mut SizeBudget,
     patterns: &mut Vec<Pattern>,
     errors: &mut Vec<PatternError>,
 ) {
@@ -102,19 +132,19 @@ pub fn load_file(
     };
     let mut first_lines = HashMap::new();
     for spec in spec.pattern {
-        match check_pattern(&file, stem, spec, &mut first_lines) {
+        match check_pattern(&file, stem, spec, &mut first_lines, budget) {
             Ok(pattern) => patterns.push(pattern),
             Err(problems) => errors.extend(problems),
+        }
+        if budget.is_spent() {
+            return;
         }
     }
 }
 
-/// Compiles one pattern regex with the limits every pattern gets.
-pub fn compile_regex(src: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(src)
-        .size_limit(REGEX_SIZE_LIMIT_BYTES)
-        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT_BYTES)
-        .build()
+/// Compiles one pattern regex with the limits every pattern gets, on its own (no total).
+pub fn compile_regex(src: &str) -> Result<CompiledRegex, CompileError> {
+    SizeBudget::new(usize::MAX).compile(src)
 }
 
 /// One file's text and name, to turn spans of the text into located errors.
@@ -208,12 +238,13 @@ fn check_pattern(
     stem: &str,
     spec: PatternSpec,
     first_lines: &mut HashMap<String, usize>,
+    budget: &mut SizeBudget,
 ) -> Result<Pattern, Vec<PatternError>> {
     let mut problems = Problems::new(file, spec.name.get_ref());
     check_name(&spec.name, &mut problems);
     check_duplicate(&spec.name, first_lines, &mut problems);
     let event_type = check_event_type(&spec, &mut problems);
-    let regex = compile_checked(&spec.regex, &mut problems);
+    let regex = compile_checked(&spec.regex, budget, &mut problems);
     let captures = regex.as_ref().map(named_captures);
     if let Some(captures) = &captures {
         check_typed_fields(&spec.fields, captures, &mut problems);
@@ -275,9 +306,13 @@ fn check_event_type(spec: &PatternSpec, problems: &mut Problems<'_>) -> String {
     event_type.get_ref().clone()
 }
 
-/// The regex, compiled, when it is short enough, compiles within the size limit and
-/// does not match the empty string.
-fn compile_checked(regex: &Spanned<String>, problems: &mut Problems<'_>) -> Option<Regex> {
+/// The regex, compiled, when it is short enough, compiles within the size limit and what is
+/// left of `budget`, and does not match the empty string.
+fn compile_checked(
+    regex: &Spanned<String>,
+    budget: &mut SizeBudget,
+    problems: &mut Problems<'_>,
+) -> Option<CompiledRegex> {
     let src = regex.get_ref();
     if src.len() > MAX_REGEX_BYTES {
         problems.add(
@@ -286,18 +321,25 @@ fn compile_checked(regex: &Spanned<String>, problems: &mut Problems<'_>) -> Opti
         );
         return None;
     }
-    let problem = match compile_regex(src) {
+    let problem = match budget.compile(src) {
         Ok(r) if !r.is_match("") => return Some(r),
         Ok(_) => PatternErrorKind::MatchesEmpty,
-        Err(regex::Error::CompiledTooBig(_)) => PatternErrorKind::RegexTooBig,
-        Err(e) => PatternErrorKind::RegexSyntax(e.to_string()),
+        Err(CompileError::TooBig) => PatternErrorKind::RegexTooBig,
+        Err(CompileError::Syntax(message)) => PatternErrorKind::RegexSyntax(message),
+        Err(CompileError::BudgetSpent {
+            used_bytes,
+            limit_bytes,
+        }) => PatternErrorKind::PatternsTooBig {
+            used_bytes,
+            limit_bytes,
+        },
     };
     problems.add(regex.span(), problem);
     None
 }
 
 /// The regex's named captures: (group index, name), in group order.
-fn named_captures(regex: &Regex) -> Vec<(usize, String)> {
+fn named_captures(regex: &CompiledRegex) -> Vec<(usize, String)> {
     regex
         .capture_names()
         .enumerate()
@@ -395,7 +437,7 @@ fn assemble(
     stem: &str,
     spec: PatternSpec,
     event_type: String,
-    regex: Regex,
+    regex: CompiledRegex,
     captures: Vec<(usize, String)>,
     discord: Option<DiscordTemplate>,
 ) -> Pattern {
@@ -554,6 +596,42 @@ regex = 'a*'
         let (_, e) = load("[[pattern]]\nname = \"a\nregex = 'x'\n");
         assert_eq!(e.len(), 1);
         assert!(e[0].starts_with("patterns/test.toml:2:"), "{}", e[0]);
+    }
+
+    #[test]
+    fn the_load_stops_where_the_patterns_together_exceed_their_budget() {
+        // Each regex compiles to about 0.8 MiB; a later pattern is broken, but is never
+        // reached.
+        let mut text = String::from("# big patterns\n");
+        for i in 0..10 {
+            text.push_str(&format!(
+                "[[pattern]]\nname = \"p{i}\"\nregex = 'x{i}\\w{{15}}y'\n\n"
+            ));
+        }
+        text.push_str("[[pattern]]\nname = \"broken\"\nregex = '('\n");
+        let mut budget = SizeBudget::new(3 * 1024 * 1024);
+        let (mut p, mut e) = (Vec::new(), Vec::new());
+        let path = Path::new("patterns/big.toml");
+        load_file_within(path, "big", &text, &mut budget, &mut p, &mut e);
+        assert!(budget.is_spent());
+        assert_eq!(e.len(), 1, "{e:#?}");
+        let n = p.len();
+        assert!((1..10).contains(&n), "{n} patterns loaded");
+        let used: usize = p.iter().map(|p| p.regex.memory_bytes()).sum();
+        assert_eq!(budget.used_bytes(), used);
+        // Pattern `pN`'s regex is on line 4 + 4N, column 9.
+        let message = e[0].to_string();
+        assert!(
+            message.starts_with(&format!(
+                "patterns/big.toml:{}:9: pattern `p{n}`: with this regex the pattern files compile to more than 3 MiB",
+                4 + 4 * n
+            )),
+            "{message}"
+        );
+        assert!(
+            message.contains("later patterns were not checked"),
+            "{message}"
+        );
     }
 
     #[test]

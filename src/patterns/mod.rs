@@ -8,11 +8,18 @@
 //! Loading is all or nothing: either every file loads and the whole set compiles into a
 //! [`PatternSet`], or the caller gets [`PatternErrors`] listing every problem with its file,
 //! line, column and pattern name, and no set. A half-loaded set never exists, so a running
-//! pipeline that fails to reload keeps its old set.
+//! pipeline that fails to reload keeps its old set, and everything a failed load compiled is
+//! freed when it returns.
+//!
+//! The regexes of one load together may take [`load::PATTERNS_SIZE_LIMIT_BYTES`] of memory
+//! ([`compiled::SizeBudget`]): the first regex past it ends the load with an error at its file
+//! and line, so pattern files cannot make `check`, `run` or a reload take more than that (plus
+//! the set built from them).
 //!
 //! - [`spec`]: the file format as written, the serde shapes of `[[pattern]]` and
 //!   `[pattern.discord]`, and the defaults of the keys that may be left out.
 //! - [`load`]: TOML → validated [`Pattern`]s, step by step, with errors located in the file.
+//! - [`compiled`]: the compiled regex of a pattern and the memory budget of a load.
 //! - [`template`]: Discord templates split into text and placeholders, and colours.
 //! - [`error`]: [`PatternError`] (what is wrong, at which file:line:column) and [`PatternErrors`].
 //! - [`set`]: the compiled [`PatternSet`] and the match stage (record → [`crate::event::Event`]).
@@ -21,6 +28,7 @@
 //! - [`reload`]: hot reload of a patterns directory while `run` runs.
 //! - [`internal_events`]: where a reload that succeeded or failed is logged and counted.
 
+pub mod compiled;
 pub mod error;
 pub mod internal_events;
 pub mod load;
@@ -103,7 +111,11 @@ fn load_sources(
     let mut patterns = Vec::new();
     let mut errors = Vec::new();
     let mut files = Vec::new();
+    let mut budget = compiled::SizeBudget::default();
     for (path, text) in sources {
+        if budget.is_spent() {
+            break;
+        }
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -123,7 +135,7 @@ fn load_sources(
             }
         };
         let before = patterns.len();
-        load::load_file(&path, &stem, &text, &mut patterns, &mut errors);
+        load::load_file_within(&path, &stem, &text, &mut budget, &mut patterns, &mut errors);
         let loaded = &patterns[before..];
         files.push(FileSummary {
             stem,

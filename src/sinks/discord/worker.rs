@@ -3,7 +3,10 @@
 //! The route stage pushes into the queue without ever waiting ([`Queue::push`]); when the
 //! queue is full the oldest event of the lowest severity goes (chat before crashes), counted
 //! as `queue_full`. The task takes events from the front, as many as fit one message
-//! ([`super::format::build_body`]), waits for the rate limits, and posts them.
+//! ([`super::format::build_body`]), waits for the rate limits, and posts them. Events it puts
+//! back (what did not fit the message, a message to retry) go to the front and obey the same
+//! bound: the queue filled up while they were out, so the oldest least severe events go
+//! until it holds at most `queue_events` again.
 //!
 //! What an answer does:
 //! - 2xx: the events are delivered; the rate-limit headers are taken in.
@@ -116,13 +119,32 @@ impl Queue {
         taken
     }
 
-    /// Puts events back at the front, in order.
+    /// Puts events back at the front, in order. Events queued while they were out may have
+    /// filled the queue: the oldest of the lowest severity go, counted as `queue_full`, until
+    /// it is within its capacity.
     fn put_back(&self, back: Vec<Item>) {
         let mut items = self.lock();
         for item in back.into_iter().rev() {
             items.push_front(item);
         }
+        let mut dropped = 0u64;
+        while items.len() > self.capacity {
+            let lowest = items
+                .iter()
+                .map(|i| i.severity)
+                .min()
+                .unwrap_or(Severity::Critical);
+            match items.iter().position(|i| i.severity == lowest) {
+                Some(pos) => drop(items.remove(pos)),
+                None => break,
+            }
+            dropped += 1;
+        }
         self.set_gauge(items.len());
+        drop(items);
+        if dropped > 0 {
+            self.dropped(DropReason::QueueFull, dropped);
+        }
     }
 
     /// Events waiting.
@@ -454,6 +476,114 @@ mod tests {
             })
             .get();
         assert_eq!(dropped, 4);
+    }
+
+    /// A webhook that takes one request, says so on `received`, and answers 500 once told to
+    /// on `answer`.
+    fn failing_webhook(
+        received: std::sync::mpsc::Sender<()>,
+        answer: std::sync::mpsc::Receiver<()>,
+    ) -> WebhookUrl {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The headers, then as much body as they announce.
+            loop {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "the worker closed the connection");
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            received.send(()).unwrap();
+            answer.recv().unwrap();
+            conn.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .unwrap();
+        });
+        WebhookUrl::parse(&format!("http://{addr}/api/webhooks/1/token")).unwrap()
+    }
+
+    #[test]
+    fn a_failed_message_put_back_keeps_the_queue_within_queue_events() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (received_tx, received) = std::sync::mpsc::channel();
+        let (answer, answer_rx) = std::sync::mpsc::channel();
+        let url = failing_webhook(received_tx, answer_rx);
+        let config = DiscordConfig {
+            queue_events: 3,
+            coalesce_ms: 0,
+            max_attempts: 5,
+            // After the failure the worker waits a minute: long enough for the asserts.
+            retry_initial_ms: 60_000,
+            retry_max_ms: 60_000,
+            ..DiscordConfig::default()
+        };
+        let metrics = DiscordMetrics::default();
+        let queue = Arc::new(Queue::new("main", config.queue_events, metrics.clone()));
+        queue.push(item(Severity::Info, "join 1"));
+        queue.push(item(Severity::Critical, "crash"));
+        queue.push(item(Severity::Info, "join 2"));
+        let worker = Worker {
+            name: "main".to_owned(),
+            url,
+            queue: queue.clone(),
+            limits: Arc::new(RateLimits::default()),
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            config,
+            metrics: metrics.clone(),
+            health: Component::default(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            stop_notify: Arc::new(Notify::new()),
+        };
+        runtime.spawn(worker.run());
+        // The three are in one message, in flight; the queue fills up again meanwhile.
+        received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the worker posts the queued events");
+        assert!(queue.is_empty(), "{:?}", texts(&queue));
+        for text in ["join 3", "join 4", "join 5"] {
+            queue.push(item(Severity::Info, text));
+        }
+        // The post fails (500): the message goes back to the front, for a retry.
+        answer.send(()).unwrap();
+        let queue_full = || {
+            metrics
+                .dropped
+                .get_or_create(&crate::telemetry::metrics::ReasonLabels {
+                    reason: "queue_full".into(),
+                })
+                .get()
+        };
+        let started = Instant::now();
+        while queue_full() == 0 && queue.len() <= 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the worker never put the failed message back"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Still at most `queue_events`: the oldest least severe went, the crash stays.
+        assert_eq!(texts(&queue), ["crash", "join 4", "join 5"]);
+        assert_eq!(queue_full(), 3);
+        runtime.shutdown_background();
     }
 
     #[test]
