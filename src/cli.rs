@@ -31,7 +31,7 @@ pub struct Cli {
 /// `factorio-isr run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Log directories to follow, one per server (default: the config's [[servers]]).
+    /// Log directories to follow, one per server (default: the config's `[[servers]]`).
     #[arg(value_name = "LOG_DIR")]
     pub dirs: Vec<PathBuf>,
     /// Config file.
