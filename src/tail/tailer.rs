@@ -1001,17 +1001,26 @@ mod tests {
         }
     }
 
-    fn tailer(s: &Setup, start_at: StartAt) -> Tailer {
-        let (store, _) = CheckpointStore::open(&s.state).unwrap();
-        let server = ServerSource::new("t", s.dir.clone(), &default_globs()).unwrap();
-        let opts = TailOptions {
+    /// The tests' options: discovery at every poll, a 5 s rotate wait, a 1 s record flush.
+    fn test_opts(start_at: StartAt) -> TailOptions {
+        TailOptions {
             discovery_interval: Duration::ZERO,
             rotate_wait: Duration::from_secs(5),
             record_flush: Duration::from_secs(1),
             start_at,
             ..TailOptions::default()
-        };
+        }
+    }
+
+    /// A tailer of the server `t` in `s.dir`, on the checkpoints in `s.state`.
+    fn tailer_of(s: &Setup, opts: TailOptions) -> Tailer {
+        let (store, _) = CheckpointStore::open(&s.state).unwrap();
+        let server = ServerSource::new("t", s.dir.clone(), &default_globs()).unwrap();
         Tailer::new(vec![server], opts, &store)
+    }
+
+    fn tailer(s: &Setup, start_at: StartAt) -> Tailer {
+        tailer_of(s, test_opts(start_at))
     }
 
     fn texts(batches: &[TailBatch]) -> Vec<String> {
@@ -1329,22 +1338,15 @@ second
         impl Fn() -> (crate::telemetry::health::State, String),
     ) {
         use crate::telemetry::health::Health;
-        let (store, _) = CheckpointStore::open(&s.state).unwrap();
-        let server = ServerSource::new("t", s.dir.clone(), &default_globs()).unwrap();
         let opts = TailOptions {
-            discovery_interval: Duration::ZERO,
-            rotate_wait: Duration::from_secs(5),
-            record_flush: Duration::from_secs(1),
-            start_at,
             open_files: OpenFileBudget {
                 limit: Some(64 + max_files),
                 reserve: 64,
             },
-            ..TailOptions::default()
+            ..test_opts(start_at)
         };
         let health = Health::new(Default::default());
-        let t = Tailer::new(vec![server], opts, &store)
-            .with_health(health.component("tailer", "starting"));
+        let t = tailer_of(s, opts).with_health(health.component("tailer", "starting"));
         let state = move || {
             let r = health.readiness();
             let c = &r.components["tailer"];

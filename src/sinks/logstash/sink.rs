@@ -89,25 +89,7 @@ impl Connection {
     /// nothing on a tcp input; over TLS, session tickets) is read and discarded.
     fn check_alive(&mut self) -> io::Result<()> {
         self.tcp().set_nonblocking(true)?;
-        let mut scratch = [0u8; 512];
-        let result = loop {
-            let read = match self {
-                Connection::Plain(s) => s.read(&mut scratch),
-                Connection::Tls(s) => s.read(&mut scratch),
-            };
-            match read {
-                Ok(0) => {
-                    break Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "Logstash closed the connection",
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
+        let result = self.read_until_quiet(true);
         self.tcp().set_nonblocking(false)?;
         result
     }
@@ -117,34 +99,42 @@ impl Connection {
     fn wait_closed(&mut self, timeout: Duration) -> io::Result<()> {
         self.tcp()
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let result = self.read_until_quiet(false);
+        self.tcp().set_read_timeout(None)?;
+        result
+    }
+
+    /// Reads and discards what the peer sent until a read would wait (a non-blocking socket)
+    /// or timed out, or, unless `drain`, until the first read that returns data: `Err` when
+    /// the peer closed or reset the connection.
+    fn read_until_quiet(&mut self, drain: bool) -> io::Result<()> {
         let mut scratch = [0u8; 512];
-        let result = loop {
+        loop {
             let read = match self {
                 Connection::Plain(s) => s.read(&mut scratch),
                 Connection::Tls(s) => s.read(&mut scratch),
             };
             match read {
                 Ok(0) => {
-                    break Err(io::Error::new(
+                    return Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         "Logstash closed the connection",
                     ));
                 }
-                Ok(_) => break Ok(()),
+                Ok(_) if drain => {}
+                Ok(_) => return Ok(()),
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    break Ok(());
+                    return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
+                Err(e) => return Err(e),
             }
-        };
-        self.tcp().set_read_timeout(None)?;
-        result
+        }
     }
 
     /// Whether [`Connection::write_all`] reports its progress.
