@@ -24,11 +24,13 @@ use support::schema::EVENT_KEYS;
 use support::{Env, EnvBuilder, Isr, SeqWriter, assert_each_once, check_seqs, paced};
 
 /// How long lines may take to arrive (normally milliseconds; generous for a loaded machine
-/// running the suite in parallel with a debug build).
+/// running the suite in parallel with a debug build). Waits for sequence numbers
+/// ([`expect_arrive`]) give up only after this long with no line arriving.
 const ARRIVE: Duration = Duration::from_secs(30);
 
-/// How long hundreds of thousands of lines may take to arrive (seconds normally; a debug build
-/// and a fake that parses every line, on a loaded machine, can take a minute).
+/// How long a wait for hundreds of thousands of lines may go on with none arriving (their
+/// whole journey takes seconds normally; a debug build and a fake that parses every line, on a
+/// loaded machine, take minutes, but lines keep coming).
 const BULK: Duration = Duration::from_secs(180);
 
 /// How long after SIGTERM the process must have exited when Logstash is up (the default
@@ -68,7 +70,7 @@ fn expect_arrive(fake: &Logstash, isr: &Isr, id: &str, want: &[u64], timeout: Du
             .err()
             .unwrap_or_default();
         panic!(
-            "writer {id}: not every line reached Logstash within {timeout:?}: {report}\n{}\nstderr (end):\n{}",
+            "writer {id}: not every line reached Logstash (none for {timeout:?}): {report}\n{}\nstderr (end):\n{}",
             summary(fake),
             isr.stderr_tail()
         );

@@ -27,6 +27,15 @@ fn every_line_arrives_once_through_every_hazard_and_a_restart() {
     let cmd = env.isr();
     let mut isr = cmd.spawn();
     let mut w = SeqWriter::create(env.log("factorio-current.log"), "w");
+    // The hazards begin once factorio-isr follows the file (its first line arrived): on a loaded
+    // machine the process may take longer to start than the writer takes to rotate and truncate,
+    // and it would then see neither.
+    w.write_line();
+    assert!(
+        isr.wait_for_seqs("w", w.written(), ARRIVE),
+        "the first line did not arrive:\n{}",
+        isr.stderr()
+    );
 
     paced(1500, RATE, |_| {
         w.write_line();
@@ -38,7 +47,18 @@ fn every_line_arrives_once_through_every_hazard_and_a_restart() {
     paced(1500, RATE, |_| {
         w.write_line();
     });
-    // logrotate copytruncate under load (the copy gets a name the globs do not match).
+    // logrotate copytruncate under load (the copy gets a name the globs do not match). Lines
+    // not yet read when the truncation comes are in the copy only, lost to any tailer: what
+    // was written before the copy is read first, so that only the copy's window may be lost
+    // (a loaded machine may not run factorio-isr for longer than the writer takes).
+    assert!(
+        isr.wait_for_seqs("w", w.written(), ARRIVE),
+        "before the copytruncate: {}\nstderr:\n{}",
+        check_seqs(w.written(), &[], &isr.seqs("w"))
+            .err()
+            .unwrap_or_default(),
+        isr.stderr()
+    );
     let window = w.copytruncate(
         &env.log("factorio-current.log.1"),
         60,

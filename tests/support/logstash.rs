@@ -416,10 +416,13 @@ impl Logstash {
         super::wait_until(|| pred(&self.received()), timeout)
     }
 
-    /// Waits until every number of `want` has arrived from writer `id`.
-    pub fn wait_for_seqs(&self, id: &str, want: &[u64], timeout: Duration) -> bool {
-        self.wait_until(
-            |r| {
+    /// Waits until every number of `want` has arrived from writer `id`, for as long as lines
+    /// keep coming: gives up once none came for `stall` (a loaded machine takes longer, but
+    /// only a stall is a failure).
+    pub fn wait_for_seqs(&self, id: &str, want: &[u64], stall: Duration) -> bool {
+        super::wait_while_progressing(
+            || {
+                let r = self.received();
                 // Cheap test first: at least as many events as wanted.
                 if r.per_player.get(id).copied().unwrap_or(0) < want.len() {
                     return false;
@@ -429,7 +432,8 @@ impl Logstash {
                 };
                 want.iter().all(|s| got.contains(s))
             },
-            timeout,
+            || self.received().lines,
+            stall,
         )
     }
 }

@@ -49,6 +49,31 @@ pub fn wait_until(mut pred: impl FnMut() -> bool, timeout: Duration) -> bool {
     pred()
 }
 
+/// Polls `pred` every 20 ms until it holds, for as long as `progress` (a count of what has
+/// arrived so far) keeps growing: gives up once it has not grown for `stall`. A loaded machine
+/// takes longer, but work goes on; only a stall fails. Whether `pred` held.
+pub fn wait_while_progressing(
+    mut pred: impl FnMut() -> bool,
+    mut progress: impl FnMut() -> usize,
+    stall: Duration,
+) -> bool {
+    let mut last = progress();
+    let mut since = Instant::now();
+    loop {
+        if pred() {
+            return true;
+        }
+        let now = progress();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= stall {
+            return pred();
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
 /// The value of the sample `name` (labels included, as written) in a `/metrics` text.
 pub fn metric_sample(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| {
@@ -716,14 +741,26 @@ impl Isr {
         wait_until(|| self.stderr().matches(needle).count() >= n, timeout)
     }
 
-    /// Waits until every number of `want` has a chat event from writer `id`.
-    pub fn wait_for_seqs(&self, id: &str, want: &[u64], timeout: Duration) -> bool {
-        self.wait_for(
+    /// Waits until `pred` holds for the events so far, checking every 20 ms, for as long as
+    /// events keep coming: gives up once none came for `stall`. Returns whether it held.
+    pub fn wait_while_events_come(
+        &self,
+        mut pred: impl FnMut(&[Value]) -> bool,
+        stall: Duration,
+    ) -> bool {
+        wait_while_progressing(|| pred(&self.events()), || lock(&self.events).len(), stall)
+    }
+
+    /// Waits until every number of `want` has a chat event from writer `id`, for as long as
+    /// events keep coming: gives up once none came for `stall` (a loaded machine takes longer,
+    /// but only a stall is a failure).
+    pub fn wait_for_seqs(&self, id: &str, want: &[u64], stall: Duration) -> bool {
+        self.wait_while_events_come(
             |events| {
                 let got: HashSet<u64> = seqs_in(events, id).into_iter().collect();
                 want.iter().all(|s| got.contains(s))
             },
-            timeout,
+            stall,
         )
     }
 
