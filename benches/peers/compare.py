@@ -17,7 +17,8 @@ What it does, from a clean clone:
      one-time hold of a new connection's first batch is not throughput) against syslog-ng (`file()` ->
      `regexp-parser` -> `network()`, `syslog-ng.conf.in`), both sending JSON lines to the same
      counting TCP receiver on loopback; the time is from the receiver's first byte to its
-     last, the run ending after 3 s without a byte;
+     last, the run ending when every line expected has arrived (factorio-isr: one per record;
+     syslog-ng: the lines its rules match, counted once with Python's `re`);
 4. prints, per log and scenario, the median wall time, CPU time (user + system), peak RSS and
    lines per second of each tool, and the ratio of the peer's median to factorio-isr's.
 
@@ -39,7 +40,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PEERS = os.path.join(ROOT, "benches", "peers")
 WORK = os.path.join(ROOT, "target", "peers")
 ISR = os.path.join(ROOT, "target", "release", "factorio-isr")
-IDLE_END_S = 3.0
+# A run ends when the receiver has every line it should get, or after this long without a
+# byte (then the table shows fewer lines than the others: a stall, not an end).
+IDLE_END_S = 15.0
 
 
 def say(*args):
@@ -156,9 +159,10 @@ class Receiver:
         self.srv.close()
 
 
-def run_to_socket(cmd_for_port, env=None, timeout_s=600):
-    """Starts the command with a fresh receiver, waits until the receiver has had no byte for
-    IDLE_END_S, stops the command; returns (span_s, cpu_s, peak_rss_kib, lines, bytes)."""
+def run_to_socket(cmd_for_port, expect, env=None, timeout_s=600):
+    """Starts the command with a fresh receiver, waits until the receiver has `expect` lines
+    (or has had no byte for IDLE_END_S), stops the command; returns (span_s, cpu_s,
+    peak_rss_kib, lines, bytes)."""
     rx = Receiver()
     p = subprocess.Popen(cmd_for_port(rx.port), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -167,9 +171,9 @@ def run_to_socket(cmd_for_port, env=None, timeout_s=600):
         while True:
             time.sleep(0.1)
             with rx.lock:
-                last = rx.last
+                last, got = rx.last, rx.lines
             now = time.monotonic()
-            if last is not None and now - last > IDLE_END_S:
+            if got >= expect or (last is not None and now - last > IDLE_END_S):
                 rss = peak_rss_kib(p.pid)
                 break
             if p.poll() is not None:
@@ -209,6 +213,43 @@ def replay_tools(log):
     return [("factorio-isr replay", isr), ("mtail --one_shot", mtail)]
 
 
+def syslog_ng_expected(log):
+    """How many lines syslog-ng's rules match (it forwards only those), counted once with
+    Python's `re` on the same regexes and cached beside the log."""
+    cache = log + ".syslog-ng-matches"
+    if os.path.exists(cache):
+        with open(cache) as f:
+            return int(f.read())
+    import re
+    with open(os.path.join(PEERS, "syslog-ng.conf.in")) as f:
+        conf = f.read()
+    rules = [re.compile(r.replace("(?<", "(?P<").replace("\\\\", "\\"))
+             for r in re.findall(r'^\s*"(\^.*)"\s*$', conf, re.M)]
+    n = 0
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if any(r.search(line) for r in rules):
+                n += 1
+    with open(cache, "w") as f:
+        f.write(str(n))
+    return n
+
+
+def isr_expected(log):
+    """How many events factorio-isr sends: one per record, as `replay` writes them."""
+    cache = log + ".isr-events"
+    if os.path.exists(cache):
+        with open(cache) as f:
+            return int(f.read())
+    out = subprocess.run([ISR, "replay", log], capture_output=True, check=True,
+                         env=isr_env(fresh_dir("state"))).stdout
+    n = out.count(b"\n")
+    with open(cache, "w") as f:
+        f.write(str(n))
+    return n
+
+
 def socket_tools(log):
     def isr():
         logdir = fresh_dir("isr-logs")
@@ -220,7 +261,8 @@ def socket_tools(log):
             f.write("[logstash]\nprobation_ms = 0\n")
         span, cpu, rss, lines, nbytes = run_to_socket(
             lambda port: [ISR, "run", "--config", config, "--from-beginning", "--logstash",
-                          f"127.0.0.1:{port}", logdir], env=isr_env(fresh_dir("state")))
+                          f"127.0.0.1:{port}", logdir], isr_expected(log),
+            env=isr_env(fresh_dir("state")))
         return span, cpu, rss, lines, nbytes
 
     def syslog_ng():
@@ -236,7 +278,7 @@ def socket_tools(log):
                     "-R", os.path.join(d, "persist"), "-p", os.path.join(d, "pid"),
                     "-c", os.path.join(d, "ctl")]
 
-        return run_to_socket(cmd)
+        return run_to_socket(cmd, syslog_ng_expected(log))
 
     return [("factorio-isr run -> socket", isr), ("syslog-ng -> socket", syslog_ng)]
 
