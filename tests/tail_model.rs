@@ -169,6 +169,8 @@ impl World {
     /// Delivers batches: counts seqs and records checkpoints as delivered.
     fn deliver(&mut self, batches: Vec<TailBatch>) {
         let (mut store, _) = CheckpointStore::open(&self.state).unwrap();
+        // As `TailSource::build` records the servers it follows.
+        store.set_servers(["model".to_owned()]);
         for b in batches {
             for r in &b.records {
                 for line in r.text.lines() {
