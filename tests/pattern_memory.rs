@@ -60,7 +60,7 @@ fn assert_names_its_line(output: &str, file: &str) {
     let (n, line) = budget_error(output, file)
         .unwrap_or_else(|| panic!("no budget error naming {file}:LINE:\n{output}"));
     assert_eq!(line, 4 + 4 * n, "the line is not pattern p{n}'s:\n{output}");
-    // About 116 of these fit in 128 MiB; the other 884 were never compiled.
+    // About 118 of these fit in 128 MiB; the others were never compiled.
     assert!((40..400).contains(&n), "stopped at p{n}:\n{output}");
     assert!(
         output.contains("later patterns were not checked"),

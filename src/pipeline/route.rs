@@ -58,8 +58,9 @@ impl<'a> Router<'a> {
         }
     }
 
-    /// Delivers one batch: writes, flushes, counts, then receipts it. Returns its events. `in_flight` holds the
-    /// receipt while the reliable sinks flush, for a forced stop that cuts the flush short.
+    /// Delivers one batch: writes, flushes, counts, then receipts it; returns how many events
+    /// it carried. `in_flight` holds the receipt while the reliable sinks flush, for a forced
+    /// stop that cuts the flush short.
     pub fn deliver(
         &mut self,
         matched: Matched,
