@@ -10,9 +10,19 @@
 //! regex however many patterns the files hold, and the load stops at the first regex that does
 //! not fit instead of compiling the rest.
 //!
+//! A regex is compiled at load without its one-pass DFA, the engine that runs the capture groups
+//! of a one-pass regex fastest and the largest part of its memory (about 26 KiB of a 30 KiB
+//! regex). The first time the regex is asked for its captures it is compiled once more with it,
+//! if what is left of the budget holds the difference; otherwise, or when the regex is not
+//! one-pass, the first compile serves. So a directory of 2,000 patterns of which a log uses a
+//! few costs what those few need, and the budget bounds the total either way.
+//!
 //! How it fails: [`SizeBudget::compile`] returns a [`CompileError`]: the regex does not compile
 //! (its syntax), it alone is over the per-regex limit, or it does not fit in what is left of the
 //! budget. Once the budget is spent, nothing more is compiled.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::meta;
 use regex_automata::util::captures::Captures;
@@ -24,7 +34,14 @@ use super::load::{PATTERNS_SIZE_LIMIT_BYTES, REGEX_DFA_SIZE_LIMIT_BYTES, REGEX_S
 /// One compiled pattern regex. Matches as `regex::Regex` does.
 #[derive(Clone, Debug)]
 pub struct CompiledRegex {
+    /// Compiled without the one-pass DFA: what `is_match` uses, and captures until `captures`
+    /// is built.
     meta: meta::Regex,
+    /// The regex with its one-pass DFA, built on the first capture search; `None` when it is
+    /// not one-pass or the budget could not hold it.
+    captures: OnceLock<Option<meta::Regex>>,
+    /// What is left of the budget of the load this regex came from.
+    left_bytes: Arc<AtomicUsize>,
     source: String,
 }
 
@@ -65,15 +82,56 @@ impl CompiledRegex {
     /// Finds the leftmost-first match in `text` and records its groups in `locs`; returns the
     /// match's start and end, or `None` when there is none.
     pub fn captures_read(&self, locs: &mut CaptureLocations, text: &str) -> Option<(usize, usize)> {
-        self.meta.search_captures(&Input::new(text), &mut locs.0);
+        let regex = self
+            .captures
+            .get_or_init(|| self.with_onepass())
+            .as_ref()
+            .unwrap_or(&self.meta);
+        regex.search_captures(&Input::new(text), &mut locs.0);
         locs.0.get_match().map(|m| (m.start(), m.end()))
     }
 
     /// The heap the compiled regex holds, in bytes (not counting the per-thread scratch space a
-    /// search uses).
+    /// search uses), with its one-pass DFA once that is built.
     pub fn memory_bytes(&self) -> usize {
-        self.meta.memory_usage()
+        let extra = self.captures.get().and_then(Option::as_ref);
+        self.meta.memory_usage() + extra.map_or(0, meta::Regex::memory_usage)
     }
+
+    /// Compiles the regex with its one-pass DFA, if it is one-pass and the budget holds it.
+    fn with_onepass(&self) -> Option<meta::Regex> {
+        // The first compile succeeded with these settings, and the limits only grow.
+        let regex = builder(REGEX_SIZE_LIMIT_BYTES, true)
+            .build(&self.source)
+            .ok()?;
+        let bytes = regex.memory_usage();
+        if bytes <= self.meta.memory_usage() {
+            return None;
+        }
+        self.left_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .ok()?;
+        Some(regex)
+    }
+}
+
+/// The settings `regex::Regex` gives the meta engine, with an NFA limit and with or without the
+/// one-pass DFA.
+fn builder(nfa_limit_bytes: usize, onepass: bool) -> meta::Builder {
+    let mut builder = meta::Builder::new();
+    builder
+        .configure(
+            meta::Config::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .utf8_empty(true)
+                .onepass(onepass)
+                .nfa_size_limit(Some(nfa_limit_bytes))
+                .hybrid_cache_capacity(REGEX_DFA_SIZE_LIMIT_BYTES),
+        )
+        .syntax(syntax::Config::new().utf8(true));
+    builder
 }
 
 /// Why a regex was not compiled.
@@ -96,7 +154,8 @@ pub enum CompileError {
 #[derive(Debug)]
 pub struct SizeBudget {
     limit_bytes: usize,
-    used_bytes: usize,
+    /// What is left, shared with the regexes compiled against it for their one-pass DFAs.
+    left_bytes: Arc<AtomicUsize>,
     spent: bool,
 }
 
@@ -112,14 +171,14 @@ impl SizeBudget {
     pub fn new(limit_bytes: usize) -> Self {
         SizeBudget {
             limit_bytes,
-            used_bytes: 0,
+            left_bytes: Arc::new(AtomicUsize::new(limit_bytes)),
             spent: false,
         }
     }
 
-    /// What the regexes compiled so far take, in bytes.
+    /// What the regexes compiled so far take, in bytes (with the one-pass DFAs built since).
     pub fn used_bytes(&self) -> usize {
-        self.used_bytes
+        self.limit_bytes - self.left_bytes.load(Ordering::Relaxed)
     }
 
     /// Whether a regex did not fit: from then on nothing is compiled.
@@ -131,25 +190,15 @@ impl SizeBudget {
     /// what it takes.
     pub fn compile(&mut self, src: &str) -> Result<CompiledRegex, CompileError> {
         let spent = CompileError::BudgetSpent {
-            used_bytes: self.used_bytes,
+            used_bytes: self.used_bytes(),
             limit_bytes: self.limit_bytes,
         };
         if self.spent {
             return Err(spent);
         }
-        let left_bytes = self.limit_bytes - self.used_bytes;
+        let left_bytes = self.left_bytes.load(Ordering::Relaxed);
         let nfa_limit_bytes = left_bytes.min(REGEX_SIZE_LIMIT_BYTES);
-        let built = meta::Builder::new()
-            .configure(
-                meta::Config::new()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .utf8_empty(true)
-                    .nfa_size_limit(Some(nfa_limit_bytes))
-                    .hybrid_cache_capacity(REGEX_DFA_SIZE_LIMIT_BYTES),
-            )
-            .syntax(syntax::Config::new().utf8(true))
-            .build(src);
-        let regex = match built {
+        let regex = match builder(nfa_limit_bytes, false).build(src) {
             Ok(regex) => regex,
             Err(e) if e.size_limit().is_some() => {
                 if nfa_limit_bytes < REGEX_SIZE_LIMIT_BYTES {
@@ -170,9 +219,11 @@ impl SizeBudget {
             self.spent = true;
             return Err(spent);
         }
-        self.used_bytes += regex_bytes;
+        self.left_bytes.fetch_sub(regex_bytes, Ordering::Relaxed);
         Ok(CompiledRegex {
             meta: regex,
+            captures: OnceLock::new(),
+            left_bytes: self.left_bytes.clone(),
             source: src.to_owned(),
         })
     }
@@ -202,6 +253,52 @@ mod tests {
             }
         }
         assert_eq!(ours.as_str(), src);
+    }
+
+    #[test]
+    fn a_one_pass_regex_gets_its_one_pass_dfa_on_its_first_capture_search_within_the_budget() {
+        let src = r"^\[EVENT\] (?P<player>[^,]+),(?P<x>-?[0-9.]+)$";
+        let mut budget = SizeBudget::default();
+        let regex = budget.compile(src).unwrap();
+        let at_load = regex.memory_bytes();
+        assert_eq!(budget.used_bytes(), at_load);
+        let mut locs = regex.capture_locations();
+        assert_eq!(
+            regex.captures_read(&mut locs, "[EVENT] a b,-1.5"),
+            Some((0, 16))
+        );
+        assert_eq!(locs.get(1), Some((8, 11)));
+        assert_eq!(locs.get(2), Some((12, 16)));
+        // The one-pass DFA is most of a one-pass regex's memory, and it is counted.
+        assert!(
+            regex.memory_bytes() > 3 * at_load,
+            "{at_load} → {}",
+            regex.memory_bytes()
+        );
+        assert_eq!(budget.used_bytes(), regex.memory_bytes());
+
+        // A budget that holds the regex but not its one-pass DFA: captures still work, and
+        // nothing more is taken.
+        let mut tight = SizeBudget::new(at_load + 1024);
+        let regex = tight.compile(src).unwrap();
+        assert_eq!(
+            regex.captures_read(&mut locs, "[EVENT] a b,-1.5"),
+            Some((0, 16))
+        );
+        assert_eq!(locs.get(1), Some((8, 11)));
+        assert_eq!(regex.memory_bytes(), at_load);
+        assert_eq!(tight.used_bytes(), at_load);
+
+        // A regex that is not one-pass keeps its first compile.
+        let mut budget = SizeBudget::default();
+        let regex = budget.compile(r"^(?P<player>.+) joined the game$").unwrap();
+        let at_load = regex.memory_bytes();
+        assert_eq!(
+            regex.captures_read(&mut locs, "a b joined the game"),
+            Some((0, 19))
+        );
+        assert_eq!(regex.memory_bytes(), at_load);
+        assert_eq!(budget.used_bytes(), at_load);
     }
 
     #[test]
