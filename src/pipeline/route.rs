@@ -21,6 +21,7 @@ use std::time::Instant;
 use prometheus_client::metrics::histogram::Histogram;
 use tracing::debug;
 
+use super::presence::Presence;
 use super::source::{Progress, Receipt};
 use super::stages::Matched;
 use crate::event::Event;
@@ -39,6 +40,7 @@ pub struct Router<'a> {
     sink_seconds: Histogram,
     metrics: PipelineMetrics,
     types: EventTypeCounts,
+    presence: Option<Presence>,
 }
 
 impl<'a> Router<'a> {
@@ -55,7 +57,14 @@ impl<'a> Router<'a> {
             sink_seconds: metrics.stage(Stage::Sink),
             metrics: metrics.clone(),
             types: EventTypeCounts::default(),
+            presence: None,
         }
+    }
+
+    /// Keeps `presence` up to date with the joins and leaves this router delivers.
+    pub fn with_presence(mut self, presence: Presence) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// Delivers one batch: writes, flushes, counts, then receipts it; returns how many events
@@ -102,6 +111,11 @@ impl<'a> Router<'a> {
         flushed?;
         self.sink_seconds.observe(routed.elapsed().as_secs_f64());
         self.types.count(&events, &self.metrics, by_type);
+        if let Some(presence) = &self.presence {
+            for event in &events {
+                presence.observe(event);
+            }
+        }
         if let Some(r) = &receipt {
             r.delivered();
         }

@@ -26,9 +26,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use thiserror::Error;
 
+use super::presence::Presence;
 use super::route::Router;
 use super::source::{Checkpoints, Output, Progress, Receipt, Source, StopHandle};
-use super::stages::run_stages;
+use super::stages::{Inlet, Merge, merge, run_stages};
 use crate::patterns::PatternSet;
 use crate::settings::lock;
 use crate::sinks::{Delivery, NO_CUT, Sink};
@@ -122,6 +123,9 @@ pub struct Pipeline<'a, S: Source> {
     patterns: Arc<ArcSwap<PatternSet>>,
     options: RunOptions,
     control: Control,
+    merge: Merge,
+    inlet: Inlet,
+    presence: Presence,
 }
 
 impl<'a, S: Source> Pipeline<'a, S> {
@@ -148,7 +152,9 @@ impl<'a, S: Source> Pipeline<'a, S> {
             in_flight: Arc::new(Mutex::new(None)),
             cut,
         };
-        let router = Router::new(sinks, &options.metrics);
+        let presence = Presence::default();
+        let router = Router::new(sinks, &options.metrics).with_presence(presence.clone());
+        let (inlet, merge) = merge(options.workers);
         (
             Pipeline {
                 source,
@@ -156,9 +162,24 @@ impl<'a, S: Source> Pipeline<'a, S> {
                 patterns,
                 options,
                 control: control.clone(),
+                merge,
+                inlet,
+                presence,
             },
             control,
         )
+    }
+
+    /// A second way in: batches of events already built (by a source that polls a server),
+    /// delivered between the source's batches, without a receipt.
+    pub fn inlet(&self) -> Inlet {
+        self.inlet.clone()
+    }
+
+    /// Who the delivered `player_join` / `player_leave` events say is online, per server
+    /// tracked with [`Presence::track`].
+    pub fn presence(&self) -> Presence {
+        self.presence.clone()
     }
 
     /// Runs until the source returns or a reliable sink fails; the sinks run on the calling
@@ -170,7 +191,11 @@ impl<'a, S: Source> Pipeline<'a, S> {
             patterns,
             options,
             control,
+            merge,
+            inlet,
+            presence: _,
         } = self;
+        drop(inlet);
         let match_seconds = options.metrics.stage(Stage::Match);
         let mut events = 0;
         let mut events_by_type = BTreeMap::new();
@@ -179,6 +204,7 @@ impl<'a, S: Source> Pipeline<'a, S> {
             options.workers,
             &patterns,
             &match_seconds,
+            merge,
             |seq| {
                 let mut send = |batch| seq.send(batch);
                 let mut out = Output {
