@@ -343,3 +343,114 @@ fn a_server_that_hangs_closes_mid_answer_or_restarts_never_stalls_the_logs() {
     assert!(wait_until(|| isr.admin_get("/ready").0 == 200, ARRIVE));
     chat_arrives(&isr);
 }
+
+// --- configuration -------------------------------------------------------------------------------
+
+fn isr_command(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RCON_PASSWORD")
+        .env("LOG_FORMAT", "console")
+        .env("METRICS_ENABLED", "false")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn check_names_the_line_of_every_rcon_password_problem_and_never_shows_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("isr.toml");
+    std::fs::write(
+        &config,
+        "[[servers]]\n\
+         tag = \"a\"\n\
+         log_dir = \".\"\n\
+         rcon_address = \"127.0.0.1:27015\"\n\
+         rcon_password_file = \"no-such-file\"\n\
+         [[servers]]\n\
+         tag = \"b\"\n\
+         log_dir = \".\"\n\
+         rcon_address = \"127.0.0.1:27016\"\n\
+         [[servers]]\n\
+         tag = \"c\"\n\
+         log_dir = \".\"\n\
+         rcon_address = \"127.0.0.1:27017\"\n\
+         rcon_password = \"inline-SECRET\"\n\
+         [rcon]\n\
+         ups = true\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let out = isr_command(&["check", "--config", config_arg], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{config_arg}:5"))
+            && stderr.contains("cannot read rcon_password_file")
+            && stderr.contains("no-such-file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{config_arg}:9")) && stderr.contains("server `b`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("RCON_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains("server `c`"), "{stderr}");
+    for text in [&stderr, &stdout] {
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+
+    // With the file there and RCON_PASSWORD for b, the config is valid.
+    std::fs::write(dir.path().join("no-such-file"), "file-SECRET\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["check", "--config", config_arg])
+        .env("RCON_PASSWORD", "env-SECRET")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("SECRET"), "{all}");
+}
+
+#[test]
+fn rcon_settings_out_of_range_or_misplaced_are_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("isr.toml");
+    std::fs::write(
+        &config,
+        "[[servers]]\ntag = \"a\"\nlog_dir = \".\"\nrcon_address = \"localhost\"\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let out = isr_command(&["check", "--config", config_arg], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("servers.rcon_address") && stderr.contains("HOST:PORT"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, "[rcon]\npoll_interval_ms = 5\n").unwrap();
+    let out = isr_command(&["check", "--config", config_arg], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rcon.poll_interval_ms"), "{stderr}");
+
+    // --rcon belongs to a single LOG_DIR.
+    std::fs::write(&config, "[[servers]]\ntag = \"a\"\nlog_dir = \".\"\n").unwrap();
+    let out = isr_command(
+        &["run", "--config", config_arg, "--rcon", "127.0.0.1:27015"],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--rcon") && stderr.contains("rcon_address"),
+        "{stderr}"
+    );
+}

@@ -238,3 +238,86 @@ impl<'a, S: Source> Pipeline<'a, S> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::{Event, FieldValue, LogSource, Severity, Timestamp};
+    use crate::sinks::FnSink;
+
+    /// A source that reads nothing and returns when its gate is opened (or dropped).
+    struct Gate(mpsc::Receiver<()>);
+
+    impl Source for Gate {
+        type Report = ();
+
+        fn stop_handle(&self) -> StopHandle {
+            Arc::new(|| {})
+        }
+
+        fn run(self, _out: &mut Output<'_>) {
+            let _ = self.0.recv();
+        }
+    }
+
+    fn leave(player: &str) -> Event {
+        Event {
+            timestamp: Timestamp(0),
+            event_type: "player_leave".into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields: vec![("player".into(), FieldValue::Str(player.to_owned()))],
+            raw: String::new(),
+            message_start: 0,
+            source: Arc::new(LogSource {
+                server: "a".into(),
+                path: "rcon:127.0.0.1:27015".into(),
+            }),
+            offset: 0,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn inlet_batches_reach_the_sinks_while_the_source_is_idle_and_a_held_inlet_does_not_keep_the_run_going()
+     {
+        let patterns = Arc::new(ArcSwap::from_pointee(crate::patterns::shipped().unwrap()));
+        let (open, gate) = mpsc::channel();
+        let (seen_tx, seen) = mpsc::channel();
+        let sink = FnSink(move |e: &Event| {
+            let _ = seen_tx.send(e.field("player").map(FieldValue::to_text));
+            Ok(())
+        });
+        let (pipeline, _control) = Pipeline::new(
+            Gate(gate),
+            vec![Box::new(sink)],
+            patterns,
+            RunOptions {
+                workers: 2,
+                metrics: PipelineMetrics::default(),
+            },
+        );
+        let inlet = pipeline.inlet();
+        let presence = pipeline.presence();
+        presence.track("a");
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || done_tx.send(pipeline.run().map(|s| s.events)));
+        for player in ["x", "y"] {
+            assert!(inlet.send(vec![leave(player)], tracing::Span::none()));
+            let got = seen
+                .recv_timeout(Duration::from_secs(30))
+                .expect("delivered");
+            assert_eq!(got.as_deref(), Some(player));
+        }
+        open.send(()).unwrap();
+        let events = done.recv_timeout(Duration::from_secs(30));
+        assert_eq!(events.expect("the run ends").unwrap(), 2);
+        assert!(
+            !inlet.send(vec![leave("z")], tracing::Span::none()),
+            "the pipeline has stopped"
+        );
+    }
+}

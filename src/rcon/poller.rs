@@ -182,22 +182,17 @@ impl Poller {
         let players = protocol::parse_players_online(&answer)
             .ok_or_else(|| RconError::unexpected("/players online", &answer))?;
         self.report.players(players.len());
-        let listed: HashSet<&str> = players.iter().map(String::as_str).collect();
-        let mut suspects = HashSet::new();
-        let mut gone = Vec::new();
-        for (player, joined) in self.presence.online(server) {
-            if joined > mark || listed.contains(player.as_str()) {
-                continue;
-            }
-            if state.suspects.contains(&player) {
-                if self.presence.remove(server, &player, mark) {
-                    gone.push(player);
-                }
-            } else {
-                suspects.insert(player);
-            }
-        }
+        let (suspects, missing) = judge(
+            self.presence.online(server),
+            &players,
+            mark,
+            &state.suspects,
+        );
         state.suspects = suspects;
+        let gone: Vec<String> = missing
+            .into_iter()
+            .filter(|player| self.presence.remove(server, player, mark))
+            .collect();
         if !gone.is_empty() {
             let info = self.leave_info();
             let events = gone
@@ -264,6 +259,33 @@ impl Poller {
     }
 }
 
+/// Judges the players `online` by the logs (with the sequence number of their join) against
+/// the players `listed` by an answer asked at `mark`: returns who is missing for the first
+/// time (the next `suspects`) and who is missing again (gone: a reconciled leave each). A
+/// join after `mark` is not judged: the answer may predate it.
+fn judge(
+    online: Vec<(String, u64)>,
+    listed: &[String],
+    mark: u64,
+    suspects: &HashSet<String>,
+) -> (HashSet<String>, Vec<String>) {
+    let listed: HashSet<&str> = listed.iter().map(String::as_str).collect();
+    let mut missing = HashSet::new();
+    let mut gone = Vec::new();
+    for (player, joined) in online {
+        if joined > mark || listed.contains(player.as_str()) {
+            continue;
+        }
+        if suspects.contains(&player) {
+            gone.push(player);
+        } else {
+            missing.insert(player);
+        }
+    }
+    gone.sort();
+    (missing, gone)
+}
+
 /// The `player_leave` event of `player`, who the logs had online and the server no longer
 /// lists.
 fn reconciled_leave(source: &Arc<LogSource>, player: &str, info: Arc<PatternInfo>) -> Event {
@@ -306,6 +328,41 @@ mod tests {
         assert!(connect <= CONNECT_BACKOFF.0, "{connect:?}");
         b.reset();
         assert!(b.after(&RconError::AuthRefused) < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_player_is_gone_when_missing_from_two_answers_asked_after_their_join() {
+        let online = || {
+            vec![
+                ("ghost".to_owned(), 1),
+                ("here".to_owned(), 2),
+                ("late".to_owned(), 9),
+            ]
+        };
+        let listed = ["here".to_owned()];
+        let (suspects, gone) = judge(online(), &listed, 5, &HashSet::new());
+        assert_eq!(suspects, HashSet::from(["ghost".to_owned()]));
+        assert!(
+            gone.is_empty(),
+            "one answer is not enough: a leave line may be on its way"
+        );
+        let (suspects, gone) = judge(online(), &listed, 6, &suspects);
+        assert_eq!(gone, ["ghost"]);
+        assert!(suspects.is_empty());
+        // A join after the question is not judged by its answer.
+        let (suspects, gone) = judge(online(), &listed, 5, &HashSet::from(["late".to_owned()]));
+        assert!(
+            gone.is_empty() && !suspects.contains("late"),
+            "{gone:?} {suspects:?}"
+        );
+        // Listed again: no longer a suspect.
+        let (suspects, _) = judge(
+            online(),
+            &["ghost".to_owned()],
+            6,
+            &HashSet::from(["ghost".to_owned()]),
+        );
+        assert!(!suspects.contains("ghost"));
     }
 
     #[test]
