@@ -454,3 +454,56 @@ fn rcon_settings_out_of_range_or_misplaced_are_refused_with_what_to_do() {
         "{stderr}"
     );
 }
+
+// --- traces --------------------------------------------------------------------------------------
+
+#[test]
+fn each_poll_is_a_trace_with_an_rcon_command_span_per_command() {
+    use support::otlp::OtlpReceiver;
+    let receiver = OtlpReceiver::start();
+    let fake = FakeRcon::start(PASSWORD);
+    let env = Env::builder()
+        .tail("[rcon]\npoll_interval_ms = 100\nups = true")
+        .build();
+    let isr = env
+        .isr()
+        .arg("--rcon")
+        .arg(fake.addr().to_string())
+        .env("RCON_PASSWORD", PASSWORD)
+        .env("TRACES_ENABLED", "true")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .spawn();
+    let complete = |spans: &[support::otlp::ReceivedSpan]| {
+        spans.iter().any(|root| {
+            root.name == "rcon_poll"
+                && ["players", "tick"].iter().all(|command| {
+                    spans.iter().any(|s| {
+                        s.name == "rcon_command"
+                            && s.parent_span_id == root.span_id
+                            && s.trace_id == root.trace_id
+                            && s.attr("command") == Some(command)
+                    })
+                })
+        })
+    };
+    assert!(
+        receiver.wait_for(complete, ARRIVE),
+        "no poll trace; span names: {:?}\n{}",
+        receiver
+            .spans()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<std::collections::BTreeSet<_>>(),
+        isr.stderr_tail()
+    );
+    let spans = receiver.spans();
+    let root = spans.iter().find(|s| s.name == "rcon_poll").unwrap();
+    assert!(root.is_root());
+    assert_eq!(root.attr("server"), Some("test"));
+    for s in &spans {
+        assert!(
+            s.attributes.iter().all(|(_, v)| !v.contains(PASSWORD)),
+            "a span shows the password: {s:?}"
+        );
+    }
+}
