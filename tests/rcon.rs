@@ -237,6 +237,13 @@ fn run_reports_players_latency_and_version_and_reconciles_a_leave_the_log_missed
         &env,
         "2025-10-08 08:59:00 [LEAVE] Mr. Spaceman [AFK] left the game",
     );
+    assert!(isr.wait_for(
+        |e| {
+            e.iter()
+                .any(|e| e["event_type"] == "player_leave" && e["fields"]["reconciled"].is_null())
+        },
+        ARRIVE
+    ));
     fake.set_players(&[]);
     let polls = fake.count("/players online");
     assert!(fake.wait_for(

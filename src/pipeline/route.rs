@@ -84,6 +84,13 @@ impl<'a> Router<'a> {
             span,
         } = matched;
         let started = Instant::now();
+        // Who is online changes as the events are handed on: a reader of the presence never
+        // sees a join or leave the sinks have and it has not.
+        if let Some(presence) = &self.presence {
+            for event in &events {
+                presence.observe(event);
+            }
+        }
         // Writing may block on a sink (stdout's buffer writes out as it fills).
         progress.flushing(true);
         let sinks = &mut self.sinks;
@@ -111,11 +118,6 @@ impl<'a> Router<'a> {
         flushed?;
         self.sink_seconds.observe(routed.elapsed().as_secs_f64());
         self.types.count(&events, &self.metrics, by_type);
-        if let Some(presence) = &self.presence {
-            for event in &events {
-                presence.observe(event);
-            }
-        }
         if let Some(r) = &receipt {
             r.delivered();
         }
