@@ -106,7 +106,6 @@ impl Poller {
             commands.push(CommandKind::Tick);
         }
         self.report.register(&commands);
-        self.presence.track(&self.target.server);
         let source = Arc::new(LogSource {
             server: self.target.server.as_str().into(),
             path: format!("rcon:{}", self.target.address).into(),
