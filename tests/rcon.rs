@@ -506,6 +506,16 @@ fn each_poll_is_a_trace_with_an_rcon_command_span_per_command() {
     let spans = receiver.spans();
     let root = spans.iter().find(|s| s.name == "rcon_poll").unwrap();
     assert!(root.is_root());
+    // The connection's /version is asked in its first poll.
+    assert!(receiver.wait_for(
+        |spans| spans.iter().any(|s| {
+            s.attr("command") == Some("version")
+                && spans
+                    .iter()
+                    .any(|p| p.name == "rcon_poll" && p.span_id == s.parent_span_id)
+        }),
+        ARRIVE
+    ));
     assert_eq!(root.attr("server"), Some("test"));
     for s in &spans {
         assert!(

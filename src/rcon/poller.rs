@@ -1,8 +1,8 @@
 //! One server's poller: a task that keeps one RCON connection and asks the server, every
 //! `poll_interval_ms`, who is online (and, with `ups = true`, its tick).
 //!
-//! Each connection starts with `/version` (`server_info`). Each poll is a root span
-//! `rcon_poll` with one `rcon_command` span per command, runs `/players online`
+//! Each poll is a root span `rcon_poll` with one `rcon_command` span per command. The first
+//! poll of a connection starts with `/version` (`server_info`). Each poll runs `/players online`
 //! (`players_online`), reconciles the logs' view of who is online with the server's (below),
 //! and with `ups = true` runs `/sc rcon.print(game.tick)`: ticks since the last poll over the
 //! wall-clock time between them is `game_ups`.
@@ -146,21 +146,24 @@ impl Poller {
         state: &mut PollState,
         source: &Arc<LogSource>,
     ) -> RconError {
-        let version = match self.command(&mut client, CommandKind::Version).await {
-            Ok(answer) => protocol::parse_version(&answer),
-            Err(e) => return e,
-        };
-        self.report.connected(version.as_deref());
         let mut interval = tokio::time::interval(self.options.poll_interval());
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
             interval.tick().await;
             let root = crate::traced_span!(parent: None, "rcon_poll", server = %self.target.server);
-            if let Err(e) = self
-                .poll(&mut client, state, source, &root)
-                .instrument(root.clone())
-                .await
-            {
+            let polled = async {
+                // The connection's first poll asks the version first: the connection counts
+                // once it has answered a command.
+                if first {
+                    let answer = self.command(&mut client, CommandKind::Version).await?;
+                    self.report
+                        .connected(protocol::parse_version(&answer).as_deref());
+                    first = false;
+                }
+                self.poll(&mut client, state, source, &root).await
+            };
+            if let Err(e) = polled.instrument(root.clone()).await {
                 return e;
             }
         }
