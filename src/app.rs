@@ -149,6 +149,8 @@ pub struct App {
     sinks: Vec<SinkHandle>,
     tailer: Component,
     shutdown_timeout: Duration,
+    /// One RCON poller per server with an `rcon_address`, spawned by `run`.
+    rcon: Vec<crate::rcon::poller::Poller>,
 }
 
 impl App {
@@ -158,6 +160,7 @@ impl App {
     /// problem found is refused at once, before anything starts.
     pub fn build(config: Config, request: &RunRequest) -> Result<App, AppError> {
         let run_servers = config.run_servers(&request.dirs, request.server.as_deref())?;
+        let rcon_servers = run_servers.clone();
         let checked = preflight(&config, &run_servers);
         let Some(patterns) = checked.patterns.filter(|_| checked.problems.errors() == 0) else {
             return Err(checked.problems.into());
@@ -318,6 +321,17 @@ impl App {
         );
         let progress = control.progress();
         tailer.set_liveness_probe(Box::new(move || progress.wedged(WEDGED_AFTER)));
+        // RCON: preflight read every password already; each server's poller feeds the inlet.
+        let (targets, _) = config.rcon_targets(&rcon_servers);
+        let rcon = crate::rcon::pollers(
+            targets,
+            &config.rcon,
+            &metrics.rcon,
+            &health,
+            &pipeline.presence(),
+            &pipeline.inlet(),
+            &patterns,
+        );
         let reloader = config.patterns_dir.clone().map(|dir| {
             let reloader = Reloader::new(dir, patterns.clone()).with_telemetry(
                 metrics.reload.clone(),
@@ -336,6 +350,7 @@ impl App {
             sinks: handles,
             tailer,
             shutdown_timeout: ms(tail.shutdown_timeout_ms),
+            rcon,
         })
     }
 
@@ -362,8 +377,13 @@ impl App {
             sinks,
             tailer,
             shutdown_timeout,
+            rcon,
             ..
         } = self;
+        let rcon: Vec<_> = rcon
+            .into_iter()
+            .map(|poller| runtime.spawn(poller.run()))
+            .collect();
         let stop_reload = Arc::new(AtomicBool::new(false));
         let reloader = reloader.map(|(reloader, poll)| {
             let stop = stop_reload.clone();
@@ -390,6 +410,9 @@ impl App {
         let drained =
             runtime.block_on(wait_for_stop(control.clone(), done_rx, shutdown_timeout))?;
         stop_reload.store(true, Ordering::Release);
+        for poller in rcon {
+            poller.abort();
+        }
         for h in sinks {
             if let Some(shutdown) = h.shutdown {
                 shutdown();
@@ -762,6 +785,11 @@ pub fn preflight(config: &Config, servers: &[ServerConfig]) -> Checked {
         problems.error(AppError::StdoutTraces.to_string());
     }
 
+    // RCON: every server with an address needs a password it can read.
+    for p in config.rcon_targets(servers).1 {
+        problems.error(p);
+    }
+
     // Log directories may appear later: `run` waits for them.
     for s in servers {
         let dir = s.log_dir.display();
@@ -916,6 +944,9 @@ mod tests {
             discord_webhook: Some("admins".into()),
             discord_disabled: Vec::new(),
             timezone: None,
+            rcon_address: None,
+            rcon_password_file: None,
+            rcon_password: None,
         }];
         let checked = preflight(&config, &servers);
         assert!(checked.patterns.is_some());

@@ -73,6 +73,11 @@ pub struct RunArgs {
     /// `timezone`, else local: $TZ, else the system's).
     #[arg(long, value_name = "TZ", value_parser = parse_timezone)]
     pub timezone: Option<TimeZoneSetting>,
+    /// Poll the single LOG_DIR's server over RCON at HOST:PORT (Factorio's --rcon-port),
+    /// with the password from $RCON_PASSWORD: players online, and a player_leave for a
+    /// player the log missed leaving (with [[servers]]: `rcon_address` in each).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub rcon: Option<String>,
 }
 
 /// A `--timezone` value.
@@ -174,6 +179,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr.clone(),
             discord_webhook: self.discord_webhook.clone().map(Secret::new),
             timezone: self.timezone.clone(),
+            rcon: self.rcon.clone(),
         }
     }
 

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::rcon::{RconConfig, RconTarget};
 use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
@@ -88,6 +89,16 @@ pub struct Config {
     /// The Discord sink: webhooks and how events are sent to them.
     #[serde(default)]
     pub discord: DiscordConfig,
+    /// How servers with an `rcon_address` are polled over RCON.
+    #[serde(default)]
+    pub rcon: RconConfig,
+    /// `--rcon HOST:PORT`: the RCON address of the single LOG_DIR (not a file key).
+    #[serde(skip)]
+    pub rcon_flag: Option<String>,
+    /// `RCON_PASSWORD`: the password of every server with an `rcon_address` and no password
+    /// of its own (not a file key).
+    #[serde(skip)]
+    pub rcon_password_env: Option<Secret>,
     /// The default webhook's URL from `--discord-webhook` or `DISCORD_WEBHOOK_URL` (not a
     /// file key).
     #[serde(skip)]
@@ -174,6 +185,8 @@ pub struct Overrides {
     pub discord_webhook: Option<Secret>,
     /// `--timezone TZ`: the zone of every server's dates.
     pub timezone: Option<TimeZoneSetting>,
+    /// `--rcon HOST:PORT`: the single LOG_DIR's RCON address.
+    pub rcon: Option<String>,
 }
 
 impl Default for Config {
@@ -189,6 +202,9 @@ impl Default for Config {
             logstash: LogstashConfig::default(),
             metrics: MetricsConfig::default(),
             discord: DiscordConfig::default(),
+            rcon: RconConfig::default(),
+            rcon_flag: None,
+            rcon_password_env: None,
             discord_webhook_url: None,
             traces: TraceConfig::default(),
             log: LogSettings::default(),
@@ -222,6 +238,18 @@ pub struct ServerConfig {
     /// (the server runs elsewhere, or in a container with its own `TZ`).
     #[serde(default)]
     pub timezone: Option<TimeZoneSetting>,
+    /// `HOST:PORT` of the server's RCON (Factorio's `--rcon-port`, with `--rcon-bind`'s
+    /// address when not local). Unset: the server is not polled over RCON.
+    #[serde(default)]
+    pub rcon_address: Option<String>,
+    /// A file holding the RCON password (Factorio's `--rcon-password`), e.g. a mounted
+    /// secret; a trailing newline is ignored. Relative to the config file's directory.
+    #[serde(default)]
+    pub rcon_password_file: Option<PathBuf>,
+    /// The RCON password itself, when a file is not practical (prefer `rcon_password_file`
+    /// or `RCON_PASSWORD`: a config file is often readable by more people).
+    #[serde(default, deserialize_with = "crate::rcon::config::optional_secret")]
+    pub rcon_password: Option<Secret>,
 }
 
 /// The configuration could not be used.
@@ -323,6 +351,9 @@ impl Config {
         }
         for s in &mut config.servers {
             absolute(&mut s.log_dir);
+            if let Some(f) = &mut s.rcon_password_file {
+                absolute(f);
+            }
         }
         if let Some(tls) = &mut config.logstash.tls {
             tls.resolve_paths(base);
@@ -381,7 +412,22 @@ impl Config {
                     return Err(invalid("servers.globs", "holds a glob that does not parse"));
                 }
             }
+            if let Some(a) = &s.rcon_address
+                && HostPort::parse(a).is_err()
+            {
+                return Err(invalid(
+                    "servers.rcon_address",
+                    "is not HOST:PORT: give the address and Factorio's --rcon-port, e.g. \"127.0.0.1:27015\"",
+                ));
+            }
+            if s.rcon_password.is_some() && s.rcon_password_file.is_some() {
+                return Err(invalid(
+                    "servers.rcon_password",
+                    "and rcon_password_file are both set: keep one",
+                ));
+            }
         }
+        config.rcon.validate().map_err(located)?;
         config.logstash.validate().map_err(located)?;
         config.metrics.validate().map_err(located)?;
         config.discord.validate().map_err(located)?;
@@ -464,6 +510,15 @@ impl Config {
         if let Some(d) = &flags.patterns_dir {
             self.patterns_dir = Some(d.clone());
         }
+        // RCON: --rcon for the single LOG_DIR; RCON_PASSWORD for servers without a password.
+        if let Some(a) = &flags.rcon {
+            HostPort::parse(a).map_err(|e| ConfigError::Address {
+                variable: "--rcon",
+                problem: e.to_string(),
+            })?;
+            self.rcon_flag = Some(a.clone());
+        }
+        self.rcon_password_env = env.get("RCON_PASSWORD").map(Secret::new);
         // The time zone: --timezone, for every server, else each server's, else the top level.
         if let Some(tz) = &flags.timezone {
             self.timezone = tz.clone();
@@ -519,6 +574,11 @@ pub enum ServersError {
         "two log directories get the tag `{0}`; give them distinct names or use [[servers]] in the config file"
     )]
     DuplicateTag(String),
+    /// `--rcon` without exactly one LOG_DIR.
+    #[error(
+        "--rcon names the RCON address of a single LOG_DIR; with [[servers]] or several directories, set rcon_address in each [[servers]] entry of the config file"
+    )]
+    RconWithoutOneDir,
 }
 
 impl Config {
@@ -530,6 +590,9 @@ impl Config {
         dirs: &[PathBuf],
         server_flag: Option<&str>,
     ) -> Result<Vec<ServerConfig>, ServersError> {
+        if self.rcon_flag.is_some() && dirs.len() != 1 {
+            return Err(ServersError::RconWithoutOneDir);
+        }
         if dirs.is_empty() {
             if self.servers.is_empty() {
                 return Err(ServersError::None);
@@ -568,9 +631,66 @@ impl Config {
                 discord_webhook: None,
                 discord_disabled: Vec::new(),
                 timezone: Some(self.timezone.clone()),
+                rcon_address: self.rcon_flag.clone(),
+                rcon_password_file: None,
+                rcon_password: None,
             });
         }
         Ok(out)
+    }
+}
+
+impl Config {
+    /// The servers of `servers` to poll over RCON, each with its password: its
+    /// `rcon_password_file` (read now), else its `rcon_password`, else `RCON_PASSWORD`. Every
+    /// server that cannot be polled is a problem in the list, naming the file and line, never
+    /// the password.
+    pub fn rcon_targets(&self, servers: &[ServerConfig]) -> (Vec<RconTarget>, Vec<String>) {
+        let mut targets = Vec::new();
+        let mut problems = Vec::new();
+        for s in servers {
+            let Some(address) = &s.rcon_address else {
+                continue;
+            };
+            let at = |key: &str| {
+                let index = self.servers.iter().position(|c| c.tag == s.tag);
+                match (&self.file, index) {
+                    (Some(f), Some(i)) => {
+                        format!("{}: ", f.locate(&["servers", &i.to_string(), key]))
+                    }
+                    _ => String::new(),
+                }
+            };
+            let password = match (&s.rcon_password_file, &s.rcon_password) {
+                (Some(file), _) => match std::fs::read_to_string(file) {
+                    Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
+                    Err(e) => {
+                        problems.push(format!(
+                            "{}server `{}`: cannot read rcon_password_file {}: {e}",
+                            at("rcon_password_file"),
+                            s.tag,
+                            file.display()
+                        ));
+                        continue;
+                    }
+                },
+                (None, Some(p)) => Some(p.clone()),
+                (None, None) => self.rcon_password_env.clone(),
+            };
+            match password {
+                Some(password) if !password.expose().is_empty() => targets.push(RconTarget {
+                    server: s.tag.clone(),
+                    address: address.clone(),
+                    password,
+                }),
+                _ => problems.push(format!(
+                    "{}server `{}`: rcon_address is set but the RCON password is missing or empty: set rcon_password_file (or rcon_password, or the RCON_PASSWORD environment variable) to the server's --rcon-password",
+                    at("rcon_address"),
+                    s.tag
+                )),
+            }
+        }
+        (targets, problems)
     }
 }
 

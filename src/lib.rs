@@ -31,6 +31,9 @@
 //!   deletion with checkpoints ([`tail::TailSource`]), and reading whole files for `replay`
 //!   ([`tail::ReplaySource`]); framing bytes into lines and records; the `[tail]` and
 //!   `[framing]` sections.
+//! - [`rcon`]: Factorio's remote console: who is online and how fast the game runs, per
+//!   server, and a `player_leave` for a player the logs missed leaving (through the
+//!   pipeline's inlet); the `[rcon]` section.
 //! - [`config`]: gathers every component's section, loads the file, and applies the
 //!   environment and the command line over it in one place.
 //! - [`app`]: `Config` → [`app::App::build`] → run → ordered shutdown; `replay` and `check`.
@@ -58,6 +61,7 @@ pub mod config;
 pub mod event;
 pub mod patterns;
 pub mod pipeline;
+pub mod rcon;
 pub mod settings;
 pub mod sinks;
 pub mod tail;

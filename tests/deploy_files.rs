@@ -120,6 +120,12 @@ const METRICS: &[&str] = &[
     "factorio_isr_open_files_limit",
     "factorio_isr_tail_files_open",
     "factorio_isr_tail_files_max",
+    "factorio_isr_rcon_connected",
+    "factorio_isr_rcon_command_latency_seconds",
+    "factorio_isr_rcon_errors_total",
+    "factorio_isr_players_online",
+    "factorio_isr_game_ups",
+    "factorio_isr_server_info",
 ];
 
 /// The alerts `alerts.yml` must define.
@@ -132,6 +138,9 @@ const ALERTS: &[&str] = &[
     "FactorioServerCrashed",
     "FactorioIsrNoLinesRead",
     "FactorioIsrComponentUnhealthy",
+    "FactorioIsrRconDown",
+    "FactorioIsrRconSlow",
+    "FactorioServerUpsLow",
 ];
 
 fn deploy(rel: &str) -> PathBuf {
@@ -282,6 +291,8 @@ fn the_dashboard_has_titled_panels_with_queries_and_the_variables() {
         "sum by (sink, le) (rate(factorio_isr_event_latency_seconds_bucket",
         "sum by (status) (rate(factorio_isr_discord_requests_total",
         "sum by (reason) (increase(factorio_isr_discord_dropped_total",
+        "histogram_quantile(0.99, sum by (server, le) (rate(factorio_isr_rcon_command_latency_seconds_bucket",
+        "avg_over_time(factorio_isr_rcon_connected",
         "server=~\\\"$server\\\"",
     ] {
         assert!(

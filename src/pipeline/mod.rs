@@ -11,6 +11,8 @@
 //!   to the sink thread.
 //! - [`route`]: on the sink thread, every event to every sink, the reliable sinks flushed,
 //!   then the batch's receipt moves the source's checkpoint.
+//! - [`presence`]: who the delivered joins and leaves say is online, per server, for the
+//!   sources that check it against the server ([`Inlet`] is their way in).
 //! - [`run`]: [`Pipeline`] puts them together for `run` (the tailer) and `replay` (whole
 //!   files) alike, with [`Control`] to stop it and save checkpoints from another thread.
 //!
@@ -21,11 +23,13 @@
 //! flat when the sinks are slower than the source: the source blocks, which for the tailer means
 //! it stops reading and the log file itself is the buffer.
 
+pub mod presence;
 pub mod route;
 pub mod run;
 pub mod source;
 mod stages;
 
+pub use presence::Presence;
 pub use run::{Control, Pipeline, RunError, RunOptions, RunSummary};
 pub use source::{Batch, Checkpoints, Output, Progress, Receipt, Source, StopHandle};
-pub use stages::default_workers;
+pub use stages::{Inlet, default_workers};

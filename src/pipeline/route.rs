@@ -21,6 +21,7 @@ use std::time::Instant;
 use prometheus_client::metrics::histogram::Histogram;
 use tracing::debug;
 
+use super::presence::Presence;
 use super::source::{Progress, Receipt};
 use super::stages::Matched;
 use crate::event::Event;
@@ -39,6 +40,7 @@ pub struct Router<'a> {
     sink_seconds: Histogram,
     metrics: PipelineMetrics,
     types: EventTypeCounts,
+    presence: Option<Presence>,
 }
 
 impl<'a> Router<'a> {
@@ -55,7 +57,14 @@ impl<'a> Router<'a> {
             sink_seconds: metrics.stage(Stage::Sink),
             metrics: metrics.clone(),
             types: EventTypeCounts::default(),
+            presence: None,
         }
+    }
+
+    /// Keeps `presence` up to date with the joins and leaves this router delivers.
+    pub fn with_presence(mut self, presence: Presence) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// Delivers one batch: writes, flushes, counts, then receipts it; returns how many events
@@ -75,6 +84,13 @@ impl<'a> Router<'a> {
             span,
         } = matched;
         let started = Instant::now();
+        // Who is online changes as the events are handed on: a reader of the presence never
+        // sees a join or leave the sinks have and it has not.
+        if let Some(presence) = &self.presence {
+            for event in &events {
+                presence.observe(event);
+            }
+        }
         // Writing may block on a sink (stdout's buffer writes out as it fills).
         progress.flushing(true);
         let sinks = &mut self.sinks;

@@ -26,9 +26,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use thiserror::Error;
 
+use super::presence::Presence;
 use super::route::Router;
 use super::source::{Checkpoints, Output, Progress, Receipt, Source, StopHandle};
-use super::stages::run_stages;
+use super::stages::{Inlet, Merge, merge, run_stages};
 use crate::patterns::PatternSet;
 use crate::settings::lock;
 use crate::sinks::{Delivery, NO_CUT, Sink};
@@ -122,6 +123,9 @@ pub struct Pipeline<'a, S: Source> {
     patterns: Arc<ArcSwap<PatternSet>>,
     options: RunOptions,
     control: Control,
+    merge: Merge,
+    inlet: Inlet,
+    presence: Presence,
 }
 
 impl<'a, S: Source> Pipeline<'a, S> {
@@ -148,7 +152,9 @@ impl<'a, S: Source> Pipeline<'a, S> {
             in_flight: Arc::new(Mutex::new(None)),
             cut,
         };
-        let router = Router::new(sinks, &options.metrics);
+        let presence = Presence::default();
+        let router = Router::new(sinks, &options.metrics).with_presence(presence.clone());
+        let (inlet, merge) = merge(options.workers);
         (
             Pipeline {
                 source,
@@ -156,9 +162,24 @@ impl<'a, S: Source> Pipeline<'a, S> {
                 patterns,
                 options,
                 control: control.clone(),
+                merge,
+                inlet,
+                presence,
             },
             control,
         )
+    }
+
+    /// A second way in: batches of events already built (by a source that polls a server),
+    /// delivered between the source's batches, without a receipt.
+    pub fn inlet(&self) -> Inlet {
+        self.inlet.clone()
+    }
+
+    /// Who the delivered `player_join` / `player_leave` events say is online, per server
+    /// tracked with [`Presence::track`].
+    pub fn presence(&self) -> Presence {
+        self.presence.clone()
     }
 
     /// Runs until the source returns or a reliable sink fails; the sinks run on the calling
@@ -170,7 +191,11 @@ impl<'a, S: Source> Pipeline<'a, S> {
             patterns,
             options,
             control,
+            merge,
+            inlet,
+            presence: _,
         } = self;
+        drop(inlet);
         let match_seconds = options.metrics.stage(Stage::Match);
         let mut events = 0;
         let mut events_by_type = BTreeMap::new();
@@ -179,6 +204,7 @@ impl<'a, S: Source> Pipeline<'a, S> {
             options.workers,
             &patterns,
             &match_seconds,
+            merge,
             |seq| {
                 let mut send = |batch| seq.send(batch);
                 let mut out = Output {
@@ -210,5 +236,88 @@ impl<'a, S: Source> Pipeline<'a, S> {
             events_by_type,
             checkpoint_error,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::{Event, FieldValue, LogSource, Severity, Timestamp};
+    use crate::sinks::FnSink;
+
+    /// A source that reads nothing and returns when its gate is opened (or dropped).
+    struct Gate(mpsc::Receiver<()>);
+
+    impl Source for Gate {
+        type Report = ();
+
+        fn stop_handle(&self) -> StopHandle {
+            Arc::new(|| {})
+        }
+
+        fn run(self, _out: &mut Output<'_>) {
+            let _ = self.0.recv();
+        }
+    }
+
+    fn leave(player: &str) -> Event {
+        Event {
+            timestamp: Timestamp(0),
+            event_type: "player_leave".into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields: vec![("player".into(), FieldValue::Str(player.to_owned()))],
+            raw: String::new(),
+            message_start: 0,
+            source: Arc::new(LogSource {
+                server: "a".into(),
+                path: "rcon:127.0.0.1:27015".into(),
+            }),
+            offset: 0,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn inlet_batches_reach_the_sinks_while_the_source_is_idle_and_a_held_inlet_does_not_keep_the_run_going()
+     {
+        let patterns = Arc::new(ArcSwap::from_pointee(crate::patterns::shipped().unwrap()));
+        let (open, gate) = mpsc::channel();
+        let (seen_tx, seen) = mpsc::channel();
+        let sink = FnSink(move |e: &Event| {
+            let _ = seen_tx.send(e.field("player").map(FieldValue::to_text));
+            Ok(())
+        });
+        let (pipeline, _control) = Pipeline::new(
+            Gate(gate),
+            vec![Box::new(sink)],
+            patterns,
+            RunOptions {
+                workers: 2,
+                metrics: PipelineMetrics::default(),
+            },
+        );
+        let inlet = pipeline.inlet();
+        let presence = pipeline.presence();
+        presence.track("a");
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || done_tx.send(pipeline.run().map(|s| s.events)));
+        for player in ["x", "y"] {
+            assert!(inlet.send(vec![leave(player)], tracing::Span::none()));
+            let got = seen
+                .recv_timeout(Duration::from_secs(30))
+                .expect("delivered");
+            assert_eq!(got.as_deref(), Some(player));
+        }
+        open.send(()).unwrap();
+        let events = done.recv_timeout(Duration::from_secs(30));
+        assert_eq!(events.expect("the run ends").unwrap(), 2);
+        assert!(
+            !inlet.send(vec![leave("z")], tracing::Span::none()),
+            "the pipeline has stopped"
+        );
     }
 }

@@ -1,10 +1,15 @@
 //! The stage machinery shared by `replay` and `run`: a source thread, match workers, and an
 //! in-order consumer on the calling thread.
 //!
+//! A second way in, the [`Inlet`], takes batches of events already built elsewhere (a poll of
+//! the server over RCON): they skip matching, carry no receipt, and reach the consumer between
+//! two source batches, in the order they were sent. Sending never blocks the sender.
+//!
 //! How it stops: when the source returns, its sender is dropped and the workers drain and stop;
-//! when the consumer returns an error, its receiver is dropped, the workers' sends fail and they
-//! stop, the last one drops the work receiver, and the source's next send fails. No thread can
-//! be left blocked.
+//! each worker says so as it stops, and the consumer returns once every worker has (an inlet
+//! may still be held elsewhere: its later batches are refused). When the consumer returns an
+//! error, its receiver is dropped, the workers' sends fail and they stop, the last one drops
+//! the work receiver, and the source's next send fails. No thread can be left blocked.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
@@ -54,6 +59,89 @@ struct Done {
     matched: Matched,
 }
 
+/// What the consumer receives.
+enum Handed {
+    /// A matched source batch.
+    Done(Done),
+    /// An inlet sent a batch: look at the inlet's queue.
+    Wake,
+    /// A match worker stopped.
+    WorkerStopped,
+}
+
+/// A batch sent through an [`Inlet`].
+struct Extra {
+    events: Vec<Event>,
+    span: tracing::Span,
+    read_at: Instant,
+}
+
+/// A second way into a pipeline: batches of events made outside the match stage (by a source
+/// that polls a server), delivered to the sinks like the source's, without a receipt. Cheap
+/// to clone; sending never blocks.
+#[derive(Clone)]
+pub struct Inlet {
+    extras: mpsc::Sender<Extra>,
+    wake: mpsc::SyncSender<Handed>,
+}
+
+impl Inlet {
+    /// Hands `events` (made under `span`, their root span) to the sink thread; `false` when
+    /// the pipeline has stopped.
+    pub fn send(&self, events: Vec<Event>, span: tracing::Span) -> bool {
+        let extra = Extra {
+            events,
+            span,
+            read_at: Instant::now(),
+        };
+        if self.extras.send(extra).is_err() {
+            return false;
+        }
+        // A full channel means the consumer has messages to take: it looks at the queue
+        // before each.
+        !matches!(
+            self.wake.try_send(Handed::Wake),
+            Err(mpsc::TrySendError::Disconnected(_))
+        )
+    }
+}
+
+/// The channels the consumer reads, made before the run so inlets can be handed out.
+pub(super) struct Merge {
+    done_tx: mpsc::SyncSender<Handed>,
+    done_rx: mpsc::Receiver<Handed>,
+    extras: mpsc::Receiver<Extra>,
+}
+
+/// The consumer's channels for `workers` match workers, and an inlet into them.
+pub(super) fn merge(workers: usize) -> (Inlet, Merge) {
+    let (done_tx, done_rx) = mpsc::sync_channel::<Handed>(workers.max(1) * BATCHES_PER_WORKER);
+    let (extras_tx, extras) = mpsc::channel();
+    let inlet = Inlet {
+        extras: extras_tx,
+        wake: done_tx.clone(),
+    };
+    (
+        inlet,
+        Merge {
+            done_tx,
+            done_rx,
+            extras,
+        },
+    )
+}
+
+impl Extra {
+    fn matched(self) -> Matched {
+        Matched {
+            events: self.events,
+            receipt: None,
+            read_at: self.read_at,
+            span: self.span,
+        }
+    }
+}
+
 /// Numbers batches and hands them to the match workers.
 pub struct Sequencer<'a> {
     tx: &'a mpsc::SyncSender<Work>,
@@ -75,18 +163,24 @@ impl Sequencer<'_> {
 }
 
 /// Runs `produce` on its own thread and `workers` match workers, and hands every batch to
-/// `consume` on the calling thread in source order. Stops early when `consume` fails. The
-/// time each batch takes to match is observed in `match_seconds`.
-pub fn run_stages<R: Send, E>(
+/// `consume` on the calling thread in source order, with the inlet's batches of `merge` in
+/// between. Stops early when `consume` fails. The time each batch takes to match is observed
+/// in `match_seconds`.
+pub(super) fn run_stages<R: Send, E>(
     workers: usize,
     patterns: &ArcSwap<PatternSet>,
     match_seconds: &Histogram,
+    merge: Merge,
     produce: impl FnOnce(&mut Sequencer<'_>) -> R + Send,
     mut consume: impl FnMut(Matched) -> Result<(), E>,
 ) -> (R, Result<(), E>) {
     let workers = workers.max(1);
     let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers * BATCHES_PER_WORKER);
-    let (done_tx, done_rx) = mpsc::sync_channel::<Done>(workers * BATCHES_PER_WORKER);
+    let Merge {
+        done_tx,
+        done_rx,
+        extras,
+    } = merge;
     // Only the workers own the work receiver: when the last of them stops, it is dropped and
     // the source's next send fails.
     let work_rx = Arc::new(Mutex::new(work_rx));
@@ -110,7 +204,26 @@ pub fn run_stages<R: Send, E>(
         let mut result = Ok(());
         let mut next_seq = 0u64;
         let mut waiting: BTreeMap<u64, Matched> = BTreeMap::new();
-        'batches: for Done { seq, matched } in done_rx.iter() {
+        let mut stopped = 0;
+        'batches: while let Ok(handed) = done_rx.recv() {
+            // The inlet's batches first: they were sent before this message was taken.
+            while let Ok(extra) = extras.try_recv() {
+                if let Err(e) = consume(extra.matched()) {
+                    result = Err(e);
+                    break 'batches;
+                }
+            }
+            let Done { seq, matched } = match handed {
+                Handed::Done(done) => done,
+                Handed::Wake => continue,
+                Handed::WorkerStopped => {
+                    stopped += 1;
+                    if stopped == workers {
+                        break;
+                    }
+                    continue;
+                }
+            };
             waiting.insert(seq, matched);
             while let Some(matched) = waiting.remove(&next_seq) {
                 next_seq += 1;
@@ -120,6 +233,7 @@ pub fn run_stages<R: Send, E>(
                 }
             }
         }
+        drop(extras);
         drop(done_rx);
         let produced = match source.join() {
             Ok(r) => r,
@@ -135,8 +249,16 @@ fn match_worker(
     patterns: &ArcSwap<PatternSet>,
     match_seconds: &Histogram,
     work: &Mutex<mpsc::Receiver<Work>>,
-    done: &mpsc::SyncSender<Done>,
+    done: &mpsc::SyncSender<Handed>,
 ) {
+    /// Tells the consumer this worker stopped, however it stops (a panic too).
+    struct Stopped<'a>(&'a mpsc::SyncSender<Handed>);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.send(Handed::WorkerStopped);
+        }
+    }
+    let _stopped = Stopped(done);
     loop {
         // Hold the lock only to take one batch. A poisoned lock means another worker panicked;
         // the scope re-raises that panic, so this one just stops.
@@ -182,7 +304,7 @@ fn match_worker(
             read_at,
             span,
         };
-        if done.send(Done { seq, matched }).is_err() {
+        if done.send(Handed::Done(Done { seq, matched })).is_err() {
             return;
         }
     }

@@ -417,6 +417,8 @@ pub struct Metrics {
     pub reload: ReloadMetrics,
     /// The stages' handles.
     pub pipeline: PipelineMetrics,
+    /// The RCON pollers' handles.
+    pub rcon: RconMetrics,
 }
 
 impl Metrics {
@@ -561,8 +563,11 @@ impl Metrics {
         for stage in Stage::ALL {
             pipeline.stage(*stage);
         }
+        let rcon = RconMetrics::default();
+        rcon.register(&mut registry);
         Metrics {
             pipeline,
+            rcon,
             reload,
             registry,
             started: Instant::now(),
@@ -587,6 +592,95 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// `{server, command}` of an RCON command.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RconCommandLabels {
+    /// The server tag.
+    pub server: String,
+    /// A fixed word: `players`, `tick`, `version`.
+    pub command: String,
+}
+
+/// `{server, error_type}` of an RCON error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RconErrorLabels {
+    /// The server tag.
+    pub server: String,
+    /// A fixed word: `connect`, `auth`, `timeout`, `connection_lost`, `protocol`,
+    /// `unexpected_answer`.
+    pub error_type: String,
+}
+
+/// `{server, version}` of `server_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerInfoLabels {
+    /// The server tag.
+    pub server: String,
+    /// Factorio's version as `/version` answers it (`2.0.28`).
+    pub version: String,
+}
+
+/// What the RCON pollers update, per server.
+#[derive(Clone, Debug)]
+pub struct RconMetrics {
+    /// 1 while connected and authenticated.
+    pub connected: Family<ServerLabels, Gauge>,
+    /// Seconds from sending a command to its whole answer.
+    pub command_latency_seconds: Family<RconCommandLabels, Histogram, fn() -> Histogram>,
+    /// Failures by type.
+    pub errors: Family<RconErrorLabels, Counter>,
+    /// Players `/players online` lists.
+    pub players_online: Family<ServerLabels, Gauge>,
+    /// Game ticks per wall-clock second between two polls (`[rcon] ups = true`).
+    pub game_ups: Family<ServerLabels, Gauge<f64, AtomicU64>>,
+    /// 1 for the version the server's `/version` answered.
+    pub server_info: Family<ServerInfoLabels, Gauge>,
+}
+
+impl Default for RconMetrics {
+    fn default() -> Self {
+        RconMetrics {
+            connected: Family::default(),
+            command_latency_seconds: Family::new_with_constructor(latency_histogram),
+            errors: Family::default(),
+            players_online: Family::default(),
+            game_ups: Family::default(),
+            server_info: Family::default(),
+        }
+    }
+}
+
+impl RconMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "rcon_connected",
+            "1 while the RCON connection to the server is up and authenticated",
+            self.connected.clone(),
+        );
+        registry.register(
+            "rcon_command_latency_seconds",
+            "Seconds from sending an RCON command to its whole answer",
+            self.command_latency_seconds.clone(),
+        );
+        registry.register("rcon_errors", "RCON failures by type", self.errors.clone());
+        registry.register(
+            "players_online",
+            "Players online by the server's /players online",
+            self.players_online.clone(),
+        );
+        registry.register(
+            "game_ups",
+            "Game updates (ticks) per second between two RCON polls",
+            self.game_ups.clone(),
+        );
+        registry.register(
+            "server_info",
+            "1 for the Factorio version the server answers /version with",
+            self.server_info.clone(),
+        );
     }
 }
 

@@ -20,6 +20,7 @@ pub mod discord;
 pub mod logstash;
 pub mod otlp;
 pub mod prom_tools;
+pub mod rcon;
 pub mod schema;
 pub mod tls;
 

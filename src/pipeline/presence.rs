@@ -1,0 +1,139 @@
+//! Who the logs say is online, per server: the `player_join` and `player_leave` events the
+//! router delivers, kept for the sources that compare it with what the server itself says
+//! (RCON's `/players online`).
+//!
+//! Only servers that asked for it ([`Presence::track`]) are kept, so a pipeline without RCON
+//! keeps nothing. Each join is stamped with a sequence number ([`Presence::mark`] reads the
+//! current one), so a poller can tell a join routed after it asked the server (the server's
+//! answer may predate it) from one routed before.
+//!
+//! How it fails: it does not; it is a map behind a lock that is held for a few look-ups.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::event::Event;
+use crate::settings::lock;
+
+/// Who the logs say is online, per tracked server. Cheap to clone (shared).
+#[derive(Clone, Debug, Default)]
+pub struct Presence {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Bumped by every join.
+    seq: u64,
+    /// Tracked servers: player → the sequence number of their join.
+    servers: HashMap<String, HashMap<String, u64>>,
+}
+
+impl Presence {
+    /// Starts keeping who is online on `server`.
+    pub fn track(&self, server: &str) {
+        lock(&self.inner)
+            .servers
+            .entry(server.to_owned())
+            .or_default();
+    }
+
+    /// Takes in one delivered event: a join adds its `player`, a leave removes it.
+    pub fn observe(&self, event: &Event) {
+        let join = match &*event.event_type {
+            "player_join" => true,
+            "player_leave" => false,
+            _ => return,
+        };
+        let Some(player) = event.field("player").and_then(|p| p.as_str()) else {
+            return;
+        };
+        let mut inner = lock(&self.inner);
+        let inner = &mut *inner;
+        let Some(online) = inner.servers.get_mut(&*event.source.server) else {
+            return;
+        };
+        if join {
+            inner.seq += 1;
+            online.insert(player.to_owned(), inner.seq);
+        } else {
+            online.remove(player);
+        }
+    }
+
+    /// The current sequence number: joins observed from now on have a larger one.
+    pub fn mark(&self) -> u64 {
+        lock(&self.inner).seq
+    }
+
+    /// The players online on `server` by the logs, with the sequence number of their join.
+    pub fn online(&self, server: &str) -> Vec<(String, u64)> {
+        lock(&self.inner)
+            .servers
+            .get(server)
+            .map(|m| m.iter().map(|(p, s)| (p.clone(), *s)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes `player` from `server`; `true` when they were online (and joined no later than
+    /// `seq`, so a join that came meanwhile is kept).
+    pub fn remove(&self, server: &str, player: &str, seq: u64) -> bool {
+        let mut inner = lock(&self.inner);
+        let Some(online) = inner.servers.get_mut(server) else {
+            return false;
+        };
+        match online.get(player) {
+            Some(&joined) if joined <= seq => online.remove(player).is_some(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{FieldValue, LogSource, Severity, Timestamp};
+
+    fn event(server: &str, event_type: &str, player: &str) -> Event {
+        Event {
+            timestamp: Timestamp(0),
+            event_type: event_type.into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields: vec![("player".into(), FieldValue::Str(player.to_owned()))],
+            raw: String::new(),
+            message_start: 0,
+            source: Arc::new(LogSource {
+                server: server.into(),
+                path: "console.log".into(),
+            }),
+            offset: 0,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn joins_and_leaves_of_tracked_servers_are_kept_in_order() {
+        let p = Presence::default();
+        p.track("a");
+        p.observe(&event("a", "player_join", "Mr. Spaceman [AFK]"));
+        p.observe(&event("b", "player_join", "x"));
+        let mark = p.mark();
+        p.observe(&event("a", "player_join", "late"));
+        let mut online = p.online("a");
+        online.sort();
+        assert_eq!(
+            online,
+            [("Mr. Spaceman [AFK]".to_owned(), 1), ("late".to_owned(), 2)]
+        );
+        assert!(p.online("b").is_empty(), "untracked servers keep nothing");
+        assert!(
+            !p.remove("a", "late", mark),
+            "a join after the mark is kept"
+        );
+        assert!(p.remove("a", "Mr. Spaceman [AFK]", mark));
+        assert!(!p.remove("a", "Mr. Spaceman [AFK]", mark), "only once");
+        p.observe(&event("a", "player_leave", "late"));
+        assert!(p.online("a").is_empty());
+    }
+}
