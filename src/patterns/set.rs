@@ -1,8 +1,10 @@
 //! The compiled pattern set and the match stage: record → typed [`Event`].
 //!
-//! All enabled patterns go into one [`RegexSet`], ordered by (priority, file order), so one pass
-//! over a record tells which patterns match and the first of them is the winner. Only the winner
-//! runs its capture groups. A record no pattern matches becomes an event of type
+//! All enabled patterns go into one multi-pattern regex, ordered by (priority, file order) and
+//! searched once, anchored at the record's start, with leftmost-first semantics: the first
+//! pattern in that order that matches is the one it reports, as if the patterns were the
+//! branches of one alternation. A pattern not anchored at the start (`^`) may match anywhere, so
+//! it enters as `(?s:.)*?(?:pattern)`. Only the winner then runs its capture groups. A record no pattern matches becomes an event of type
 //! [`LOG_EVENT_TYPE`] with no fields.
 //!
 //! Captures become typed fields: text by default, or `int`, `float`, `bool` as the pattern says.
@@ -15,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use regex::{RegexSet, RegexSetBuilder};
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, MatchKind, meta};
 
 use super::load::{FieldType, Pattern, PatternError, PatternErrorKind};
 use crate::event::Record;
@@ -40,7 +44,8 @@ pub struct FileSummary {
 /// A validated, compiled set of patterns. Immutable; reloading builds a new one.
 #[derive(Debug)]
 pub struct PatternSet {
-    set: RegexSet,
+    /// Every active pattern, in order, as one leftmost-first regex searched anchored.
+    winner: meta::Regex,
     /// Enabled patterns in set order: by priority, then file order.
     active: Vec<Arc<Pattern>>,
     /// What events of each active pattern carry, in the same order.
@@ -71,10 +76,24 @@ impl PatternSet {
         let mut active: Vec<Arc<Pattern>> = all.iter().filter(|p| p.enabled).cloned().collect();
         // Stable sort: equal priorities keep file order.
         active.sort_by_key(|p| p.priority);
-        let set = RegexSetBuilder::new(active.iter().map(|p| p.regex.as_str()))
-            .size_limit(SET_SIZE_LIMIT_BYTES)
-            .dfa_size_limit(SET_SIZE_LIMIT_BYTES)
-            .build()
+        let winner = meta::Builder::new()
+            .configure(
+                meta::Config::new()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .utf8_empty(true)
+                    .which_captures(WhichCaptures::Implicit)
+                    .onepass(false)
+                    .backtrack(false)
+                    .nfa_size_limit(Some(SET_SIZE_LIMIT_BYTES))
+                    .hybrid_cache_capacity(SET_SIZE_LIMIT_BYTES),
+            )
+            .syntax(syntax::Config::new().utf8(true))
+            .build_many(
+                &active
+                    .iter()
+                    .map(|p| anchored_form(p.regex.as_str()))
+                    .collect::<Vec<_>>(),
+            )
             .map_err(|e| PatternError {
                 path: active
                     .first()
@@ -99,7 +118,7 @@ impl PatternSet {
             })
             .collect();
         Ok(PatternSet {
-            set,
+            winner,
             active,
             infos,
             by_name,
@@ -135,7 +154,11 @@ impl PatternSet {
 
     /// The winning pattern for `text` and its typed captures, or `None` when nothing matches.
     pub fn match_text(&self, text: &str) -> Option<Match<'_>> {
-        let winner = self.set.matches(text).iter().next()?;
+        let winner = self
+            .winner
+            .search(&Input::new(text).anchored(Anchored::Yes))?
+            .pattern()
+            .as_usize();
         let pattern = &self.active[winner];
         let info = &self.infos[winner];
         let mut fields = Vec::new();
@@ -197,6 +220,21 @@ impl PatternSet {
     }
 }
 
+/// `regex` as a branch of the anchored winner search: as it is when it can only match at the
+/// start, else preceded by a lazy `(?s:.)*?` so that it may match anywhere.
+fn anchored_form(regex: &str) -> String {
+    let at_start = syntax::parse(regex).is_ok_and(|hir| {
+        hir.properties()
+            .look_set_prefix()
+            .contains(regex_syntax::hir::Look::Start)
+    });
+    if at_start {
+        regex.to_owned()
+    } else {
+        format!("(?s:.)*?(?:{regex})")
+    }
+}
+
 /// Converts capture text to its declared type; text that does not parse stays text.
 fn typed(s: &str, ty: FieldType) -> FieldValue {
     match ty {
@@ -251,6 +289,45 @@ priority = 10
         assert_eq!(&*s.match_text("Error xyz").unwrap().pattern.name, "first");
         assert_eq!(&*s.match_text("Error abc").unwrap().pattern.name, "generic");
         assert!(s.match_text("fine").is_none());
+    }
+
+    #[test]
+    fn the_winner_is_the_first_pattern_in_order_that_matches_anywhere_as_a_regex_set_says() {
+        let regexes = [
+            r"^(?P<a>\d+) only at the start$",
+            r"needle (?P<n>\w+)",
+            r"(?m)^second line$",
+            r"end$",
+            r"(?i)HAY",
+            r"^.+",
+        ];
+        let mut toml = String::new();
+        for (i, r) in regexes.iter().enumerate() {
+            toml.push_str(&format!("[[pattern]]\nname = \"p{i}\"\nregex = '{r}'\n"));
+        }
+        let s = set(&toml);
+        let reference = regex::RegexSet::new(regexes).unwrap();
+        for text in [
+            "12 only at the start",
+            "x 12 only at the start",
+            "a needle here",
+            "first\nsecond line\nthird",
+            "first\nneedle é",
+            "",
+            "hay in a stack",
+            "the end",
+            "the end\n",
+            "nothing",
+            "é\n",
+        ] {
+            let expected = reference.matches(text).iter().next();
+            let got = s
+                .match_text(text)
+                .map(|m| m.pattern.name[1..].parse::<usize>().unwrap());
+            assert_eq!(got, expected, "{text:?}");
+        }
+        let m = s.match_text("a needle here").unwrap();
+        assert_eq!(m.fields, vec![("n".into(), FieldValue::Str("here".into()))]);
     }
 
     #[test]
