@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::alertmanager::AlertmanagerConfig;
 use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
@@ -92,6 +93,14 @@ pub struct Config {
     /// file key).
     #[serde(skip)]
     pub discord_webhook_url: Option<Secret>,
+    /// The Alertmanager receiver (`POST /alertmanager`): its token, where alerts go, whom
+    /// they ping.
+    #[serde(default)]
+    pub alertmanager: AlertmanagerConfig,
+    /// The receiver's token from `ALERTMANAGER_TOKEN` (not a file key); it wins over
+    /// `[alertmanager] token_file`.
+    #[serde(skip)]
+    pub alertmanager_token: Option<Secret>,
     /// Traces: only from the environment (`TRACES_*`, `OTEL_EXPORTER_OTLP_ENDPOINT`).
     #[serde(skip)]
     pub traces: TraceConfig,
@@ -190,6 +199,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             discord: DiscordConfig::default(),
             discord_webhook_url: None,
+            alertmanager: AlertmanagerConfig::default(),
+            alertmanager_token: None,
             traces: TraceConfig::default(),
             log: LogSettings::default(),
             file: None,
@@ -222,6 +233,11 @@ pub struct ServerConfig {
     /// (the server runs elsewhere, or in a container with its own `TZ`).
     #[serde(default)]
     pub timezone: Option<TimeZoneSetting>,
+    /// Discord role ids pinged when something critical happens on this server: its crash
+    /// (events of severity `critical`) and Alertmanager alerts of severity `critical` whose
+    /// `server` label is this tag. Empty: none.
+    #[serde(default)]
+    pub mention_roles: Vec<String>,
 }
 
 /// The configuration could not be used.
@@ -328,6 +344,7 @@ impl Config {
             tls.resolve_paths(base);
         }
         config.discord.resolve_paths(base);
+        config.alertmanager.resolve_paths(base);
         config.file = Some(ConfigFile {
             path: path.to_owned(),
             text: text.into(),
@@ -385,6 +402,7 @@ impl Config {
         config.logstash.validate().map_err(located)?;
         config.metrics.validate().map_err(located)?;
         config.discord.validate().map_err(located)?;
+        config.alertmanager.validate().map_err(located)?;
         config.tail.validate().map_err(located)?;
         Ok(config)
     }
@@ -456,6 +474,10 @@ impl Config {
             .discord_webhook
             .clone()
             .or_else(|| env.get("DISCORD_WEBHOOK_URL").map(Secret::new));
+        // [alertmanager]: ALERTMANAGER_TOKEN over token_file.
+        if let Some(t) = env.get("ALERTMANAGER_TOKEN") {
+            self.alertmanager_token = Some(Secret::new(t));
+        }
         // [tail] and the patterns.
         if let Some(d) = &flags.state_dir {
             self.tail.state_dir = Some(d.clone());
@@ -493,6 +515,7 @@ impl Config {
                 let route = ServerRoute {
                     webhook: s.discord_webhook.clone(),
                     disabled: s.discord_disabled.clone(),
+                    mention_roles: s.mention_roles.clone(),
                 };
                 (s.tag.clone(), route)
             })
@@ -568,6 +591,7 @@ impl Config {
                 discord_webhook: None,
                 discord_disabled: Vec::new(),
                 timezone: Some(self.timezone.clone()),
+                mention_roles: Vec::new(),
             });
         }
         Ok(out)

@@ -397,6 +397,25 @@ impl DiscordMetrics {
     }
 }
 
+/// `{status}` of an Alertmanager notification.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertStatusLabels {
+    /// `firing` or `resolved`: the notification's (its group's) status.
+    pub status: String,
+}
+
+/// The Alertmanager receiver's handles (`POST /alertmanager`).
+#[derive(Clone, Debug, Default)]
+pub struct AlertmanagerMetrics {
+    /// `alertmanager_notifications_total{status}`: notifications taken (queued for Discord).
+    pub notifications: Family<AlertStatusLabels, Counter>,
+    /// `alertmanager_alerts_posted_total`: alerts of those notifications queued for Discord.
+    pub alerts_posted: Counter,
+    /// `alertmanager_requests_rejected_total{reason}`: requests refused: `unauthorized`,
+    /// `too_large`, `bad_request`, `queue_full`, `webhook_disabled`.
+    pub rejected: Family<ReasonLabels, Counter>,
+}
+
 /// Latency buckets from 1 ms to about 16 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -413,6 +432,8 @@ pub struct Metrics {
     pub logstash: LogstashMetrics,
     /// The Discord sink's handles.
     pub discord: DiscordMetrics,
+    /// The Alertmanager receiver's handles.
+    pub alertmanager: AlertmanagerMetrics,
     /// Pattern reload's handles.
     pub reload: ReloadMetrics,
     /// The stages' handles.
@@ -499,6 +520,22 @@ impl Metrics {
             "Events waiting in a webhook's queue",
             discord.queued.clone(),
         );
+        let alertmanager = AlertmanagerMetrics::default();
+        registry.register(
+            "alertmanager_notifications",
+            "Alertmanager notifications taken and queued for Discord, by status",
+            alertmanager.notifications.clone(),
+        );
+        registry.register(
+            "alertmanager_alerts_posted",
+            "Alerts from Alertmanager queued for Discord",
+            alertmanager.alerts_posted.clone(),
+        );
+        registry.register(
+            "alertmanager_requests_rejected",
+            "Requests to POST /alertmanager refused, by reason",
+            alertmanager.rejected.clone(),
+        );
         let reload = ReloadMetrics {
             errors: errors.clone(),
             ..ReloadMetrics::default()
@@ -570,6 +607,7 @@ impl Metrics {
             component_status,
             logstash,
             discord,
+            alertmanager,
         }
     }
 

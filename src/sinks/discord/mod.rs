@@ -61,7 +61,7 @@ use self::internal_events::{
 };
 use self::ratelimit::RateLimits;
 use self::worker::{Queue, Worker};
-use crate::event::{DiscordTemplate, Event, Timestamp};
+use crate::event::{DiscordTemplate, Event, Severity, Timestamp};
 use crate::settings::Secret;
 use crate::sinks::SinkContext;
 use crate::telemetry::health::Health;
@@ -255,13 +255,39 @@ impl Discord {
             return;
         }
         match self.queues.get(name) {
-            Some(q) => q.push(render(template, event, self.show_server)),
+            Some(q) => {
+                let mut item = render(template, event, self.show_server);
+                if event.severity == Severity::Critical
+                    && let Some(r) = route
+                {
+                    item.mentions.extend(r.mention_roles.iter().cloned());
+                }
+                q.push(item)
+            }
             None => EventsDropped {
                 reason: DropReason::NoWebhook,
                 events: 1,
             }
             .emit(&self.metrics),
         }
+    }
+
+    /// The queue of the webhook `name`, for a source that posts without the pipeline (the
+    /// Alertmanager receiver); `None` when no such webhook is configured.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.get(name).cloned()
+    }
+
+    /// The webhook that gets what names none: `[discord] default_webhook`.
+    pub fn default_webhook(&self) -> &str {
+        &self.default_webhook
+    }
+
+    /// The role ids `[[servers]] mention_roles` gives the server `tag`; empty for none.
+    pub fn server_roles(&self, tag: &str) -> &[String] {
+        self.servers
+            .get(tag)
+            .map_or(&[][..], |r| r.mention_roles.as_slice())
     }
 
     /// Takes in an event that is not routed (it has no Discord template): a new run of a
@@ -477,6 +503,7 @@ mod tests {
             color: None,
             webhook: None,
             enabled: true,
+            mention_roles: Vec::new(),
         };
         let max_ms = i64::try_from(config.max_event_age_ms).unwrap();
         let logs = logs_of(|| {
