@@ -826,6 +826,13 @@ pub fn preflight(config: &Config, servers: &[ServerConfig]) -> Checked {
             at(&["alertmanager"])
         )),
         Ok(Some(_)) => {
+            let default = &config.discord.default_webhook;
+            if config.alertmanager.webhook.is_none() && !configured.contains(&default.as_str()) {
+                problems.error(format!(
+                    "{}alerts go to the default Discord webhook `{default}`, which is not configured: set [alertmanager] webhook to one of [discord.webhooks]",
+                    at(&["alertmanager"])
+                ));
+            }
             for (keys, w) in config.alertmanager.webhooks() {
                 if !configured.contains(&w) {
                     let e = DiscordError::Unknown {
