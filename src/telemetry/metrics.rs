@@ -201,8 +201,16 @@ pub struct TraceLabel {
 /// A latency histogram whose buckets keep the trace id of a recent observation.
 pub type LatencyHistogram = HistogramWithExemplars<TraceLabel>;
 
+/// The delivery SLO's threshold: events delivered within this many seconds are good
+/// (`deploy/prometheus/slo.yml` reads the `le="5"` bucket of `event_latency_seconds`).
+pub const DELIVERY_SLO_SECONDS: f64 = 5.0;
+
+/// 1 ms to about 16 s, doubling, plus the delivery SLO's threshold.
 fn latency_with_exemplars() -> LatencyHistogram {
-    HistogramWithExemplars::new(exponential_buckets(0.001, 2.0, 15))
+    let mut buckets: Vec<f64> = exponential_buckets(0.001, 2.0, 15).collect();
+    buckets.push(DELIVERY_SLO_SECONDS);
+    buckets.sort_by(f64::total_cmp);
+    HistogramWithExemplars::new(buckets.into_iter())
 }
 
 /// Stage time buckets: 10 µs to about 5 s.
@@ -655,5 +663,23 @@ mod tests {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Issue 15: the delivery SLO counts batches taken within 5 s, so the event latency
+    /// histogram has a bucket there (`deploy/prometheus/slo.yml` selects `le="5.0"`, or `"5"` as Prometheus 3 writes it).
+    #[test]
+    fn event_latency_has_the_delivery_slo_bucket() {
+        let m = Metrics::new();
+        let h = m.pipeline.latency("logstash");
+        h.observe(4.5, None, None);
+        h.observe(6.0, None, None);
+        let text = m.encode();
+        for want in [
+            "factorio_isr_event_latency_seconds_bucket{le=\"4.096\",sink=\"logstash\"} 0",
+            "factorio_isr_event_latency_seconds_bucket{le=\"5.0\",sink=\"logstash\"} 1",
+            "factorio_isr_event_latency_seconds_bucket{le=\"8.192\",sink=\"logstash\"} 2",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
     }
 }
