@@ -284,6 +284,9 @@ fn a_patterns_roles_and_its_servers_ping_on_a_crash_and_player_text_pings_nobody
 
 // --- a real Alertmanager ------------------------------------------------------------------------
 
+/// An alert to push: its name, its severity, and more labels.
+type PushedAlert<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 /// A running `prometheus-alertmanager`; killed when dropped.
 struct Alertmanager {
     child: Child,
@@ -375,7 +378,7 @@ impl Alertmanager {
     }
 
     /// Pushes alerts to its v2 API; `resolved` ones end a minute ago.
-    fn push(&self, alerts: &[(&str, &str, &[(&str, &str)])], resolved: bool) {
+    fn push(&self, alerts: &[PushedAlert<'_>], resolved: bool) {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -593,9 +596,8 @@ fn check_names_the_line_of_every_role_id_and_alert_webhook_mistake_and_never_the
     std::fs::remove_file(dir.path().join("token")).unwrap();
     let (code, _, stderr) = check(&config);
     assert_eq!(code, Some(1), "{stderr}");
-    let expected = format!("{}", at(4));
     assert!(
-        stderr.contains(&expected) && stderr.contains("cannot read the Alertmanager token file"),
+        stderr.contains(&at(4)) && stderr.contains("cannot read the Alertmanager token file"),
         "{stderr}"
     );
 }

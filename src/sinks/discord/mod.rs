@@ -6,7 +6,8 @@
 //! - [`format`](mod@format): an event and its pattern's `[pattern.discord]` template become a line of
 //!   content (chatty events) or an embed (server lifecycle, errors); every inserted value is
 //!   escaped for Discord markdown with `@everyone`/`@here` defused, and Discord's size limits
-//!   are met by truncating. Every request carries `allowed_mentions: {"parse": []}`.
+//!   are met by truncating. Every request carries `allowed_mentions: {"parse": []}`, plus
+//!   under `roles` exactly the role ids the config names (`mention_roles`) when it pings.
 //! - [`ratelimit`]: Discord's rate-limit headers and 429 answers, per bucket and global.
 //! - [`worker`]: per webhook a bounded queue and a task that coalesces queued events into as
 //!   few messages as fit and posts them, handling every kind of answer.
@@ -18,7 +19,9 @@
 //! runtime. [`Discord::route`] is called by the route stage for every event with a Discord
 //! template: it decides the webhook (the pattern's, else the server's, else the default),
 //! applies the switches (per-server `discord_disabled`, the echo guard, the age limit) and
-//! queues the rendered event without waiting.
+//! queues the rendered event without waiting; it pings the pattern's `mention_roles`, and for a
+//! `critical` event also the server's. [`Discord::queue`] lets a source that is not the log
+//! pipeline (the Alertmanager receiver) queue messages of its own.
 //!
 //! One stop, one notification: Factorio writes several lines when it stops (`Received SIGINT`,
 //! `Quitting: signal.`, `Goodbye`) or crashes (the Lua error record, `MultiplayerManager
