@@ -27,13 +27,18 @@ const PATTERN_ROLE: &str = "333333333333333333";
 
 /// A config whose `[alertmanager]` sends `critical` alerts to the webhook `oncall` pinging
 /// [`ONCALL_ROLE`], whose server `test` pings [`SERVER_ROLE`] when something critical happens,
-/// plus `discord_extra` in `[discord]`.
+/// plus `discord_extra` in `[discord]` (no coalescing wait unless it sets one).
 fn env(fake: &FakeDiscord, discord_extra: &str) -> Env {
+    let coalesce = if discord_extra.contains("coalesce_ms") {
+        ""
+    } else {
+        "coalesce_ms = 0\n"
+    };
     Env::builder()
         .config_text(format!(
             "[tail]\ndiscovery_interval_ms = 100\npoll_interval_max_ms = 50\n\
              [[servers]]\ntag = \"test\"\nlog_dir = \"logs\"\nmention_roles = [\"{SERVER_ROLE}\"]\n\
-             [discord]\ncoalesce_ms = 0\nretry_initial_ms = 50\nretry_max_ms = 200\n{discord_extra}\n\
+             [discord]\n{coalesce}retry_initial_ms = 50\nretry_max_ms = 200\n{discord_extra}\n\
              [discord.webhooks.oncall]\nurl = \"{}\"\n\
              [alertmanager.routes.critical]\nwebhook = \"oncall\"\nmention_roles = [\"{ONCALL_ROLE}\"]\n",
             fake.webhook_url("2")
@@ -219,6 +224,38 @@ fn notifications_posted_to_the_receiver_reach_discord_and_ping_only_the_configur
     );
     assert_eq!(fake.violations(), 0);
     assert_token_never_shown(&isr);
+}
+
+#[test]
+fn a_notification_of_more_alerts_than_a_message_holds_becomes_several_messages() {
+    let fake = FakeDiscord::start(FakeConfig::default());
+    // A notification is queued at once, whole: the worker sees all of it.
+    let env = env(&fake, "");
+    let isr = start(&env, &fake, None);
+    let names: Vec<String> = (0..23).map(|i| format!("Alert{i:02}")).collect();
+    let alerts: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "warning")).collect();
+    let bearer = format!("Bearer {TOKEN}");
+    let body = notification("firing", &alerts);
+    let (status, text) = post(isr.admin_addr(), "/alertmanager", Some(&bearer), &body);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        fake.wait_for(|_| embeds(&fake).len() >= 23, ARRIVE),
+        "{:#?}",
+        fake.requests()
+    );
+    let accepted = fake.accepted();
+    assert!(accepted.len() >= 3, "{} messages", accepted.len());
+    for r in &accepted {
+        let n = r.body["embeds"].as_array().map_or(0, Vec::len);
+        assert!((1..=10).contains(&n), "{n} embeds in one message");
+    }
+    let titles: Vec<String> = embeds(&fake)
+        .iter()
+        .map(|(_, e)| e["title"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = names.iter().map(|n| format!("🚨 {n}")).collect();
+    assert_eq!(titles, expected, "every alert, in order");
+    assert!(fake.rejected().is_empty());
 }
 
 #[test]
