@@ -16,6 +16,8 @@ pub enum Rejection {
     QueueFull,
     /// The Discord webhook was disabled after Discord refused it (503).
     WebhookDisabled,
+    /// factorio-isr is stopping: Discord takes nothing more (503, Alertmanager retries).
+    Stopping,
 }
 
 impl Rejection {
@@ -26,6 +28,7 @@ impl Rejection {
         Rejection::BadRequest,
         Rejection::QueueFull,
         Rejection::WebhookDisabled,
+        Rejection::Stopping,
     ];
 
     /// The label value.
@@ -36,6 +39,7 @@ impl Rejection {
             Rejection::BadRequest => "bad_request",
             Rejection::QueueFull => "queue_full",
             Rejection::WebhookDisabled => "webhook_disabled",
+            Rejection::Stopping => "stopping",
         }
     }
 }

@@ -15,8 +15,8 @@
 //! - `401` without the right token (and nothing else is read);
 //! - `413` with a body over [`MAX_BODY_BYTES`] (1 MiB);
 //! - `400` with the reason when the body is not Alertmanager's JSON version 4;
-//! - `503` when a Discord queue has no room for the notification's alerts, or its webhook was
-//!   disabled: nothing of it is queued (unless its alerts go to several webhooks and only a
+//! - `503` when a Discord queue has no room for the notification's alerts, its webhook was
+//!   disabled, or factorio-isr is stopping: nothing of it is queued (unless its alerts go to several webhooks and only a
 //!   later one is full), and Alertmanager sends it again;
 //! - `200` once every alert is queued. Delivery to Discord is then the Discord sink's: rate
 //!   limits, retries, and the drops it counts.
@@ -106,6 +106,12 @@ impl Receiver {
 
     /// Queues every alert of `notification` for its webhook; the number queued.
     pub fn take(&self, notification: &Notification) -> Result<u64, (Rejection, String)> {
+        if self.discord.is_stopping() {
+            return Err((
+                Rejection::Stopping,
+                "factorio-isr is stopping; send it again later".to_owned(),
+            ));
+        }
         let mut by_webhook: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
         for alert in &notification.alerts {
             let severity = alert.label("severity").unwrap_or_default();

@@ -30,12 +30,19 @@ fn fixture(queue_events: usize) -> Fixture {
         .enable_all()
         .build()
         .unwrap();
+    fixture_on(
+        DiscordConfig {
+            queue_events,
+            ..DiscordConfig::default()
+        },
+        idle,
+    )
+}
+
+/// The fixture with the Discord workers on `idle` (held still unless it runs by itself).
+fn fixture_on(discord_config: DiscordConfig, idle: tokio::runtime::Runtime) -> Fixture {
     let metrics = Metrics::new();
     let health = Health::new(metrics.component_status.clone());
-    let discord_config = DiscordConfig {
-        queue_events,
-        ..DiscordConfig::default()
-    };
     let url = |n| WebhookUrl::parse(&format!("http://127.0.0.1:9/api/webhooks/{n}/token")).unwrap();
     let webhooks = BTreeMap::from([
         (discord_config.default_webhook.clone(), url(1)),
@@ -299,4 +306,28 @@ fn a_full_queue_refuses_the_whole_notification_with_503() {
     assert!(
         f.metric(r#"factorio_isr_alertmanager_requests_rejected_total{reason="queue_full"} 2"#)
     );
+}
+
+#[test]
+fn once_factorio_isr_stops_notifications_get_503_to_be_sent_again() {
+    // Workers that run, so that the stop can end them.
+    let workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = fixture_on(
+        DiscordConfig {
+            shutdown_flush_ms: 1,
+            ..DiscordConfig::default()
+        },
+        workers,
+    );
+    f.receiver.discord.shutdown(f._idle.handle());
+    let body = notification("firing", vec![alert("firing", "Late", "warning", "x")]);
+    let (status, text) = f.post(Some(&bearer()), body);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("stopping"), "{text}");
+    assert!(f.queued("default").is_empty());
+    assert!(f.metric(r#"factorio_isr_alertmanager_requests_rejected_total{reason="stopping"} 1"#));
 }

@@ -420,7 +420,7 @@ pub struct AlertmanagerMetrics {
     /// `alertmanager_alerts_posted_total`: alerts of those notifications queued for Discord.
     pub alerts_posted: Counter,
     /// `alertmanager_requests_rejected_total{reason}`: requests refused: `unauthorized`,
-    /// `too_large`, `bad_request`, `queue_full`, `webhook_disabled`.
+    /// `too_large`, `bad_request`, `queue_full`, `webhook_disabled`, `stopping`.
     pub rejected: Family<ReasonLabels, Counter>,
 }
 

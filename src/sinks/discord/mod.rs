@@ -281,6 +281,11 @@ impl Discord {
         self.queues.get(name).cloned()
     }
 
+    /// Whether [`Discord::shutdown`] has begun: what is queued now may never be sent.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// The webhook that gets what names none: `[discord] default_webhook`.
     pub fn default_webhook(&self) -> &str {
         &self.default_webhook
