@@ -30,8 +30,10 @@ use arc_swap::ArcSwap;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use crate::alertmanager::config::MAX_MENTION_ROLES;
+use crate::alertmanager::{AlertmanagerError, Receiver};
 use crate::config::{Config, ConfigError, Overrides, ServerConfig, ServersError};
-use crate::event::{BUILT_IN_EVENT_TYPES, LOG_EVENT_TYPE};
+use crate::event::{BUILT_IN_EVENT_TYPES, LOG_EVENT_TYPE, is_discord_snowflake};
 use crate::patterns::reload::{self, Reloader};
 use crate::patterns::{self, PatternErrors, PatternSet};
 use crate::pipeline::{Control, Pipeline, RunError, RunOptions, RunSummary};
@@ -95,6 +97,9 @@ pub enum AppError {
     /// Logstash's TLS settings cannot work.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The Alertmanager receiver's token cannot be read.
+    #[error(transparent)]
+    Alertmanager(#[from] AlertmanagerError),
     /// A Discord webhook is unusable.
     #[error(transparent)]
     Discord(#[from] DiscordError),
@@ -235,24 +240,18 @@ impl App {
             .pipeline
             .register_events(&tags, types.keys().copied().chain([LOG_EVENT_TYPE]));
 
-        let (admin, admin_address) = match config.metrics.serve_address() {
+        // Bound now, so a busy port is reported before anything starts; served once the sinks
+        // are built (the Alertmanager receiver posts into Discord's queues).
+        let admin_listener = match config.metrics.serve_address() {
             Some(address) => {
                 let listener = admin::bind(address)?;
                 let local = listener.local_addr().map_err(|source| AppError::System {
                     what: "the admin address",
                     source,
                 })?;
-                tracing::info!(address = %local, "Serving /metrics, /healthz and /ready.");
-                let (stop, stopped) = oneshot::channel::<()>();
-                let (m, h) = (metrics.clone(), health.clone());
-                let _guard = runtime.enter();
-                let limits = config.metrics.limits();
-                let task = runtime.spawn(admin::serve(listener, m, h, limits, async {
-                    let _ = stopped.await;
-                }));
-                (Some((task, stop)), Some(local))
+                Some((listener, local))
             }
-            None => (None, None),
+            None => None,
         };
 
         let tail = &config.tail;
@@ -300,9 +299,48 @@ impl App {
             config.discord_webhook_url.as_ref(),
             &ctx,
         )?;
+        let alert_routes = match (
+            config
+                .alertmanager
+                .token(config.alertmanager_token.as_ref())?,
+            &discord,
+        ) {
+            (Some(token), Some(d)) => {
+                let receiver = Receiver::new(
+                    config.alertmanager.clone(),
+                    token,
+                    d.discord(),
+                    metrics.alertmanager.clone(),
+                );
+                tracing::info!("Taking Alertmanager notifications on POST /alertmanager.");
+                Arc::new(receiver).routes()
+            }
+            _ => axum::Router::new(),
+        };
         if let Some(d) = discord {
             sinks.push(Box::new(d));
         }
+        let (admin, admin_address) = match admin_listener {
+            Some((listener, local)) => {
+                tracing::info!(address = %local, "Serving /metrics, /healthz and /ready.");
+                let (stop, stopped) = oneshot::channel::<()>();
+                let (m, h) = (metrics.clone(), health.clone());
+                let _guard = runtime.enter();
+                let limits = config.metrics.limits();
+                let task = runtime.spawn(admin::serve_with(
+                    listener,
+                    m,
+                    h,
+                    limits,
+                    alert_routes,
+                    async {
+                        let _ = stopped.await;
+                    },
+                ));
+                (Some((task, stop)), Some(local))
+            }
+            None => (None, None),
+        };
         let handles = sinks.iter().map(|s| s.handle()).collect();
         for s in &sinks {
             if s.delivery() == crate::sinks::Delivery::Reliable {
@@ -772,6 +810,78 @@ pub fn preflight(config: &Config, servers: &[ServerConfig]) -> Checked {
         }
     }
 
+    // Role pings, and the Alertmanager receiver.
+    let bad_role = |id: &str| {
+        format!(
+            "`{id}` in mention_roles is not a Discord role id: use the role's 17 to 20 digit id as a string (Server Settings > Roles > Copy Role ID, with Developer Mode on)"
+        )
+    };
+    for (i, s) in config.servers.iter().enumerate() {
+        let here = at(&["servers", &i.to_string(), "mention_roles"]);
+        for id in s
+            .mention_roles
+            .iter()
+            .filter(|id| !is_discord_snowflake(id))
+        {
+            problems.error(format!("{here}{}", bad_role(id)));
+        }
+        if s.mention_roles.len() > MAX_MENTION_ROLES {
+            problems.error(format!(
+                "{here}server `{}` lists more than {MAX_MENTION_ROLES} roles in mention_roles: ping a role that holds the people instead",
+                s.tag
+            ));
+        }
+    }
+    for (severity, id) in config.alertmanager.bad_role_ids() {
+        let here = at(&["alertmanager", "routes", severity, "mention_roles"]);
+        problems.error(format!("{here}{}", bad_role(id)));
+    }
+    match config.alertmanager.token(config.alertmanager_token.as_ref()) {
+        Err(e) => {
+            let here = match (&e, &config.alertmanager_token) {
+                (AlertmanagerError::EmptyToken { .. }, Some(_)) => String::new(),
+                _ => at(&["alertmanager", "token_file"]),
+            };
+            problems.error(format!("{here}{e}"));
+        }
+        Ok(Some(_)) if configured.is_empty() => problems.error(format!(
+            "{}the Alertmanager receiver has a token but no Discord webhook to post alerts to: set DISCORD_WEBHOOK_URL or configure [discord.webhooks]",
+            at(&["alertmanager"])
+        )),
+        Ok(Some(_)) => {
+            let default = &config.discord.default_webhook;
+            if config.alertmanager.webhook.is_none() && !configured.contains(&default.as_str()) {
+                problems.error(format!(
+                    "{}alerts go to the default Discord webhook `{default}`, which is not configured: set [alertmanager] webhook to one of [discord.webhooks]",
+                    at(&["alertmanager"])
+                ));
+            }
+            for (keys, w) in config.alertmanager.webhooks() {
+                if !configured.contains(&w) {
+                    let e = DiscordError::Unknown {
+                        who: "[alertmanager]".to_owned(),
+                        name: w.to_owned(),
+                    };
+                    problems.error(format!("{}{e}", at(&keys)));
+                }
+            }
+            if !config.metrics.enabled {
+                problems.error(
+                    "the Alertmanager receiver (POST /alertmanager) is served by the admin server, which is off: remove METRICS_ENABLED=false (or [metrics] enabled = false), or remove the Alertmanager token",
+                );
+            }
+        }
+        Ok(None) => {
+            let a = &config.alertmanager;
+            if a.webhook.is_some() || !a.routes.is_empty() {
+                problems.warning(format!(
+                    "{}[alertmanager] has no token (token_file or ALERTMANAGER_TOKEN), so POST /alertmanager is off",
+                    at(&["alertmanager"])
+                ));
+            }
+        }
+    }
+
     // Logstash's TLS files, read as the sink will.
     if let (Some(address), Some(tls)) = (&config.logstash.address, &config.logstash.tls)
         && let Err(e) = Tls::new(tls, address)
@@ -947,6 +1057,7 @@ mod tests {
             rcon_address: None,
             rcon_password_file: None,
             rcon_password: None,
+            mention_roles: Vec::new(),
         }];
         let checked = preflight(&config, &servers);
         assert!(checked.patterns.is_some());

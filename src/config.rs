@@ -33,6 +33,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::rcon::{RconConfig, RconTarget};
+use crate::alertmanager::AlertmanagerConfig;
 use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
@@ -103,6 +104,14 @@ pub struct Config {
     /// file key).
     #[serde(skip)]
     pub discord_webhook_url: Option<Secret>,
+    /// The Alertmanager receiver (`POST /alertmanager`): its token, where alerts go, whom
+    /// they ping.
+    #[serde(default)]
+    pub alertmanager: AlertmanagerConfig,
+    /// The receiver's token from `ALERTMANAGER_TOKEN` (not a file key); it wins over
+    /// `[alertmanager] token_file`.
+    #[serde(skip)]
+    pub alertmanager_token: Option<Secret>,
     /// Traces: only from the environment (`TRACES_*`, `OTEL_EXPORTER_OTLP_ENDPOINT`).
     #[serde(skip)]
     pub traces: TraceConfig,
@@ -206,6 +215,8 @@ impl Default for Config {
             rcon_flag: None,
             rcon_password_env: None,
             discord_webhook_url: None,
+            alertmanager: AlertmanagerConfig::default(),
+            alertmanager_token: None,
             traces: TraceConfig::default(),
             log: LogSettings::default(),
             file: None,
@@ -250,6 +261,11 @@ pub struct ServerConfig {
     /// or `RCON_PASSWORD`: a config file is often readable by more people).
     #[serde(default, deserialize_with = "crate::rcon::config::optional_secret")]
     pub rcon_password: Option<Secret>,
+    /// Discord role ids pinged when something critical happens on this server: its crash
+    /// (events of severity `critical`) and Alertmanager alerts of severity `critical` whose
+    /// `server` label is this tag. Empty: none.
+    #[serde(default)]
+    pub mention_roles: Vec<String>,
 }
 
 /// The configuration could not be used.
@@ -359,6 +375,7 @@ impl Config {
             tls.resolve_paths(base);
         }
         config.discord.resolve_paths(base);
+        config.alertmanager.resolve_paths(base);
         config.file = Some(ConfigFile {
             path: path.to_owned(),
             text: text.into(),
@@ -431,6 +448,7 @@ impl Config {
         config.logstash.validate().map_err(located)?;
         config.metrics.validate().map_err(located)?;
         config.discord.validate().map_err(located)?;
+        config.alertmanager.validate().map_err(located)?;
         config.tail.validate().map_err(located)?;
         Ok(config)
     }
@@ -502,6 +520,10 @@ impl Config {
             .discord_webhook
             .clone()
             .or_else(|| env.get("DISCORD_WEBHOOK_URL").map(Secret::new));
+        // [alertmanager]: ALERTMANAGER_TOKEN over token_file.
+        if let Some(t) = env.get("ALERTMANAGER_TOKEN") {
+            self.alertmanager_token = Some(Secret::new(t));
+        }
         // [tail] and the patterns.
         if let Some(d) = &flags.state_dir {
             self.tail.state_dir = Some(d.clone());
@@ -548,6 +570,7 @@ impl Config {
                 let route = ServerRoute {
                     webhook: s.discord_webhook.clone(),
                     disabled: s.discord_disabled.clone(),
+                    mention_roles: s.mention_roles.clone(),
                 };
                 (s.tag.clone(), route)
             })
@@ -634,6 +657,7 @@ impl Config {
                 rcon_address: self.rcon_flag.clone(),
                 rcon_password_file: None,
                 rcon_password: None,
+                mention_roles: Vec::new(),
             });
         }
         Ok(out)

@@ -342,6 +342,14 @@ pub struct DiscordTemplate {
     pub webhook: Option<String>,
     /// Whether the pattern posts to Discord at all.
     pub enabled: bool,
+    /// Discord role ids pinged when this pattern's event is posted (`mention_roles`); empty:
+    /// nobody is pinged.
+    pub mention_roles: Vec<String>,
+}
+
+/// Whether `id` is a Discord snowflake, as role ids are: 17 to 20 ASCII digits.
+pub fn is_discord_snowflake(id: &str) -> bool {
+    (17..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What an event's pattern tells the stages after `match`: its name and where it may go. One

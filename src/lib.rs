@@ -25,6 +25,9 @@
 //! - [`patterns`]: the pattern files (spec, template, load, errors), the compiled set that is
 //!   the match stage, and hot reload.
 //! - [`sinks`]: the [`sinks::Sink`] seam and its implementations: stdout, Logstash, Discord.
+//! - [`alertmanager`]: the Alertmanager receiver (`POST /alertmanager`, `[alertmanager]`): a
+//!   source that turns Prometheus alerts into Discord embeds and queues them on the Discord
+//!   sink's webhooks, past the log pipeline.
 //! - [`pipeline`]: the [`pipeline::Source`] seam, the stages (match workers, in-order delivery,
 //!   route) and [`pipeline::Pipeline`], which runs one source into its sinks.
 //! - [`tail`]: the log-file sources: following directories through rotation, truncation and
@@ -55,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alertmanager;
 pub mod app;
 pub mod cli;
 pub mod config;

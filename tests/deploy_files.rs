@@ -126,6 +126,9 @@ const METRICS: &[&str] = &[
     "factorio_isr_players_online",
     "factorio_isr_game_ups",
     "factorio_isr_server_info",
+    "factorio_isr_alertmanager_notifications_total",
+    "factorio_isr_alertmanager_alerts_posted_total",
+    "factorio_isr_alertmanager_requests_rejected_total",
 ];
 
 /// The alerts `alerts.yml` must define.
@@ -141,6 +144,16 @@ const ALERTS: &[&str] = &[
     "FactorioIsrRconDown",
     "FactorioIsrRconSlow",
     "FactorioServerUpsLow",
+];
+
+/// The SLO alerts `slo.yml` must define: per SLO a page and a ticket.
+const SLO_ALERTS: &[&str] = &[
+    "FactorioIsrDeliveryErrorBudgetBurn",
+    "FactorioIsrDeliveryErrorBudgetTicket",
+    "FactorioIsrDiscordErrorBudgetBurn",
+    "FactorioIsrDiscordErrorBudgetTicket",
+    "FactorioIsrAvailabilityErrorBudgetBurn",
+    "FactorioIsrAvailabilityErrorBudgetTicket",
 ];
 
 fn deploy(rel: &str) -> PathBuf {
@@ -187,6 +200,58 @@ fn promtool_accepts_the_config_and_rules_and_the_rule_tests_pass() {
     run_promtool(promtool, &dir, &["check", "config", "prometheus.yml"]);
     run_promtool(promtool, &dir, &["check", "rules", "alerts.yml"]);
     run_promtool(promtool, &dir, &["test", "rules", "alerts_test.yml"]);
+    run_promtool(promtool, &dir, &["check", "rules", "slo.yml"]);
+    run_promtool(promtool, &dir, &["test", "rules", "slo_test.yml"]);
+}
+
+/// Issue 15: the Alertmanager config parses, with its route tree and receiver.
+#[test]
+fn amtool_accepts_the_alertmanager_config() {
+    let Some(amtool) = prom_tools::tool("amtool") else {
+        return;
+    };
+    let out = Command::new(amtool)
+        .args(["check-config", "alertmanager.yml"])
+        .current_dir(deploy("alertmanager"))
+        .output()
+        .unwrap_or_else(|e| panic!("running amtool: {e}"));
+    assert!(
+        out.status.success(),
+        "amtool check-config failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn alertmanager_sends_every_alert_to_the_receiver_with_a_token_file() {
+    let am = read("alertmanager/alertmanager.yml");
+    assert_plain_yaml("alertmanager/alertmanager.yml", &am);
+    for needle in [
+        "receiver: factorio-isr",
+        "- url: http://factorio-isr:9464/alertmanager",
+        "send_resolved: true",
+        "credentials_file: /run/secrets/alertmanager_token",
+        "matchers: ['severity=\"critical\"']",
+    ] {
+        assert!(am.contains(needle), "alertmanager.yml lacks `{needle}`");
+    }
+    // The token is a file's, never written in the config.
+    assert!(!am.contains("credentials:"), "a token in alertmanager.yml");
+}
+
+/// The delivery SLO reads the bucket factorio-isr exports at its threshold.
+#[test]
+fn the_delivery_slo_selects_the_bucket_factorio_isr_exports() {
+    let m = factorio_isr::telemetry::metrics::Metrics::new();
+    m.pipeline.latency("logstash");
+    let text = m.encode();
+    assert!(
+        text.contains("factorio_isr_event_latency_seconds_bucket{le=\"5.0\",sink=\"logstash\"}"),
+        "no 5 s bucket in:\n{text}"
+    );
+    let slo = read("prometheus/slo.yml");
+    assert!(slo.contains(r#"factorio_isr_event_latency_seconds_bucket{le=~"5|5\\.0"}"#));
 }
 
 /// Every `expr` string anywhere in `v`.
@@ -333,6 +398,14 @@ fn the_dashboard_and_the_rules_use_only_exported_metrics() {
             "prometheus/alerts_test.yml",
             metric_names(&read("prometheus/alerts_test.yml")),
         ),
+        (
+            "prometheus/slo.yml",
+            metric_names(&read("prometheus/slo.yml")),
+        ),
+        (
+            "prometheus/slo_test.yml",
+            metric_names(&read("prometheus/slo_test.yml")),
+        ),
     ] {
         assert!(!used.is_empty(), "{file} names no metric");
         let unknown: Vec<_> = used.difference(&known).collect();
@@ -386,13 +459,20 @@ fn alert_blocks(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn every_alert_is_labelled_annotated_and_tested_both_ways() {
-    let rules = read("prometheus/alerts.yml");
+    assert_alerts_tested("alerts.yml", ALERTS, "alerts_test.yml");
+    assert_alerts_tested("slo.yml", SLO_ALERTS, "slo_test.yml");
+}
+
+/// Every alert of `rules_file` (which has `expected`) has an expression, a severity, a summary
+/// and a description, and `tests_file` checks it firing and staying quiet.
+fn assert_alerts_tested(rules_file: &str, expected: &[&str], tests_file: &str) {
+    let rules = read(&format!("prometheus/{rules_file}"));
     let blocks = alert_blocks(&rules);
     let names: Vec<_> = blocks.iter().map(|(n, _)| n.as_str()).collect();
-    for a in ALERTS {
-        assert!(names.contains(a), "alerts.yml has no {a}");
+    for a in expected {
+        assert!(names.contains(a), "{rules_file} has no {a}");
     }
-    let tests = read("prometheus/alerts_test.yml");
+    let tests = read(&format!("prometheus/{tests_file}"));
     let ws = Regex::new(r"\s+").expect("the regex compiles");
     let tests = ws.replace_all(&tests, " ");
     for (name, body) in &blocks {
@@ -409,11 +489,11 @@ fn every_alert_is_labelled_annotated_and_tested_both_ways() {
         );
         assert!(
             tests.contains(&format!("alertname: {name} exp_alerts: []")),
-            "alerts_test.yml never checks that {name} stays quiet"
+            "{tests_file} never checks that {name} stays quiet"
         );
         assert!(
             tests.contains(&format!("alertname: {name} exp_alerts: - exp_labels:")),
-            "alerts_test.yml never checks that {name} fires"
+            "{tests_file} never checks that {name} fires"
         );
     }
 }
@@ -425,6 +505,8 @@ fn prometheus_scrapes_the_compose_service_and_loads_the_rules() {
     assert!(conf.contains("targets: [\"factorio-isr:9464\"]"));
     assert!(conf.contains("scrape_interval: 15s"));
     assert!(conf.contains("rule_files:\n  - alerts.yml"));
+    assert!(conf.contains("\n  - slo.yml\n"));
+    assert!(conf.contains("targets: [\"alertmanager:9093\"]"));
 }
 
 /// The lines of a top-level section's child `name` (a service of the compose file): from
@@ -467,6 +549,7 @@ fn the_compose_file_wires_the_services_to_the_deploy_files() {
         "elasticsearch",
         "kibana",
         "jaeger",
+        "alertmanager",
     ] {
         yaml_block(&compose, service);
     }
@@ -530,6 +613,14 @@ fn the_compose_file_wires_the_services_to_the_deploy_files() {
     let prometheus = yaml_block(&compose, "prometheus").join("\n");
     assert!(prometheus.contains("./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml"));
     assert!(prometheus.contains("./prometheus/alerts.yml:/etc/prometheus/alerts.yml"));
+    assert!(prometheus.contains("./prometheus/slo.yml:/etc/prometheus/slo.yml"));
+    let alertmanager = yaml_block(&compose, "alertmanager").join("\n");
+    assert!(
+        alertmanager.contains("./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml")
+    );
+    assert!(alertmanager.contains("- alertmanager_token"));
+    assert!(alertmanager.contains("--cluster.listen-address="));
+    assert!(isr.contains("ALERTMANAGER_TOKEN: ${ALERTMANAGER_TOKEN:-}"));
 }
 
 #[test]

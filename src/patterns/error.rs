@@ -61,6 +61,11 @@ pub enum PatternErrorKind {
         /// The value.
         value: String,
     },
+    /// A `mention_roles` entry that is not a Discord role id.
+    #[error(
+        "`{0}` in mention_roles is not a Discord role id: use the role's 17 to 20 digit id (Server Settings > Roles > Copy Role ID, with Developer Mode on), as a string"
+    )]
+    RoleId(String),
     /// Two patterns in one file share a name.
     #[error("duplicate pattern name; it is first defined on line {first_line}: rename one of them")]
     Duplicate {

@@ -398,6 +398,14 @@ fn build_discord(
             },
         );
     }
+    for role in &d.mention_roles {
+        if !crate::event::is_discord_snowflake(role.get_ref()) {
+            problems.add(
+                role.span(),
+                PatternErrorKind::RoleId(role.get_ref().clone()),
+            );
+        }
+    }
     Some(DiscordTemplate {
         parts,
         source: d.template.get_ref().clone(),
@@ -405,6 +413,11 @@ fn build_discord(
         color,
         webhook: d.webhook.as_ref().map(|w| w.get_ref().clone()),
         enabled: d.enabled,
+        mention_roles: d
+            .mention_roles
+            .iter()
+            .map(|r| r.get_ref().clone())
+            .collect(),
     })
 }
 
@@ -516,6 +529,36 @@ color = "#2ecc71"
         assert_eq!(p[0].severity, Severity::Info);
         assert_eq!(p[0].location.line, 3);
         assert_eq!(p[0].discord.as_ref().unwrap().color, Some(0x2ecc71));
+    }
+
+    #[test]
+    fn mention_roles_take_discord_role_ids_only() {
+        let (p, e) = load(
+            r#"
+[[pattern]]
+name = "crash"
+regex = 'crashed'
+[pattern.discord]
+template = "crashed"
+mention_roles = ["123456789012345678", "@everyone", "12345"]
+"#,
+        );
+        assert!(p.is_empty());
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with("patterns/test.toml:7:40: pattern `crash`: `@everyone` in mention_roles is not a Discord role id"),
+            "{}",
+            e[0]
+        );
+        assert!(e[1].contains("`12345`"), "{}", e[1]);
+        let (p, e) = load(
+            "[[pattern]]\nname = \"crash\"\nregex = 'crashed'\n[pattern.discord]\ntemplate = \"x\"\nmention_roles = [\"123456789012345678\"]\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            p[0].discord.as_ref().unwrap().mention_roles,
+            ["123456789012345678"]
+        );
     }
 
     #[test]

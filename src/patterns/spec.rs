@@ -103,6 +103,9 @@ pub(crate) struct DiscordSpec {
     /// left out.
     #[serde(default = "crate::settings::default_true")]
     pub(crate) enabled: bool,
+    /// `mention_roles`: Discord role ids pinged when the event is posted; nobody when left out.
+    #[serde(default)]
+    pub(crate) mention_roles: Vec<Spanned<String>>,
 }
 
 /// A `color` value as written: a TOML integer or a string.

@@ -1,6 +1,7 @@
 //! The admin HTTP server: `GET /metrics`, `GET /healthz` (liveness) and
 //! `GET /ready` (readiness), both JSON with `ok`, `reasons` and every component's state, and
-//! status 200 or 503.
+//! status 200 or 503. Components above telemetry add routes of their own through
+//! [`serve_with`] (the Alertmanager receiver's `POST /alertmanager`).
 //!
 //! `/metrics` answers in OpenMetrics text when the client asks for it (Prometheus does, and
 //! gets exemplars), else in the classic Prometheus text format 0.0.4 (`curl`, `promtool check
@@ -288,10 +289,23 @@ pub async fn serve(
     limits: AdminLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_with(listener, metrics, health, limits, Router::new(), shutdown).await
+}
+
+/// [`serve`] with more routes beside the admin endpoints: those of components above
+/// telemetry (the Alertmanager receiver's `POST /alertmanager`), under the same limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    limits: AdminLimits,
+    routes: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let errors = metrics.pipeline.errors.clone();
     errors.register::<AdminErrorKind>();
-    let router = router(metrics, health);
+    let router = router(metrics, health).merge(routes);
     let max = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max));
     let refusal = refusal(max);

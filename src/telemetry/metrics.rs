@@ -201,8 +201,16 @@ pub struct TraceLabel {
 /// A latency histogram whose buckets keep the trace id of a recent observation.
 pub type LatencyHistogram = HistogramWithExemplars<TraceLabel>;
 
+/// The delivery SLO's threshold: events delivered within this many seconds are good
+/// (`deploy/prometheus/slo.yml` reads the `le="5"` bucket of `event_latency_seconds`).
+pub const DELIVERY_SLO_SECONDS: f64 = 5.0;
+
+/// 1 ms to about 16 s, doubling, plus the delivery SLO's threshold.
 fn latency_with_exemplars() -> LatencyHistogram {
-    HistogramWithExemplars::new(exponential_buckets(0.001, 2.0, 15))
+    let mut buckets: Vec<f64> = exponential_buckets(0.001, 2.0, 15).collect();
+    buckets.push(DELIVERY_SLO_SECONDS);
+    buckets.sort_by(f64::total_cmp);
+    HistogramWithExemplars::new(buckets.into_iter())
 }
 
 /// Stage time buckets: 10 µs to about 5 s.
@@ -397,6 +405,25 @@ impl DiscordMetrics {
     }
 }
 
+/// `{status}` of an Alertmanager notification.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertStatusLabels {
+    /// `firing` or `resolved`: the notification's (its group's) status.
+    pub status: String,
+}
+
+/// The Alertmanager receiver's handles (`POST /alertmanager`).
+#[derive(Clone, Debug, Default)]
+pub struct AlertmanagerMetrics {
+    /// `alertmanager_notifications_total{status}`: notifications taken (queued for Discord).
+    pub notifications: Family<AlertStatusLabels, Counter>,
+    /// `alertmanager_alerts_posted_total`: alerts of those notifications queued for Discord.
+    pub alerts_posted: Counter,
+    /// `alertmanager_requests_rejected_total{reason}`: requests refused: `unauthorized`,
+    /// `too_large`, `bad_request`, `queue_full`, `webhook_disabled`, `stopping`.
+    pub rejected: Family<ReasonLabels, Counter>,
+}
+
 /// Latency buckets from 1 ms to about 16 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -413,6 +440,8 @@ pub struct Metrics {
     pub logstash: LogstashMetrics,
     /// The Discord sink's handles.
     pub discord: DiscordMetrics,
+    /// The Alertmanager receiver's handles.
+    pub alertmanager: AlertmanagerMetrics,
     /// Pattern reload's handles.
     pub reload: ReloadMetrics,
     /// The stages' handles.
@@ -501,6 +530,22 @@ impl Metrics {
             "Events waiting in a webhook's queue",
             discord.queued.clone(),
         );
+        let alertmanager = AlertmanagerMetrics::default();
+        registry.register(
+            "alertmanager_notifications",
+            "Alertmanager notifications taken and queued for Discord, by status",
+            alertmanager.notifications.clone(),
+        );
+        registry.register(
+            "alertmanager_alerts_posted",
+            "Alerts from Alertmanager queued for Discord",
+            alertmanager.alerts_posted.clone(),
+        );
+        registry.register(
+            "alertmanager_requests_rejected",
+            "Requests to POST /alertmanager refused, by reason",
+            alertmanager.rejected.clone(),
+        );
         let reload = ReloadMetrics {
             errors: errors.clone(),
             ..ReloadMetrics::default()
@@ -575,6 +620,7 @@ impl Metrics {
             component_status,
             logstash,
             discord,
+            alertmanager,
         }
     }
 
@@ -711,5 +757,23 @@ mod tests {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Issue 15: the delivery SLO counts batches taken within 5 s, so the event latency
+    /// histogram has a bucket there (`deploy/prometheus/slo.yml` selects `le="5.0"`, or `"5"` as Prometheus 3 writes it).
+    #[test]
+    fn event_latency_has_the_delivery_slo_bucket() {
+        let m = Metrics::new();
+        let h = m.pipeline.latency("logstash");
+        h.observe(4.5, None, None);
+        h.observe(6.0, None, None);
+        let text = m.encode();
+        for want in [
+            "factorio_isr_event_latency_seconds_bucket{le=\"4.096\",sink=\"logstash\"} 0",
+            "factorio_isr_event_latency_seconds_bucket{le=\"5.0\",sink=\"logstash\"} 1",
+            "factorio_isr_event_latency_seconds_bucket{le=\"8.192\",sink=\"logstash\"} 2",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
     }
 }

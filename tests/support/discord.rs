@@ -152,6 +152,9 @@ pub enum Mode {
     ServerError { remaining: u32, status: u16 },
     /// Every request is answered normally, but only after this long.
     Slow(Duration),
+    /// Every request waits, unanswered, until the test sets another mode; it is then answered
+    /// normally. A client's message is in flight meanwhile, for as long as the test wants.
+    Hold,
     /// The next `remaining` requests are read in full and their connection is then reset
     /// (`SO_LINGER` 0, so the client sees a TCP RST) without a byte of HTTP response; then
     /// [`Mode::Ok`].
@@ -528,6 +531,8 @@ enum Action {
     Redirect(u16, String),
     /// Proceed, after sleeping this long if any.
     Proceed(Option<Duration>),
+    /// Proceed once the mode is no longer [`Mode::Hold`].
+    Hold,
 }
 
 /// The rate-limit headers of an answer from a bucket.
@@ -563,6 +568,7 @@ impl Inner {
             Mode::Gone => Action::Gone,
             Mode::Unauthorized => Action::Unauthorized,
             Mode::Slow(delay) => Action::Proceed(Some(*delay)),
+            Mode::Hold => Action::Hold,
             Mode::Redirect { status, location } => Action::Redirect(*status, location.clone()),
             Mode::ServerError { remaining, status } => {
                 let status = *status;
@@ -801,6 +807,15 @@ async fn handle(shared: Arc<Shared>, req: Incoming) -> Outcome {
         };
         (in_window, action)
     };
+    let action = match action {
+        Action::Hold => {
+            while matches!(shared.lock().modes.get(&req.id), Some(Mode::Hold)) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Action::Proceed(None)
+        }
+        other => other,
+    };
 
     let (response, rejection, reset) = match action {
         Action::NotFound => {
@@ -829,6 +844,7 @@ async fn handle(shared: Arc<Shared>, req: Incoming) -> Outcome {
             Some(format!("mode: redirect {status}")),
             false,
         ),
+        Action::Hold => unreachable!("held above"),
         Action::Proceed(delay) => {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;

@@ -1,5 +1,6 @@
 //! The Prometheus tools some tests run (`promtool`, `prometheus`: the Debian package
-//! `prometheus`). On a machine without them those tests are skipped with a note written
+//! `prometheus`; `prometheus-alertmanager`, `amtool`: the Debian package
+//! `prometheus-alertmanager`). On a machine without them those tests are skipped with a note written
 //! straight to the terminal (past the test harness's capture, so it is seen); with
 //! `FACTORIO_ISR_REQUIRE_PROMTOOL=1` (set by `.ci/run`) a missing tool fails them instead.
 
@@ -31,17 +32,26 @@ pub fn decide(name: &str, found: bool, require: Option<&str>) -> Result<bool, St
     if found {
         return Ok(true);
     }
+    let package = package_of(name);
     if require.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
         return Err(format!(
             "`{name}` is not installed and {REQUIRE_ENV}=1 requires it: install the Debian \
-             package `prometheus` (apt-get install -y prometheus)"
+             package `{package}` (apt-get install -y {package})"
         ));
     }
     // Straight to the terminal: `eprintln!` is captured and hidden for passing tests.
     let _ = writeln!(
         std::io::stderr(),
         "\n*** SKIPPED: `{name}` is not installed, so this test checked nothing. Install the \
-         Debian package `prometheus` to run it; {REQUIRE_ENV}=1 makes it required. ***\n"
+         Debian package `{package}` to run it; {REQUIRE_ENV}=1 makes it required. ***\n"
     );
     Ok(false)
+}
+
+/// The Debian package that installs the tool `name`.
+pub fn package_of(name: &str) -> &'static str {
+    match name {
+        "prometheus-alertmanager" | "amtool" => "prometheus-alertmanager",
+        _ => "prometheus",
+    }
 }

@@ -370,6 +370,8 @@ pub struct ServerRoute {
     pub webhook: Option<String>,
     /// Event types or pattern names not sent for this server.
     pub disabled: Vec<String>,
+    /// Role ids pinged for this server's critical events (a crash) and critical alerts.
+    pub mention_roles: Vec<String>,
 }
 
 #[cfg(test)]

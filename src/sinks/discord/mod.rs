@@ -6,7 +6,8 @@
 //! - [`format`](mod@format): an event and its pattern's `[pattern.discord]` template become a line of
 //!   content (chatty events) or an embed (server lifecycle, errors); every inserted value is
 //!   escaped for Discord markdown with `@everyone`/`@here` defused, and Discord's size limits
-//!   are met by truncating. Every request carries `allowed_mentions: {"parse": []}`.
+//!   are met by truncating. Every request carries `allowed_mentions: {"parse": []}`, plus
+//!   under `roles` exactly the role ids the config names (`mention_roles`) when it pings.
 //! - [`ratelimit`]: Discord's rate-limit headers and 429 answers, per bucket and global.
 //! - [`worker`]: per webhook a bounded queue and a task that coalesces queued events into as
 //!   few messages as fit and posts them, handling every kind of answer.
@@ -18,7 +19,9 @@
 //! runtime. [`Discord::route`] is called by the route stage for every event with a Discord
 //! template: it decides the webhook (the pattern's, else the server's, else the default),
 //! applies the switches (per-server `discord_disabled`, the echo guard, the age limit) and
-//! queues the rendered event without waiting.
+//! queues the rendered event without waiting; it pings the pattern's `mention_roles`, and for a
+//! `critical` event also the server's. [`Discord::queue`] lets a source that is not the log
+//! pipeline (the Alertmanager receiver) queue messages of its own.
 //!
 //! One stop, one notification: Factorio writes several lines when it stops (`Received SIGINT`,
 //! `Quitting: signal.`, `Goodbye`) or crashes (the Lua error record, `MultiplayerManager
@@ -61,7 +64,7 @@ use self::internal_events::{
 };
 use self::ratelimit::RateLimits;
 use self::worker::{Queue, Worker};
-use crate::event::{DiscordTemplate, Event, Timestamp};
+use crate::event::{DiscordTemplate, Event, Severity, Timestamp};
 use crate::settings::Secret;
 use crate::sinks::SinkContext;
 use crate::telemetry::health::Health;
@@ -255,13 +258,44 @@ impl Discord {
             return;
         }
         match self.queues.get(name) {
-            Some(q) => q.push(render(template, event, self.show_server)),
+            Some(q) => {
+                let mut item = render(template, event, self.show_server);
+                if event.severity == Severity::Critical
+                    && let Some(r) = route
+                {
+                    item.mentions.extend(r.mention_roles.iter().cloned());
+                }
+                q.push(item)
+            }
             None => EventsDropped {
                 reason: DropReason::NoWebhook,
                 events: 1,
             }
             .emit(&self.metrics),
         }
+    }
+
+    /// The queue of the webhook `name`, for a source that posts without the pipeline (the
+    /// Alertmanager receiver); `None` when no such webhook is configured.
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.get(name).cloned()
+    }
+
+    /// Whether [`Discord::shutdown`] has begun: what is queued now may never be sent.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The webhook that gets what names none: `[discord] default_webhook`.
+    pub fn default_webhook(&self) -> &str {
+        &self.default_webhook
+    }
+
+    /// The role ids `[[servers]] mention_roles` gives the server `tag`; empty for none.
+    pub fn server_roles(&self, tag: &str) -> &[String] {
+        self.servers
+            .get(tag)
+            .map_or(&[][..], |r| r.mention_roles.as_slice())
     }
 
     /// Takes in an event that is not routed (it has no Discord template): a new run of a
@@ -477,6 +511,7 @@ mod tests {
             color: None,
             webhook: None,
             enabled: true,
+            mention_roles: Vec::new(),
         };
         let max_ms = i64::try_from(config.max_event_age_ms).unwrap();
         let logs = logs_of(|| {

@@ -26,6 +26,11 @@ impl DiscordSink {
             runtime,
         }
     }
+
+    /// The running sink, for a source that queues messages itself (the Alertmanager receiver).
+    pub fn discord(&self) -> Arc<Discord> {
+        self.discord.clone()
+    }
 }
 
 impl Sink for DiscordSink {

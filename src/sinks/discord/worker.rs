@@ -110,6 +110,24 @@ impl Queue {
         self.notify.notify_one();
     }
 
+    /// Adds all of `items`, or none of them: refused when the queue has no room for them all
+    /// (nothing queued is dropped for them) or the webhook is disabled. For a sender that can
+    /// try again later (Alertmanager retries a notification that was not taken).
+    pub fn try_push_all(&self, items: Vec<Item>) -> Result<(), QueueRefused> {
+        if self.disabled.load(Ordering::Relaxed) {
+            return Err(QueueRefused::Disabled);
+        }
+        let mut queued = self.lock();
+        if queued.len() + items.len() > self.capacity {
+            return Err(QueueRefused::Full);
+        }
+        queued.extend(items);
+        self.set_gauge(queued.len());
+        drop(queued);
+        self.notify.notify_one();
+        Ok(())
+    }
+
     /// Takes up to `n` events from the front.
     fn take_front(&self, n: usize) -> Vec<Item> {
         let mut items = self.lock();
@@ -147,6 +165,11 @@ impl Queue {
         }
     }
 
+    /// A copy of the events waiting, in order.
+    pub fn snapshot(&self) -> Vec<Item> {
+        self.lock().iter().cloned().collect()
+    }
+
     /// Events waiting.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -175,6 +198,15 @@ impl Queue {
             .get_or_create(&self.labels)
             .set(len as i64);
     }
+}
+
+/// Why [`Queue::try_push_all`] took nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueRefused {
+    /// The queue has no room for them all.
+    Full,
+    /// The webhook was disabled (Discord answered 404 or 401).
+    Disabled,
 }
 
 /// What the worker of one webhook needs.
@@ -441,6 +473,7 @@ mod tests {
             severity,
             body: ItemBody::Line(text.to_owned()),
             trace: None,
+            mentions: Vec::new(),
         }
     }
 

@@ -3,7 +3,10 @@
 //! [`build_body`] packs rendered items into one "Execute Webhook" request body: consecutive
 //! lines are joined into one `content`, consecutive embeds share one `embeds` array, and every
 //! body carries `"allowed_mentions": {"parse": []}`, so even a mention that got through would not
-//! notify anyone.
+//! notify anyone. Items that ping roles (their [`Item::mentions`], set only from the config's
+//! `mention_roles`) go in messages of their own: the content starts with `<@&id>` for each, and
+//! `allowed_mentions` becomes `{"parse": [], "roles": [those ids]}`, so nothing else in the
+//! message (a player's escaped text, an alert's labels) can ping anyone.
 //!
 //! # Discord's limits
 //!
@@ -47,6 +50,15 @@ pub const FOOTER_MAX: usize = 2048;
 pub const EMBED_TOTAL_MAX: usize = 6000;
 /// Most characters in a webhook's `username`.
 pub const USERNAME_MAX: usize = 80;
+/// Most fields in one embed.
+pub const FIELDS_MAX: usize = 25;
+/// Most characters in an embed field's name.
+pub const FIELD_NAME_MAX: usize = 256;
+/// Most characters in an embed field's value.
+pub const FIELD_VALUE_MAX: usize = 1024;
+/// Most role ids one message pings (Discord allows 100 in `allowed_mentions.roles`; 20 pings,
+/// at most 23 characters each, leave the content room for the message).
+pub const MENTIONS_MAX: usize = 20;
 
 /// Builds one webhook request body from the front of `items`: returns how many items it
 /// takes (≥ 1 when `items` is non-empty) and the JSON body.
@@ -58,28 +70,67 @@ pub const USERNAME_MAX: usize = 80;
 ///   its own limits (which [`super::render`] never makes) is cut first.
 /// - Lines and embeds are not mixed in one body: it stops at the first item of the other kind,
 ///   so the order of items is kept.
-/// - Always `"allowed_mentions": {"parse": []}`; `"username"` when `username` is given and not
-///   blank, cut to [`USERNAME_MAX`] characters.
+/// - Only the leading run of items with the same [`Item::mentions`]. When they ping roles,
+///   the content starts with `<@&id>` for each (lines follow on the next line, within
+///   [`CONTENT_MAX`] in all; embeds get the pings as their content) and `allowed_mentions`
+///   lists exactly those ids under `roles`.
+/// - Always `"allowed_mentions": {"parse": []}` (plus `roles` as above); `"username"` when
+///   `username` is given and not blank, cut to [`USERNAME_MAX`] characters.
 ///
 /// With no items it takes none, and the body has neither `content` nor `embeds`.
 pub fn build_body(items: &[Item], username: Option<&str>) -> (usize, Value) {
+    // Only items that ping the same roles share a message.
+    let run = items.first().map_or(0, |first| {
+        items
+            .iter()
+            .take_while(|i| i.mentions == first.mentions)
+            .count()
+    });
+    let items = &items[..run];
+    let roles = items
+        .first()
+        .map(|i| roles(&i.mentions))
+        .unwrap_or_default();
+    let pings = roles
+        .iter()
+        .map(|id| format!("<@&{id}>"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut body = Map::new();
     let taken = match items.first().map(|item| &item.body) {
         None => 0,
         Some(ItemBody::Line(_)) => {
-            let (taken, content) = take_lines(items);
+            let budget = if pings.is_empty() {
+                CONTENT_MAX
+            } else {
+                CONTENT_MAX.saturating_sub(pings.chars().count() + 1).max(1)
+            };
+            let (taken, content) = take_lines(items, budget);
+            let content = if pings.is_empty() {
+                content
+            } else {
+                format!("{pings}\n{content}")
+            };
             body.insert("content".into(), Value::String(content));
             taken
         }
         Some(ItemBody::Embed(_)) => {
             let (taken, embeds) = take_embeds(items);
+            if !pings.is_empty() {
+                body.insert("content".into(), Value::String(pings));
+            }
             // Strings, integers and options of them always serialise.
             let embeds = serde_json::to_value(&embeds).unwrap_or_default();
             body.insert("embeds".into(), embeds);
             taken
         }
     };
-    body.insert("allowed_mentions".into(), json!({ "parse": [] }));
+    let allowed = if roles.is_empty() {
+        json!({ "parse": [] })
+    } else {
+        json!({ "parse": [], "roles": roles })
+    };
+    body.insert("allowed_mentions".into(), allowed);
     if let Some(name) = username.map(str::trim).filter(|name| !name.is_empty()) {
         body.insert(
             "username".into(),
@@ -89,8 +140,23 @@ pub fn build_body(items: &[Item], username: Option<&str>) -> (usize, Value) {
     (taken, Value::Object(body))
 }
 
+/// The role ids a message pings: the valid snowflakes of `mentions`, each once, at most
+/// [`MENTIONS_MAX`].
+fn roles(mentions: &[String]) -> Vec<&str> {
+    let mut roles: Vec<&str> = Vec::new();
+    for id in mentions {
+        if crate::event::is_discord_snowflake(id)
+            && !roles.contains(&id.as_str())
+            && roles.len() < MENTIONS_MAX
+        {
+            roles.push(id);
+        }
+    }
+    roles
+}
+
 /// Joins the leading run of lines of `items` into one content: how many it took, and the text.
-fn take_lines(items: &[Item]) -> (usize, String) {
+fn take_lines(items: &[Item], max_chars: usize) -> (usize, String) {
     let mut content = String::new();
     let mut chars = 0;
     let mut taken = 0;
@@ -100,12 +166,12 @@ fn take_lines(items: &[Item]) -> (usize, String) {
         };
         let separator = usize::from(taken > 0);
         let line = if taken == 0 {
-            truncate(line, CONTENT_MAX)
+            truncate(line, max_chars)
         } else {
             Cow::Borrowed(line.as_str())
         };
         let len = line.chars().count();
-        if taken > 0 && chars + separator + len > CONTENT_MAX {
+        if taken > 0 && chars + separator + len > max_chars {
             break;
         }
         if separator > 0 {
@@ -146,11 +212,12 @@ fn take_embeds(items: &[Item]) -> (usize, Vec<Embed>) {
     (embeds.len(), embeds)
 }
 
-/// Cuts an embed's title, description and footer to their limits, then the footer so the whole
-/// embed is within [`EMBED_TOTAL_MAX`]. A description that is a code block stays one.
+/// Cuts an embed's title, description, fields and footer to their limits, drops fields from the
+/// end while the embed is over [`EMBED_TOTAL_MAX`] without its footer, then cuts the footer so
+/// the whole embed is within it. A description that is a code block stays one.
 ///
-/// The footer can always absorb the excess: a title and description within their limits hold at
-/// most 4352 characters, so the footer keeps at least 1648.
+/// Without fields the footer can always absorb the excess: a title and description within their
+/// limits hold at most 4352 characters, so the footer keeps at least 1648.
 pub(super) fn clamp_embed(embed: &mut Embed) {
     if let Cow::Owned(cut) = truncate(&embed.title, TITLE_MAX) {
         embed.title = cut;
@@ -160,11 +227,20 @@ pub(super) fn clamp_embed(embed: &mut Embed) {
     {
         *description = shorten_description(description, DESCRIPTION_MAX);
     }
-    let used = embed.title.chars().count()
-        + embed
-            .description
-            .as_deref()
-            .map_or(0, |d| d.chars().count());
+    embed.fields.truncate(FIELDS_MAX);
+    for field in &mut embed.fields {
+        if let Cow::Owned(cut) = truncate(&field.name, FIELD_NAME_MAX) {
+            field.name = cut;
+        }
+        if let Cow::Owned(cut) = truncate(&field.value, FIELD_VALUE_MAX) {
+            field.value = cut;
+        }
+    }
+    // Fields are dropped from the end while the embed would be over its total without a footer.
+    while !embed.fields.is_empty() && embed_chars_without_footer(embed) > EMBED_TOTAL_MAX {
+        embed.fields.pop();
+    }
+    let used = embed_chars_without_footer(embed);
     let footer_max = FOOTER_MAX.min(EMBED_TOTAL_MAX.saturating_sub(used));
     if let Some(footer) = &mut embed.footer
         && let Cow::Owned(cut) = truncate(&footer.text, footer_max)
@@ -186,10 +262,19 @@ fn shorten_description(description: &str, max_chars: usize) -> String {
 
 /// The characters of an embed that count toward [`EMBED_TOTAL_MAX`].
 pub(super) fn embed_chars(embed: &Embed) -> usize {
+    embed_chars_without_footer(embed) + embed.footer.as_ref().map_or(0, |f| f.text.chars().count())
+}
+
+/// The characters of an embed's title, description and fields.
+fn embed_chars_without_footer(embed: &Embed) -> usize {
     embed.title.chars().count()
         + embed
             .description
             .as_deref()
             .map_or(0, |d| d.chars().count())
-        + embed.footer.as_ref().map_or(0, |f| f.text.chars().count())
+        + embed
+            .fields
+            .iter()
+            .map(|f| f.name.chars().count() + f.value.chars().count())
+            .sum::<usize>()
 }

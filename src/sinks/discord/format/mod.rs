@@ -14,7 +14,9 @@
 //! [`build_body`] packs rendered items into one "Execute Webhook" request body: consecutive
 //! lines are joined into one `content`, consecutive embeds share one `embeds` array, and every
 //! body carries `"allowed_mentions": {"parse": []}`, so even a mention that got through would not
-//! notify anyone.
+//! notify anyone. The one exception is made by the config alone: the role ids of `mention_roles`
+//! (an item's [`Item::mentions`]) start the content as `<@&id>` and are the only ones
+//! `allowed_mentions` lists under `roles`.
 //!
 //! - [`escape`]: markdown escaping, mention defusing, truncation and code blocks (the set of
 //!   escaped characters and why is there).
@@ -36,8 +38,8 @@ use serde::Serialize;
 
 use self::body::clamp_embed;
 pub use self::body::{
-    CONTENT_MAX, DESCRIPTION_MAX, EMBED_TOTAL_MAX, EMBEDS_MAX, FOOTER_MAX, TITLE_MAX, USERNAME_MAX,
-    build_body,
+    CONTENT_MAX, DESCRIPTION_MAX, EMBED_TOTAL_MAX, EMBEDS_MAX, FIELD_NAME_MAX, FIELD_VALUE_MAX,
+    FIELDS_MAX, FOOTER_MAX, MENTIONS_MAX, TITLE_MAX, USERNAME_MAX, build_body,
 };
 use self::escape::{
     ELLIPSIS, FENCE_OVERHEAD, break_backtick_runs, defuse_mass_mentions, fenced, is_bidi_control,
@@ -67,6 +69,9 @@ pub struct Item {
     /// The trace of the event's batch, when it was sampled: the request that posts it
     /// continues that trace.
     pub trace: Option<std::sync::Arc<crate::event::TraceIds>>,
+    /// Discord role ids the message pings (from the config only: `mention_roles`); empty for
+    /// none. Items with different roles never share a message.
+    pub mentions: Vec<String>,
 }
 
 /// What an [`Item`] posts.
@@ -89,12 +94,26 @@ pub struct Embed {
     /// Colour of the embed's left edge, `0xRRGGBB`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<u32>,
+    /// Name/value pairs shown under the description (alerts: status, severity, server).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<EmbedField>,
     /// Names the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub footer: Option<Footer>,
     /// When the event happened, ISO 8601 in UTC (`2025-10-08T08:58:34Z`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
+}
+
+/// One field of an embed: both parts are required by Discord and must not be blank.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EmbedField {
+    /// The field's name, at most [`FIELD_NAME_MAX`] characters.
+    pub name: String,
+    /// Its value, at most [`FIELD_VALUE_MAX`] characters.
+    pub value: String,
+    /// Shown beside the fields next to it rather than on a line of its own.
+    pub inline: bool,
 }
 
 /// An embed's footer.
@@ -142,6 +161,7 @@ pub fn render(template: &DiscordTemplate, event: &Event, show_server: bool) -> I
                     .color
                     .unwrap_or_else(|| severity_color(event.severity)),
             ),
+            fields: Vec::new(),
             footer: Some(Footer {
                 text: format!("server {}", event.source.server),
             }),
@@ -154,6 +174,7 @@ pub fn render(template: &DiscordTemplate, event: &Event, show_server: bool) -> I
         severity: event.severity,
         body,
         trace: event.trace.clone(),
+        mentions: template.mention_roles.clone(),
     }
 }
 

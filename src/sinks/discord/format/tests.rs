@@ -56,6 +56,7 @@ fn template(source: &str, emoji: Option<&str>, color: Option<u32>) -> DiscordTem
         color,
         webhook: None,
         enabled: true,
+        mention_roles: Vec::new(),
     }
 }
 
@@ -518,6 +519,7 @@ fn lines_and_embeds_are_chosen_by_colour_and_severity() {
             title: "🟢 Server is up".into(),
             description: None,
             color: Some(0x2e_cc71),
+            fields: Vec::new(),
             footer: Some(Footer {
                 text: "server primary".into()
             }),
@@ -543,6 +545,7 @@ fn embeds_serialise_without_absent_keys() {
         title: "t".into(),
         description: Some("d".into()),
         color: Some(1),
+        fields: Vec::new(),
         footer: Some(Footer { text: "f".into() }),
         timestamp: Some("2025-10-08T08:58:34Z".into()),
     };
@@ -555,6 +558,7 @@ fn embeds_serialise_without_absent_keys() {
         title: "t".into(),
         description: None,
         color: None,
+        fields: Vec::new(),
         footer: None,
         timestamp: None,
     };
@@ -659,6 +663,7 @@ fn line_item(text: &str) -> Item {
         severity: Severity::Info,
         body: ItemBody::Line(text.to_owned()),
         trace: None,
+        mentions: Vec::new(),
     }
 }
 
@@ -666,10 +671,12 @@ fn embed_item(title: &str, description: Option<String>) -> Item {
     Item {
         severity: Severity::Warning,
         trace: None,
+        mentions: Vec::new(),
         body: ItemBody::Embed(Embed {
             title: title.to_owned(),
             description,
             color: Some(1),
+            fields: Vec::new(),
             footer: Some(Footer {
                 text: "server primary".into(),
             }),
@@ -946,4 +953,79 @@ fn rich_text_in_chat_is_readable_on_discord_and_verbatim_in_the_event() {
         "{shown}"
     );
     assert!(!shown.contains("item="), "{shown}");
+}
+
+const ROLE_A: &str = "123456789012345678";
+const ROLE_B: &str = "98765432109876543";
+
+fn pinging(mut item: Item, roles: &[&str]) -> Item {
+    item.mentions = roles.iter().map(|r| (*r).to_owned()).collect();
+    item
+}
+
+#[test]
+fn role_pings_start_the_message_and_are_the_only_mentions_allowed() {
+    let items = [
+        pinging(
+            line_item("crash 1"),
+            &[ROLE_A, ROLE_B, ROLE_A, "not-a-role"],
+        ),
+        pinging(
+            line_item("crash 2"),
+            &[ROLE_A, ROLE_B, ROLE_A, "not-a-role"],
+        ),
+        line_item("join"),
+    ];
+    let (n, body) = build_body(&items, None);
+    assert_eq!(n, 2, "only items pinging the same roles share a message");
+    assert_eq!(
+        body["content"],
+        format!("<@&{ROLE_A}> <@&{ROLE_B}>\ncrash 1\ncrash 2")
+    );
+    assert_eq!(
+        body["allowed_mentions"],
+        json!({"parse": [], "roles": [ROLE_A, ROLE_B]})
+    );
+    let (n, body) = build_body(&items[2..], None);
+    assert_eq!(n, 1);
+    assert_eq!(body["content"], "join");
+    assert_eq!(body["allowed_mentions"], json!({"parse": []}));
+
+    // Embeds get the pings as their content; a long line still fits with them.
+    let embed = pinging(embed_item("Server crashed", None), &[ROLE_A]);
+    let (_, body) = build_body(&[embed], None);
+    assert_eq!(body["content"], format!("<@&{ROLE_A}>"));
+    assert_eq!(body["embeds"].as_array().unwrap().len(), 1);
+    let long = pinging(line_item(&"x".repeat(CONTENT_MAX)), &[ROLE_A]);
+    let (_, body) = build_body(&[long], None);
+    let content = body["content"].as_str().unwrap();
+    assert!(content.starts_with(&format!("<@&{ROLE_A}>\nxxx")));
+    assert_eq!(content.chars().count(), CONTENT_MAX);
+}
+
+#[test]
+fn embed_fields_are_kept_within_discords_limits() {
+    let mut item = embed_item("t", Some("d".repeat(DESCRIPTION_MAX)));
+    if let ItemBody::Embed(e) = &mut item.body {
+        e.fields = (0..30)
+            .map(|i| EmbedField {
+                name: format!("n{i}{}", "N".repeat(FIELD_NAME_MAX)),
+                value: "v".repeat(FIELD_VALUE_MAX + 5),
+                inline: true,
+            })
+            .collect();
+    }
+    let (_, body) = build_body(&[item], None);
+    let embed = &body["embeds"][0];
+    let fields = embed["fields"].as_array().unwrap();
+    assert!(!fields.is_empty() && fields.len() <= FIELDS_MAX);
+    let mut total = embed["title"].as_str().unwrap().chars().count()
+        + embed["description"].as_str().unwrap().chars().count()
+        + embed["footer"]["text"].as_str().unwrap().chars().count();
+    for f in fields {
+        let (name, value) = (f["name"].as_str().unwrap(), f["value"].as_str().unwrap());
+        assert!(name.chars().count() <= FIELD_NAME_MAX && value.chars().count() <= FIELD_VALUE_MAX);
+        total += name.chars().count() + value.chars().count();
+    }
+    assert!(total <= EMBED_TOTAL_MAX, "{total}");
 }
