@@ -2,10 +2,51 @@
 //! --patterns-dir` writes (`benches/support/many_patterns.rs`), and the `patterns` and
 //! `latency` scenarios of `benches/peers/compare.py`, run briefly against the debug binary.
 
+use std::process::Command;
+
 use factorio_isr::patterns;
 
 #[path = "../benches/support/many_patterns.rs"]
 mod many_patterns;
+
+#[allow(dead_code)]
+#[path = "support/prom_tools.rs"]
+mod prom_tools;
+
+const COMPARE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/compare.py");
+
+/// Runs compare.py with `args` against the debug binary, scratch files in `work`; returns its
+/// standard output (the tables). Fails the test on a non-zero exit, with its stderr.
+fn compare_py(work: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(COMPARE_PY)
+        .args(args)
+        .args(["--isr", env!("CARGO_BIN_EXE_factorio-isr")])
+        .arg("--work")
+        .arg(work)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "compare.py {args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The cells of the table row whose first cell is `first`.
+fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {first} |")))
+        .unwrap_or_else(|| panic!("no row `{first}` in:\n{table}"))
+        .trim_matches('|')
+        .split('|')
+        .map(str::trim)
+        .collect()
+}
 
 #[test]
 fn generated_patterns_directory_loads_and_each_pattern_matches_its_own_lines() {
@@ -66,5 +107,77 @@ fn generating_into_a_directory_with_other_pattern_files_is_refused() {
     assert_eq!(
         patterns::load_dir(again.path()).unwrap().patterns().len(),
         patterns::shipped().unwrap().patterns().len() + 20
+    );
+}
+
+#[test]
+fn compare_py_latency_scenario_delivers_every_live_line_and_measures_idle_cpu() {
+    if prom_tools::tool_in_package("python3", "python3").is_none() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out = compare_py(
+        work.path(),
+        &[
+            "--scenario",
+            "latency",
+            "--rate",
+            "1000",
+            "--seconds",
+            "1",
+            "--idle-seconds",
+            "1",
+        ],
+    );
+    let live = row(&out, "factorio-isr run -> socket");
+    assert_eq!(live[1], "1000", "lines written:\n{out}");
+    assert_eq!(live[2], "0", "lines lost:\n{out}");
+    for (i, cell) in live[3..7].iter().enumerate() {
+        let ms: f64 = cell
+            .strip_suffix(" ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("latency cell {i} `{cell}`:\n{out}"));
+        assert!(ms >= 0.0, "{out}");
+    }
+    let idle = row(&out, "factorio-isr run");
+    assert!(
+        idle[2].ends_with(" %"),
+        "idle CPU as a share of one core:\n{out}"
+    );
+}
+
+#[test]
+fn compare_py_patterns_scenario_replays_with_both_pattern_sets() {
+    if prom_tools::tool_in_package("python3", "python3").is_none()
+        || prom_tools::tool_in_package("/usr/bin/time", "time").is_none()
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let pdir = work.path().join("patterns");
+    many_patterns::write_patterns_dir(&pdir, 30).unwrap();
+    let out = compare_py(
+        work.path(),
+        &[
+            "--scenario",
+            "patterns",
+            "--lines",
+            "2000",
+            "--runs",
+            "1",
+            "--patterns",
+            "30",
+            "--patterns-dir",
+            pdir.to_str().unwrap(),
+        ],
+    );
+    let shipped = row(&out, "factorio-isr replay (shipped patterns)");
+    let many = row(&out, "factorio-isr replay --patterns (shipped + 30)");
+    for r in [&shipped, &many] {
+        assert!(r[1].ends_with(" s") && r[4].ends_with(" MiB"), "{out}");
+    }
+    assert!(
+        out.contains("throughput") && out.contains("(target >= 50 %)"),
+        "the ratio line:\n{out}"
     );
 }

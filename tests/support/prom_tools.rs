@@ -45,3 +45,51 @@ pub fn decide(name: &str, found: bool, require: Option<&str>) -> Result<bool, St
     );
     Ok(false)
 }
+
+/// Like [`tool`], for a program from another Debian package (`python3`, `/usr/bin/time` from
+/// `time`): `program` when `program --version` runs; else skipped with a loud note, or, with
+/// [`REQUIRE_ENV`] set, a failure that names `package`.
+#[allow(dead_code)]
+pub fn tool_in_package(program: &'static str, package: &str) -> Option<&'static str> {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    match decide_in_package(
+        program,
+        package,
+        found,
+        std::env::var(REQUIRE_ENV).ok().as_deref(),
+    ) {
+        Ok(true) => Some(program),
+        Ok(false) => None,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// [`decide`] for a program of the Debian package `package`.
+#[allow(dead_code)]
+pub fn decide_in_package(
+    name: &str,
+    package: &str,
+    found: bool,
+    require: Option<&str>,
+) -> Result<bool, String> {
+    if found {
+        return Ok(true);
+    }
+    if require.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        return Err(format!(
+            "`{name}` is not installed and {REQUIRE_ENV}=1 requires it: install the Debian \
+             package `{package}` (apt-get install -y {package})"
+        ));
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: `{name}` is not installed, so this test checked nothing. Install the \
+         Debian package `{package}` to run it; {REQUIRE_ENV}=1 makes it required. ***\n"
+    );
+    Ok(false)
+}
