@@ -5,6 +5,9 @@
 //!   frame + match → `Event` (`frame_and_match`), and with the JSON line written too
 //!   (`frame_match_json`), which is what `replay` does per record.
 //! - `shape/*`: `PatternSet::match_text` on one line of each shape.
+//! - `many_patterns/*`: `frame_match_json` on the same mix with the shipped set and with the
+//!   shipped set plus 2,000 ordinary user patterns (`support/many_patterns.rs`, the directory
+//!   `genlog --patterns-dir` writes), loaded with `patterns::load_dir` as `run` loads them.
 //!
 //! Throughput is in lines (elements) per second on one thread. Run: `cargo bench --bench matching`.
 
@@ -19,6 +22,9 @@ use factorio_isr::tail::frame::{FramingLimits, LineFramer, RecordAssembler};
 #[path = "support/mix.rs"]
 mod support;
 use support::mix;
+
+#[path = "support/many_patterns.rs"]
+mod many_patterns;
 
 fn line_count(data: &[u8]) -> u64 {
     data.iter().filter(|&&b| b == b'\n').count() as u64
@@ -126,5 +132,42 @@ fn bench_shapes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_mix, bench_shapes);
+fn bench_many_patterns(c: &mut Criterion) {
+    let custom = 2000;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    many_patterns::write_patterns_dir(dir.path(), custom).expect("patterns directory written");
+    let sets = [
+        (
+            "shipped".to_owned(),
+            patterns::shipped().expect("shipped patterns load"),
+        ),
+        (
+            format!("shipped_plus_{custom}"),
+            patterns::load_dir(dir.path()).expect("generated patterns load"),
+        ),
+    ];
+    let data = mix(200_000);
+    let lines = line_count(&data);
+    let encoder = EventEncoder::new(&ServiceInfo::default());
+    let mut group = c.benchmark_group("many_patterns");
+    group.throughput(Throughput::Elements(lines));
+    group.sample_size(10);
+    for (name, set) in &sets {
+        group.bench_function(format!("frame_match_json/{name}"), |b| {
+            let mut buf = Vec::with_capacity(1 << 20);
+            b.iter(|| {
+                run(set, &data, |e| {
+                    encoder.write_line(e, &mut buf);
+                    if buf.len() > 1 << 20 {
+                        buf.clear();
+                    }
+                });
+                black_box(buf.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_mix, bench_shapes, bench_many_patterns);
 criterion_main!(benches);

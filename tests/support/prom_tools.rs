@@ -1,7 +1,9 @@
 //! The Prometheus tools some tests run (`promtool`, `prometheus`: the Debian package
 //! `prometheus`; `prometheus-alertmanager`, `amtool`: the Debian package
-//! `prometheus-alertmanager`). On a machine without them those tests are skipped with a note written
-//! straight to the terminal (past the test harness's capture, so it is seen); with
+//! `prometheus-alertmanager`), and the programs the benchmark harness's tests run (`python3`,
+//! `/usr/bin/time`: the Debian packages `python3` and `time`). On a machine without them those
+//! tests are skipped with a note written straight to the terminal (past the test harness's
+//! capture, so it is seen); with
 //! `FACTORIO_ISR_REQUIRE_PROMTOOL=1` (set by `.ci/run`) a missing tool fails them instead.
 
 use std::io::Write;
@@ -52,6 +54,8 @@ pub fn decide(name: &str, found: bool, require: Option<&str>) -> Result<bool, St
 pub fn package_of(name: &str) -> &'static str {
     match name {
         "prometheus-alertmanager" | "amtool" => "prometheus-alertmanager",
+        "python3" => "python3",
+        "/usr/bin/time" => "time",
         _ => "prometheus",
     }
 }
