@@ -17,6 +17,7 @@ use crate::app::RunRequest;
 use crate::config::Overrides;
 use crate::settings::{HostPort, Secret};
 use crate::sinks::discord::WebhookUrl;
+use crate::sinks::logstash::LogstashProtocol;
 use crate::tail::zone::TimeZoneSetting;
 
 /// Follows Factorio server logs and turns them into typed events.
@@ -58,6 +59,11 @@ pub struct RunArgs {
     /// (default: $LOGSTASH_ADDR, else the config's `logstash.address`).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub logstash: Option<String>,
+    /// How to talk to Logstash: tcp (its tcp input, json_lines codec) or beats (its beats
+    /// input, which acknowledges every window) (default: $LOGSTASH_PROTOCOL, else the
+    /// config's `logstash.protocol`, else tcp).
+    #[arg(long, value_name = "PROTOCOL", value_parser = parse_logstash_protocol)]
+    pub logstash_protocol: Option<LogstashProtocol>,
     /// Serve /metrics, /healthz and /ready on HOST:PORT (default: the config's
     /// `metrics.address`, 127.0.0.1:9464; $METRICS_PORT changes the port,
     /// METRICS_ENABLED=false turns the server off).
@@ -73,6 +79,11 @@ pub struct RunArgs {
     /// `timezone`, else local: $TZ, else the system's).
     #[arg(long, value_name = "TZ", value_parser = parse_timezone)]
     pub timezone: Option<TimeZoneSetting>,
+}
+
+/// A `--logstash-protocol` value.
+fn parse_logstash_protocol(s: &str) -> Result<LogstashProtocol, String> {
+    s.parse()
 }
 
 /// A `--timezone` value.
@@ -174,6 +185,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr.clone(),
             discord_webhook: self.discord_webhook.clone().map(Secret::new),
             timezone: self.timezone.clone(),
+            logstash_protocol: self.logstash_protocol,
         }
     }
 

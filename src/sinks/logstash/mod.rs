@@ -46,14 +46,16 @@
 //! without any error, because the `json_lines` input acknowledges nothing. That is the limit
 //! of this protocol; the at-least-once promise holds up to the socket.
 
+pub mod beats;
 mod config;
 mod internal_events;
 mod sink;
 pub mod tls;
 
 pub use self::config::{
-    LogstashConfig, STALL_MS, default_backoff_initial_ms, default_backoff_max_ms,
-    default_connect_timeout_ms, default_probation_ms,
+    ACK_STALL_MS, LogstashConfig, LogstashProtocol, STALL_MS, default_ack_timeout_ms,
+    default_backoff_initial_ms, default_backoff_max_ms, default_connect_timeout_ms,
+    default_pipelining, default_probation_ms, default_window_size,
 };
 pub use self::internal_events::LogstashErrorKind;
 pub use self::sink::{LogstashSink, LogstashStats, stall_probe};
