@@ -137,6 +137,8 @@ struct Shared {
     changed: Condvar,
     accepted: AtomicUsize,
     conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
+    /// Set while [`Beats::kill`] closes the connections: one waiting to acknowledge stops.
+    killing: AtomicBool,
 }
 
 struct Listening {
@@ -168,6 +170,7 @@ impl Beats {
             changed: Condvar::new(),
             accepted: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
+            killing: AtomicBool::new(false),
         });
         let listener = bind_retrying(0);
         let addr = listener.local_addr().expect("a bound listener's address");
@@ -238,6 +241,7 @@ impl Beats {
             l.thread.join().expect("the accept thread");
         }
         let conns: Vec<_> = lock(&self.shared.conns).drain(..).collect();
+        self.shared.killing.store(true, Ordering::SeqCst);
         for (stream, _) in &conns {
             let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
             let _ = stream.shutdown(Shutdown::Both);
@@ -248,6 +252,7 @@ impl Beats {
             reader.join().expect("a connection thread");
             drop(stream);
         }
+        self.shared.killing.store(false, Ordering::SeqCst);
     }
 
     /// Listens again on the same port after [`Beats::kill`].
@@ -458,32 +463,36 @@ impl Conn<'_> {
                 acked = seq;
             }
         }
-        // A slow or blocked pipeline: keep-alives while waiting.
+        // A slow or blocked pipeline: keep-alives while waiting, until the peer goes.
         let until = Instant::now() + acking.delay;
+        let mut last_keepalive = Instant::now();
         loop {
-            let left = until.saturating_duration_since(Instant::now());
             let held = lock(&self.shared.switches).held;
-            if left.is_zero() && !held {
+            let now = Instant::now();
+            if now >= until && !held {
                 break;
             }
-            let wait = match acking.keepalive {
-                Some(k) if held => k,
-                Some(k) => k.min(left),
-                None if held => Duration::from_millis(20),
-                None => left,
-            };
+            if self.shared.killing.load(Ordering::SeqCst) {
+                return Err(io::Error::other("killed while waiting to acknowledge"));
+            }
+            if self.peer_gone() {
+                return Err(io::Error::other(
+                    "the peer left while waiting to acknowledge",
+                ));
+            }
+            if let Some(every) = acking.keepalive
+                && now - last_keepalive >= every
+            {
+                self.ack(acked, true)?;
+                last_keepalive = now;
+            }
             let s = lock(&self.shared.switches);
             drop(
                 self.shared
                     .changed
-                    .wait_timeout(s, wait)
+                    .wait_timeout(s, Duration::from_millis(10))
                     .unwrap_or_else(|p| p.into_inner()),
             );
-            if acking.keepalive.is_some()
-                && (held || !until.saturating_duration_since(Instant::now()).is_zero())
-            {
-                self.ack(acked, true)?;
-            }
         }
         self.ack(size, false)?;
         self.received_unacked -= (size - acked) as usize;
@@ -491,6 +500,21 @@ impl Conn<'_> {
             return Err(io::Error::other("crash after acknowledging"));
         }
         Ok(())
+    }
+
+    /// Whether the peer closed the connection while nothing it sent is waiting to be read (a
+    /// peer that leaves with a window still unread here is not noticed until it is read).
+    fn peer_gone(&self) -> bool {
+        if self.out.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let gone = match self.out.peek(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != ErrorKind::WouldBlock,
+        };
+        let _ = self.out.set_nonblocking(false);
+        gone
     }
 
     fn ack(&mut self, seq: u32, keepalive: bool) -> io::Result<()> {
