@@ -361,3 +361,113 @@ fn the_flag_and_the_environment_select_beats() {
         assert_well_formed(&fake);
     }
 }
+
+/// A beats receiver nobody on this project wrote (the server of the PyPI package
+/// `timbersnake`, run by `support/beats_timbersnake.py`), killed when dropped.
+struct Timbersnake {
+    child: std::process::Child,
+    port: u16,
+    events: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    not_json: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Timbersnake {
+    fn start(python: &str) -> Timbersnake {
+        use std::io::BufRead;
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/beats_timbersnake.py"
+        );
+        let mut child = std::process::Command::new(python)
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("timbersnake says its port")
+                .expect("its stdout");
+            if let Some(p) = line.strip_prefix("PORT ") {
+                break p.parse().expect("a port number");
+            }
+        };
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let not_json = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let (events, not_json) = (events.clone(), not_json.clone());
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let Some(doc) = line.strip_prefix("EVENT ") else {
+                        continue;
+                    };
+                    match serde_json::from_str(doc) {
+                        Ok(v) => events.lock().unwrap().push(v),
+                        Err(_) => not_json.lock().unwrap().push(line),
+                    }
+                }
+            });
+        }
+        Timbersnake {
+            child,
+            port,
+            events,
+            not_json,
+        }
+    }
+}
+
+impl Drop for Timbersnake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// factorio-isr's framing, checked by code nobody here wrote: an independent beats receiver
+/// decodes every event factorio-isr sends, uncompressed (acknowledging every event on its own,
+/// partial acknowledgements) and compressed, including text that JSON must escape.
+#[test]
+fn an_independent_beats_receiver_decodes_every_event_compressed_and_not() {
+    let Some(python) = support::prom_tools::python_module("timbersnake", "timbersnake==0.1.0")
+    else {
+        return;
+    };
+    let odd = "héllo \"wörld\" \\ tab\t ünïcödé ✓ {\"not\": json}";
+    for level in [0, 6] {
+        let env = beats_env(&format!("window_size = 64\ncompression_level = {level}")).build();
+        let receiver = Timbersnake::start(python);
+        let mut w = SeqWriter::create(env.log("console.log"), "w");
+        w.write_lines(500);
+        w.write_raw(format!("2025-10-08 08:58:35 [CHAT] odd: {odd}\n").as_bytes());
+        let isr = env
+            .isr()
+            .logstash(format!("127.0.0.1:{}", receiver.port))
+            .spawn();
+        expect_metric(&isr, "factorio_isr_logstash_events_acked_total", 501.0);
+        // Each was printed before its acknowledgement was sent; the pipe may lag behind.
+        support::wait_until(|| receiver.events.lock().unwrap().len() >= 501, ARRIVE);
+        let events = receiver.events.lock().unwrap().clone();
+        assert!(receiver.not_json.lock().unwrap().is_empty());
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| support::logstash::chat_seq(e).map(|(_, s)| s))
+            .collect();
+        assert_eq!(seqs, w.written(), "compression_level = {level}");
+        let last = events.last().expect("events");
+        assert_eq!(last["fields"]["player"], "odd", "{last}");
+        assert_eq!(last["fields"]["message"], odd, "{last}");
+        assert_eq!(events.len(), 501, "compression_level = {level}");
+        for e in &events {
+            let keys = e.as_object().expect("an object");
+            assert!(
+                support::schema::EVENT_KEYS
+                    .iter()
+                    .all(|k| keys.contains_key(*k)),
+                "{e}"
+            );
+        }
+    }
+}
