@@ -218,7 +218,10 @@ fn a_logstash_that_does_not_acknowledge_is_not_ready_and_its_windows_are_sent_ag
     );
     let (status, body) = isr.admin_get("/ready");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("logstash"), "{body}");
+    assert!(
+        body.contains("logstash") && body.contains("acknowledg"),
+        "{body}"
+    );
     assert!(fake.accepted() >= 2, "{}", summary(&fake));
     fake.release_acks();
     expect_arrive(&fake, &isr, &w);

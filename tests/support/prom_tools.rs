@@ -52,6 +52,8 @@ pub fn decide(name: &str, found: bool, require: Option<&str>) -> Result<bool, St
 /// `python3` when it can import `module` (from the PyPI package `pip_spec`); `None` (after a
 /// loud note) when it cannot and [`REQUIRE_ENV`] does not require it. Fails the test when it
 /// cannot and is required.
+// Test crates that include this file alone (by `#[path]`) do not use it.
+#[allow(dead_code)]
 pub fn python_module(module: &str, pip_spec: &str) -> Option<&'static str> {
     let found = Command::new("python3")
         .arg("-c")

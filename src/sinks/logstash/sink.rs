@@ -1113,6 +1113,19 @@ mod tests {
     }
 
     #[test]
+    fn ready_says_when_a_window_has_waited_long_with_nothing_from_logstash() {
+        let metrics = LogstashMetrics::default();
+        let probe = stall_probe(&metrics, 5000, 15_000);
+        assert_eq!(probe(), None);
+        let since = &metrics.beats.ack_wait_since_unix_ms;
+        since.store(now_unix_ms() - 1000, Ordering::Relaxed);
+        assert_eq!(probe(), None, "a keep-alive a second ago");
+        since.store(now_unix_ms() - 20_000, Ordering::Relaxed);
+        let reason = probe().expect("not ready");
+        assert!(reason.contains("acknowledged nothing for 20 s"), "{reason}");
+    }
+
+    #[test]
     fn connection_refused_is_retried_until_a_listener_comes() {
         // Take a free port, then let it go so nothing listens there.
         let port = TcpListener::bind("127.0.0.1:0")
