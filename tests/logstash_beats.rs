@@ -474,3 +474,81 @@ fn an_independent_beats_receiver_decodes_every_event_compressed_and_not() {
         }
     }
 }
+
+/// Terminates TLS (with `pki`'s server certificate, no client certificate asked) in front of
+/// `backend` and relays bytes both ways: a beats input with `ssl_enabled => true`.
+fn tls_front(pki: &support::tls::Pki, backend: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::io::{ErrorKind, Read, Write};
+    let config = pki.server_config(false);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let addr = listener.local_addr().expect("an address");
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { return };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).expect("a TLS connection");
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut plain = std::net::TcpStream::connect(backend).expect("the backend");
+                let tick = Some(Duration::from_millis(5));
+                tls.sock.set_read_timeout(tick).expect("a read timeout");
+                plain.set_read_timeout(tick).expect("a read timeout");
+                let mut buf = vec![0u8; 64 * 1024];
+                let quiet = |e: &std::io::Error| {
+                    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+                };
+                loop {
+                    match tls.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if plain.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if quiet(&e) => {}
+                        Err(_) => return,
+                    }
+                    match plain.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if tls.write_all(&buf[..n]).and_then(|()| tls.flush()).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if quiet(&e) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Beats over TLS: the same `[logstash.tls]` section as for `tcp`; acknowledgements come back
+/// through TLS, read with timeouts, and every event arrives once.
+#[test]
+fn beats_over_tls_delivers_and_reads_acknowledgements() {
+    let builder = beats_env("window_size = 100\ncompression_level = 3");
+    let pki = support::tls::Pki::create(builder.root());
+    let fake = Beats::start_with(Acking {
+        every: Some(30),
+        delay: Duration::from_millis(50),
+        keepalive: Some(Duration::from_millis(20)),
+    });
+    let front = tls_front(&pki, fake.addr());
+    let env = builder
+        .logstash(&format!(
+            "[logstash.tls]\nca_file = {:?}\n",
+            pki.ca.display().to_string()
+        ))
+        .build();
+    let mut w = SeqWriter::create(env.log("console.log"), "w");
+    w.write_lines(1000);
+    let isr = env.isr().logstash(front).spawn();
+    expect_arrive(&fake, &isr, &w);
+    expect_metric(&isr, "factorio_isr_logstash_events_acked_total", 1000.0);
+    assert_well_formed(&fake);
+    assert!(duplicates(&fake, &w, 2).is_empty(), "{}", summary(&fake));
+    assert_eq!(fake.accepted(), 1, "{}", summary(&fake));
+}
