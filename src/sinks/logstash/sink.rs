@@ -172,6 +172,33 @@ impl Connection {
         }
     }
 
+    /// Reads what the peer sent into `buf` without waiting: `Ok(0)` when nothing came, `Err`
+    /// when the peer closed or reset the connection.
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp().set_nonblocking(true)?;
+        let read = match self {
+            Connection::Plain(s) => s.read(buf),
+            Connection::Tls(s) => s.read(buf),
+        };
+        self.tcp().set_nonblocking(false)?;
+        match read {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "Logstash closed the connection",
+            )),
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether [`Connection::write_all`] reports its progress.
     fn is_plain(&self) -> bool {
         matches!(self, Connection::Plain(_))
@@ -455,6 +482,13 @@ impl LogstashSink {
         // When Logstash was last heard from, or the oldest window started waiting.
         let mut heard = Instant::now();
         let mut scratch = [0u8; 4096];
+        if inflight.is_empty() {
+            // A peer that closed the connection since the last batch is noticed before
+            // anything is written into it (what it sent meanwhile, a late keep-alive, is kept).
+            let stream = self.conn.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+            let n = stream.read_now(&mut scratch)?;
+            self.acks.push(&scratch[..n]);
+        }
         while *acked < total {
             while inflight.len() < self.pipelining && next < total {
                 let end = (next + self.window_size).min(total);
@@ -1082,6 +1116,44 @@ mod tests {
         );
         assert_eq!(stats.connects, 2);
         drop(first);
+    }
+
+    #[test]
+    fn beats_a_connection_closed_between_batches_is_noticed_before_writing() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut sink =
+            LogstashSink::new(addr, &beats_config(10, 1), &ServiceInfo::default()).unwrap();
+        let first = std::thread::spawn({
+            let l = listener.try_clone().unwrap();
+            move || {
+                let (mut conn, _) = l.accept().unwrap();
+                assert_eq!(read_window(&mut conn), [0]);
+                ack(&mut conn, 1);
+                // A late keep-alive, then Logstash restarts: the connection closes.
+                ack(&mut conn, 0);
+            }
+        });
+        sink.write(&event(0, "chat")).unwrap();
+        sink.flush().unwrap();
+        first.join().unwrap();
+        let second = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let got = read_window(&mut conn);
+            ack(&mut conn, 1);
+            (got, conn)
+        });
+        sink.write(&event(1, "chat")).unwrap();
+        sink.flush().unwrap();
+        let (got, _conn) = second.join().unwrap();
+        assert_eq!(got, [1]);
+        let stats = sink.stats();
+        assert_eq!((stats.connects, stats.disconnects), (2, 1));
+        assert_eq!(
+            stats.windows_resent, 0,
+            "nothing was written into the closed connection"
+        );
+        assert_eq!(stats.events_resent, 0);
     }
 
     #[test]
