@@ -57,6 +57,9 @@ class Receiver:
                 conn, _ = self.srv.accept()
             except OSError:
                 return
+            # Acknowledgements are small writes: without TCP_NODELAY, Nagle's algorithm holds
+            # one back until the sender's delayed ACK (40 ms) when two windows are in flight.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             target = self._beats if self.beats else self._lines
             threading.Thread(target=target, args=(conn,), daemon=True).start()
 
@@ -187,8 +190,7 @@ def main():
     args = ap.parse_args()
     log = make_log(args.lines)
     settings = [("tcp (json_lines)", "[logstash]\nprobation_ms = 0\n", False)]
-    for w, p, level in [(2048, 2, 0), (512, 2, 0), (2048, 1, 0), (8192, 2, 0), (2048, 4, 0),
-                        (2048, 2, 3)]:
+    for w, p, level in [(2048, 2, 0), (512, 2, 0), (2048, 1, 0), (8192, 2, 0), (2048, 2, 3)]:
         settings.append((f"beats {w}x{p}, level {level}",
                          f"[logstash]\nprotocol = \"beats\"\nwindow_size = {w}\n"
                          f"pipelining = {p}\ncompression_level = {level}\n", True))
