@@ -486,8 +486,13 @@ impl LogstashSink {
             // A peer that closed the connection since the last batch is noticed before
             // anything is written into it (what it sent meanwhile, a late keep-alive, is kept).
             let stream = self.conn.as_mut().ok_or(io::ErrorKind::NotConnected)?;
-            let n = stream.read_now(&mut scratch)?;
-            self.acks.push(&scratch[..n]);
+            loop {
+                let n = stream.read_now(&mut scratch)?;
+                if n == 0 {
+                    break;
+                }
+                self.acks.push(&scratch[..n]);
+            }
         }
         while *acked < total {
             while inflight.len() < self.pipelining && next < total {
@@ -1124,19 +1129,45 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let mut sink =
             LogstashSink::new(addr, &beats_config(10, 1), &ServiceInfo::default()).unwrap();
+        let (flushed, wait_flushed) = mpsc::channel::<()>();
         let first = std::thread::spawn({
             let l = listener.try_clone().unwrap();
             move || {
                 let (mut conn, _) = l.accept().unwrap();
                 assert_eq!(read_window(&mut conn), [0]);
                 ack(&mut conn, 1);
-                // A late keep-alive, then Logstash restarts: the connection closes.
+                // Once the batch is delivered: a late keep-alive, then Logstash restarts and
+                // the connection closes.
+                wait_flushed.recv().unwrap();
                 ack(&mut conn, 0);
             }
         });
         sink.write(&event(0, "chat")).unwrap();
         sink.flush().unwrap();
+        flushed.send(()).unwrap();
         first.join().unwrap();
+        // The close has reached the sink's socket (CLOSE_WAIT, 08 in /proc/net/tcp).
+        let port = sink
+            .conn
+            .as_ref()
+            .unwrap()
+            .tcp()
+            .local_addr()
+            .unwrap()
+            .port();
+        let local = format!(":{port:04X} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/net/tcp")
+            .unwrap()
+            .lines()
+            .any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && format!("{} ", f[1]).ends_with(&local) && f[3] == "08"
+            })
+        {
+            assert!(Instant::now() < deadline, "the close never arrived");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let second = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
             let got = read_window(&mut conn);
