@@ -17,6 +17,7 @@ use crate::app::RunRequest;
 use crate::config::Overrides;
 use crate::settings::{HostPort, Secret};
 use crate::sinks::discord::WebhookUrl;
+use crate::sinks::logstash::LogstashProtocol;
 use crate::tail::zone::TimeZoneSetting;
 
 /// Follows Factorio server logs and turns them into typed events.
@@ -58,6 +59,11 @@ pub struct RunArgs {
     /// (default: $LOGSTASH_ADDR, else the config's `logstash.address`).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub logstash: Option<String>,
+    /// How to talk to Logstash: tcp (its tcp input, json_lines codec) or beats (its beats
+    /// input, which acknowledges every window) (default: $LOGSTASH_PROTOCOL, else the
+    /// config's `logstash.protocol`, else tcp).
+    #[arg(long, value_name = "PROTOCOL", value_parser = parse_logstash_protocol)]
+    pub logstash_protocol: Option<LogstashProtocol>,
     /// Serve /metrics, /healthz and /ready on HOST:PORT (default: the config's
     /// `metrics.address`, 127.0.0.1:9464; $METRICS_PORT changes the port,
     /// METRICS_ENABLED=false turns the server off).
@@ -78,6 +84,11 @@ pub struct RunArgs {
     /// player the log missed leaving (with [[servers]]: `rcon_address` in each).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub rcon: Option<String>,
+}
+
+/// A `--logstash-protocol` value.
+fn parse_logstash_protocol(s: &str) -> Result<LogstashProtocol, String> {
+    s.parse()
 }
 
 /// A `--timezone` value.
@@ -180,6 +191,7 @@ impl RunArgs {
             discord_webhook: self.discord_webhook.clone().map(Secret::new),
             timezone: self.timezone.clone(),
             rcon: self.rcon.clone(),
+            logstash_protocol: self.logstash_protocol,
         }
     }
 

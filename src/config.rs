@@ -36,7 +36,7 @@ use crate::rcon::{RconConfig, RconTarget};
 use crate::alertmanager::AlertmanagerConfig;
 use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
-use crate::sinks::logstash::LogstashConfig;
+use crate::sinks::logstash::{LogstashConfig, LogstashProtocol};
 use crate::tail::config::{TailConfig, default_state_dir};
 use crate::tail::frame::FramingLimits;
 use crate::tail::tailer;
@@ -196,6 +196,8 @@ pub struct Overrides {
     pub timezone: Option<TimeZoneSetting>,
     /// `--rcon HOST:PORT`: the single LOG_DIR's RCON address.
     pub rcon: Option<String>,
+    /// `--logstash-protocol tcp|beats`.
+    pub logstash_protocol: Option<LogstashProtocol>,
 }
 
 impl Default for Config {
@@ -514,6 +516,14 @@ impl Config {
                 problem: e.to_string(),
             })?;
             self.logstash.address = Some(a);
+        }
+        // [logstash] protocol: --logstash-protocol, else LOGSTASH_PROTOCOL, else the file.
+        if let Some(p) = flags.logstash_protocol {
+            self.logstash.protocol = p;
+        } else if let Some(v) = env.get("LOGSTASH_PROTOCOL") {
+            self.logstash.protocol = v
+                .parse()
+                .map_err(|_| setting("LOGSTASH_PROTOCOL", v, "is neither tcp nor beats"))?;
         }
         // [discord]: --discord-webhook, else DISCORD_WEBHOOK_URL, as the default webhook.
         self.discord_webhook_url = flags
@@ -954,6 +964,34 @@ mod tests {
         };
         flagged.apply(&flags, &|_: &str| None).unwrap();
         assert_eq!(zones(&flagged), ["UTC", "UTC"]);
+    }
+
+    #[test]
+    fn the_logstash_protocol_comes_from_the_flag_else_the_environment_else_the_file() {
+        let file = Config {
+            logstash: LogstashConfig {
+                protocol: LogstashProtocol::Beats,
+                ..LogstashConfig::default()
+            },
+            ..Config::default()
+        };
+        let env = |k: &str| (k == "LOGSTASH_PROTOCOL").then(|| "tcp".to_owned());
+        let mut c = file.clone();
+        c.apply(&Overrides::default(), &|_: &str| None).unwrap();
+        assert_eq!(c.logstash.protocol, LogstashProtocol::Beats);
+        let mut c = file.clone();
+        c.apply(&Overrides::default(), &env).unwrap();
+        assert_eq!(c.logstash.protocol, LogstashProtocol::Tcp);
+        let mut c = file.clone();
+        let flags = Overrides {
+            logstash_protocol: Some(LogstashProtocol::Beats),
+            ..Overrides::default()
+        };
+        c.apply(&flags, &env).unwrap();
+        assert_eq!(c.logstash.protocol, LogstashProtocol::Beats);
+        let bad = |k: &str| (k == "LOGSTASH_PROTOCOL").then(|| "lumberjack".to_owned());
+        let e = file.clone().apply(&Overrides::default(), &bad).unwrap_err();
+        assert!(e.to_string().contains("LOGSTASH_PROTOCOL"), "{e}");
     }
 
     #[test]

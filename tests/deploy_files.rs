@@ -93,6 +93,16 @@ fn the_pipeline_reads_json_lines_into_a_daily_index() {
     assert!(conf.contains("index => \"factorio-isr-%{+YYYY.MM.dd}\""));
 }
 
+#[test]
+fn the_beats_pipeline_reads_the_beats_protocol_into_the_same_index() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/logstash/factorio-isr-beats.conf");
+    let conf = std::fs::read_to_string(path).expect("the beats pipeline exists");
+    assert!(conf.contains("beats {"));
+    assert!(conf.contains("port => 5044"));
+    assert!(conf.contains("index => \"factorio-isr-%{+YYYY.MM.dd}\""));
+}
+
 // ---- Prometheus, Grafana, compose, Docker, systemd ----
 
 /// Every metric factorio-isr exports (histograms by their base name).
@@ -110,6 +120,9 @@ const METRICS: &[&str] = &[
     "factorio_isr_logstash_connect_failures_total",
     "factorio_isr_logstash_events_sent_total",
     "factorio_isr_logstash_events_resent_total",
+    "factorio_isr_logstash_events_acked_total",
+    "factorio_isr_logstash_windows_resent_total",
+    "factorio_isr_logstash_ack_latency_seconds",
     "factorio_isr_discord_api_latency_seconds",
     "factorio_isr_discord_requests_total",
     "factorio_isr_discord_rate_limited_total",

@@ -359,6 +359,35 @@ pub struct LogstashMetrics {
     pub write_started_unix_ms: Arc<AtomicU64>,
     /// Errors by component and type.
     pub errors: ErrorCounter,
+    /// What only the beats protocol updates.
+    pub beats: BeatsMetrics,
+}
+
+/// What the Logstash sink updates when it speaks the beats protocol.
+#[derive(Clone, Debug)]
+pub struct BeatsMetrics {
+    /// Events Logstash acknowledged.
+    pub events_acked: Counter,
+    /// Windows sent again on a new connection because theirs failed or went silent before
+    /// they were wholly acknowledged.
+    pub windows_resent: Counter,
+    /// Seconds from sending a window to its last acknowledgement.
+    pub ack_latency_seconds: Histogram,
+    /// Since when (milliseconds since the Unix epoch) Logstash has sent nothing while a
+    /// window waits for its acknowledgement, 0 when none waits: how `/ready` tells a Logstash
+    /// that accepts but does not acknowledge.
+    pub ack_wait_since_unix_ms: Arc<AtomicU64>,
+}
+
+impl Default for BeatsMetrics {
+    fn default() -> Self {
+        BeatsMetrics {
+            events_acked: Counter::default(),
+            windows_resent: Counter::default(),
+            ack_latency_seconds: latency_histogram(),
+            ack_wait_since_unix_ms: Arc::default(),
+        }
+    }
 }
 
 /// What the Discord sink updates.
@@ -495,6 +524,21 @@ impl Metrics {
             "logstash_events_resent",
             "Events written again that may have reached Logstash before: an upper bound of duplicates",
             logstash.events_resent.clone(),
+        );
+        registry.register(
+            "logstash_events_acked",
+            "Events Logstash acknowledged (beats protocol)",
+            logstash.beats.events_acked.clone(),
+        );
+        registry.register(
+            "logstash_windows_resent",
+            "Windows sent again on a new connection before Logstash acknowledged them wholly (beats protocol)",
+            logstash.beats.windows_resent.clone(),
+        );
+        registry.register(
+            "logstash_ack_latency_seconds",
+            "Seconds from sending a window to Logstash until its last acknowledgement (beats protocol)",
+            logstash.beats.ack_latency_seconds.clone(),
         );
         let discord = DiscordMetrics {
             errors: errors.clone(),

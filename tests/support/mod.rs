@@ -16,6 +16,7 @@
 // Shared by test crates that each use part of it.
 #![allow(dead_code)]
 
+pub mod beats;
 pub mod discord;
 pub mod logstash;
 pub mod otlp;
@@ -646,6 +647,7 @@ impl IsrCmd {
             .env_remove("SERVICE_VERSION")
             .env_remove("SERVICE_ENVIRONMENT")
             .env_remove("LOGSTASH_ADDR")
+            .env_remove("LOGSTASH_PROTOCOL")
             .env_remove("METRICS_ENABLED")
             .env_remove("DISCORD_WEBHOOK_URL")
             // Tests run side by side: each admin server on a port of its own.

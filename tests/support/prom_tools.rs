@@ -5,6 +5,9 @@
 //! tests are skipped with a note written straight to the terminal (past the test harness's
 //! capture, so it is seen); with
 //! `FACTORIO_ISR_REQUIRE_PROMTOOL=1` (set by `.ci/run`) a missing tool fails them instead.
+//!
+//! The same holds for the Python packages some tests run ([`python_module`]: the beats
+//! receiver `timbersnake` from PyPI).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -58,4 +61,32 @@ pub fn package_of(name: &str) -> &'static str {
         "/usr/bin/time" => "time",
         _ => "prometheus",
     }
+/// `python3` when it can import `module` (from the PyPI package `pip_spec`); `None` (after a
+/// loud note) when it cannot and [`REQUIRE_ENV`] does not require it. Fails the test when it
+/// cannot and is required.
+// Test crates that include this file alone (by `#[path]`) do not use it.
+#[allow(dead_code)]
+pub fn python_module(module: &str, pip_spec: &str) -> Option<&'static str> {
+    let found = Command::new("python3")
+        .arg("-c")
+        .arg(format!("import {module}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some("python3");
+    }
+    let install = format!("python3 -m pip install {pip_spec}");
+    let require = std::env::var(REQUIRE_ENV).ok();
+    if require.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        panic!(
+            "the Python module `{module}` is not installed and {REQUIRE_ENV}=1 requires it: {install}"
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: the Python module `{module}` is not installed, so this test checked nothing. Run `{install}` to run it; {REQUIRE_ENV}=1 makes it required. ***\n"
+    );
+    None
 }

@@ -104,7 +104,9 @@ impl Pki {
         }
     }
 
-    fn server_config(&self, require_client_cert: bool) -> Arc<ServerConfig> {
+    /// The server side of the TLS tests: `server_cert`, asking for a client certificate signed
+    /// by `ca` when `require_client_cert`.
+    pub fn server_config(&self, require_client_cert: bool) -> Arc<ServerConfig> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.server_cert)
             .expect("server.pem")

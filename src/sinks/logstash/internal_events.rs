@@ -3,6 +3,8 @@
 //!
 //! - [`connected`]: `info`, `logstash_reconnects_total` after the first, the component still
 //!   not ready: the connection is on probation.
+//! - [`beats_connected`]: as [`connected`], for the beats protocol: the connection counts once
+//!   Logstash acknowledges on it.
 //! - [`proven`]: `info`, `logstash_connected` 1, the component ready.
 //! - [`connect_failed`]: `warn` with the retry wait, `logstash_connect_failures_total`,
 //!   `errors_total{component="logstash",error_type="connect"}`, the component not ready with
@@ -70,7 +72,20 @@ pub(super) fn connected(r: &Report<'_>, connects: u64, probation: Duration) {
     info!(address = %r.address, tls = r.tls, probation_ms, "Connected to Logstash; on probation.");
 }
 
-/// The connection carried its first batch through its probation: it is healthy.
+/// beats: connection number `connects` is up; it counts once Logstash acknowledges.
+pub(super) fn beats_connected(r: &Report<'_>, connects: u64) {
+    if connects > 1 {
+        r.metrics.reconnects.inc();
+    }
+    r.health.not_ready(format!(
+        "connected to {}; the connection counts once Logstash acknowledges events on it",
+        r.address
+    ));
+    info!(address = %r.address, tls = r.tls, "Connected to Logstash's beats input; waiting for its first acknowledgement.");
+}
+
+/// The connection carried its first batch through its probation (beats: Logstash
+/// acknowledged events on it): it is healthy.
 pub(super) fn proven(r: &Report<'_>) {
     r.metrics.connected.set(1);
     r.health.ready();

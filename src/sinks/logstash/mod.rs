@@ -1,5 +1,31 @@
-//! The Logstash sink: every event as one JSON line over TCP, for Logstash's `tcp` input with
-//! the `json_lines` codec.
+//! The Logstash sink, in one of two protocols (`[logstash] protocol`): `tcp` (the default),
+//! every event as one JSON line over TCP for Logstash's `tcp` input with the `json_lines`
+//! codec, which acknowledges nothing; or `beats`, the beats protocol (Lumberjack v2, [`beats`])
+//! for Logstash's `beats` input, which acknowledges every window of events. The connection
+//! handling (address, TLS, connect timeout, backoff) is the same for both; what counts as
+//! delivered differs.
+//!
+//! With `beats`, a batch is split into windows of `window_size` events (`'2' 'W'`, then one
+//! `'2' 'J'` frame per event numbered from 1, or all of them in one zlib `'2' 'C'` frame with
+//! `compression_level` above 0), up to `pipelining` windows are in flight, and
+//! [`Sink::flush`](crate::sinks::Sink::flush) returns only once Logstash acknowledged every
+//! event (`'2' 'A'` with the number of the last event taken; several may acknowledge a window
+//! in parts). So the checkpoint moves only past acknowledged events, and a forced stop saves
+//! it at the first event not acknowledged. Acknowledgements replace the probation of `tcp`
+//! (`probation_ms` is not used): a connection counts as healthy, for `/ready` and the backoff,
+//! once Logstash acknowledged something on it. An acknowledgement that moves nothing is a
+//! keep-alive (Logstash sends `'2' 'A'` 0 every 5 s while its pipeline is blocked): it proves
+//! Logstash alive, so a slow pipeline is waited for, not taken for a dead one. When Logstash
+//! sends nothing at all for `ack_timeout_ms` while a window waits, when it closes or resets
+//! the connection, or when it sends bytes that are not acknowledgements (not a beats input),
+//! the connection is dropped and the windows not wholly acknowledged are sent again on the
+//! next one, from their first unacknowledged event: at-least-once, with duplicates at most
+//! the events sent and not acknowledged (`logstash_windows_resent_total`,
+//! `logstash_events_resent_total`). `/ready` says not ready from a connect until the first
+//! acknowledgement, and while a window has waited [`ACK_STALL_MS`] with nothing from Logstash.
+//! Writes still have no timeout (a Logstash that does not read is backpressure).
+//!
+//! The rest of these docs describe `tcp`.
 //!
 //! Events of a batch are encoded into one buffer and written with one `write_all` when the
 //! pipeline flushes the batch. [`Sink::flush`](crate::sinks::Sink::flush) returns only once the whole batch is written to
@@ -46,14 +72,16 @@
 //! without any error, because the `json_lines` input acknowledges nothing. That is the limit
 //! of this protocol; the at-least-once promise holds up to the socket.
 
+pub mod beats;
 mod config;
 mod internal_events;
 mod sink;
 pub mod tls;
 
 pub use self::config::{
-    LogstashConfig, STALL_MS, default_backoff_initial_ms, default_backoff_max_ms,
-    default_connect_timeout_ms, default_probation_ms,
+    ACK_STALL_MS, LogstashConfig, LogstashProtocol, STALL_MS, default_ack_timeout_ms,
+    default_backoff_initial_ms, default_backoff_max_ms, default_connect_timeout_ms,
+    default_pipelining, default_probation_ms, default_window_size,
 };
 pub use self::internal_events::LogstashErrorKind;
 pub use self::sink::{LogstashSink, LogstashStats, stall_probe};

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::config::LogstashConfig;
+use super::beats::{AckEffect, AckReader, InFlight, encode_window};
+use super::config::{LogstashConfig, LogstashProtocol};
 use super::internal_events;
 use super::tls::{Tls, TlsError, TlsStream};
 use crate::event::{Event, EventEncoder, LOG_EVENT_TYPE, ServiceInfo};
@@ -39,6 +40,11 @@ pub struct LogstashStats {
     pub events_resent: u64,
     /// Events not sent because `forward_unmatched` is off.
     pub events_skipped: u64,
+    /// beats: events Logstash acknowledged.
+    pub events_acked: u64,
+    /// beats: windows sent again because their connection failed or went silent before
+    /// Logstash acknowledged them wholly.
+    pub windows_resent: u64,
 }
 
 /// A connection to Logstash, plain or encrypted.
@@ -137,6 +143,62 @@ impl Connection {
         }
     }
 
+    /// Reads what the peer sent into `buf`, waiting up to `timeout`: `Ok(0)` when nothing
+    /// came, `Err` when the peer closed or reset the connection.
+    fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.tcp()
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let read = match self {
+            Connection::Plain(s) => s.read(buf),
+            Connection::Tls(s) => s.read(buf),
+        };
+        match read {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "Logstash closed the connection",
+            )),
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads what the peer sent into `buf` without waiting: `Ok(0)` when nothing came, `Err`
+    /// when the peer closed or reset the connection.
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp().set_nonblocking(true)?;
+        let read = match self {
+            Connection::Plain(s) => s.read(buf),
+            Connection::Tls(s) => s.read(buf),
+        };
+        self.tcp().set_nonblocking(false)?;
+        match read {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "Logstash closed the connection",
+            )),
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether [`Connection::write_all`] reports its progress.
     fn is_plain(&self) -> bool {
         matches!(self, Connection::Plain(_))
@@ -184,8 +246,24 @@ pub struct LogstashSink {
     /// While a batch is being written over plain TCP on a connection that passed its
     /// probation: the file offset of its first event not yet wholly taken by the kernel;
     /// [`NO_CUT`] otherwise (nothing written on a connection on probation is delivered);
-    /// handed out as [`SinkHandle::cut_offset`].
+    /// handed out as [`SinkHandle::cut_offset`]. With beats: the offset of the batch's first
+    /// event not yet acknowledged, once some are.
     cut: Arc<AtomicU64>,
+    /// `tcp` (json_lines) or `beats`.
+    protocol: LogstashProtocol,
+    /// beats: events per window.
+    window_size: usize,
+    /// beats: windows in flight at most.
+    pipelining: usize,
+    /// beats: zlib level, 0 for none.
+    compression_level: u32,
+    /// beats: how long Logstash may stay silent while a window waits.
+    ack_timeout: Duration,
+    /// beats: the frames of the window being sent, and the compressor's input.
+    frame: Vec<u8>,
+    scratch: Vec<u8>,
+    /// beats: what the connection sent back, cut into acknowledgements.
+    acks: AckReader,
 }
 
 /// How often a blocked plain-TCP write reports how far it got.
@@ -224,6 +302,14 @@ impl LogstashSink {
             health: Component::default(),
             ends: Vec::new(),
             cut: Arc::new(AtomicU64::new(NO_CUT)),
+            protocol: config.protocol,
+            window_size: config.window_size.max(1) as usize,
+            pipelining: config.pipelining.max(1) as usize,
+            compression_level: config.compression_level.min(9),
+            ack_timeout: Duration::from_millis(config.ack_timeout_ms.max(1)),
+            frame: Vec::new(),
+            scratch: Vec::new(),
+            acks: AckReader::default(),
         })
     }
 
@@ -256,7 +342,17 @@ impl LogstashSink {
                     self.stats.connects += 1;
                     self.connected_at = Instant::now();
                     self.proven = false;
-                    internal_events::connected(&self.report(), self.stats.connects, self.probation);
+                    match self.protocol {
+                        LogstashProtocol::Tcp => internal_events::connected(
+                            &self.report(),
+                            self.stats.connects,
+                            self.probation,
+                        ),
+                        LogstashProtocol::Beats => {
+                            self.acks.clear();
+                            internal_events::beats_connected(&self.report(), self.stats.connects)
+                        }
+                    }
                     self.conn = Some(stream);
                     return;
                 }
@@ -335,6 +431,149 @@ impl LogstashSink {
         }
         let before = self.ends.partition_point(|&(end, _)| end < bytes);
         (before + 1).min(self.ends.len())
+    }
+
+    /// beats: sends the batch as windows of `window_size` events, at most `pipelining` of
+    /// them in flight, and returns once Logstash acknowledged every event. A connection that
+    /// fails or stays silent for `ack_timeout` is dropped and what it had not acknowledged is
+    /// sent again on the next one.
+    fn flush_beats(&mut self) -> io::Result<()> {
+        let total = self.ends.len();
+        let mut acked = 0;
+        // Events that may have reached Logstash without an acknowledgement.
+        let mut resent = 0;
+        let mut inflight = InFlight::default();
+        while acked < total {
+            if self.conn.is_none() {
+                self.connect();
+            }
+            if let Err(e) = self.beats_exchange(&mut inflight, &mut acked) {
+                resent += inflight.unacked_events();
+                let windows = inflight.clear() as u64;
+                self.stats.windows_resent += windows;
+                self.metrics.beats.windows_resent.inc_by(windows);
+                self.disconnect(&e);
+            }
+        }
+        self.metrics
+            .beats
+            .ack_wait_since_unix_ms
+            .store(0, Ordering::Relaxed);
+        self.cut.store(NO_CUT, Ordering::Relaxed);
+        self.stats.batches += 1;
+        self.stats.events += self.pending;
+        self.metrics.events_sent.inc_by(self.pending);
+        if resent > 0 {
+            self.stats.events_resent += resent;
+            self.metrics.events_resent.inc_by(resent);
+        }
+        self.buf.clear();
+        self.ends.clear();
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// beats: on the current connection, from the first event not acknowledged, sends windows
+    /// and reads acknowledgements until every event of the batch is acknowledged (`Ok`) or the
+    /// connection fails (`Err`; `inflight` then holds what it had not acknowledged).
+    fn beats_exchange(&mut self, inflight: &mut InFlight, acked: &mut usize) -> io::Result<()> {
+        let total = self.ends.len();
+        let mut next = *acked;
+        // When Logstash was last heard from, or the oldest window started waiting.
+        let mut heard = Instant::now();
+        let mut scratch = [0u8; 4096];
+        if inflight.is_empty() {
+            // A peer that closed the connection since the last batch is noticed before
+            // anything is written into it (what it sent meanwhile, a late keep-alive, is kept).
+            let stream = self.conn.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+            loop {
+                let n = stream.read_now(&mut scratch)?;
+                if n == 0 {
+                    break;
+                }
+                self.acks.push(&scratch[..n]);
+            }
+        }
+        while *acked < total {
+            while inflight.len() < self.pipelining && next < total {
+                let end = (next + self.window_size).min(total);
+                self.frame.clear();
+                let (buf, ends) = (&self.buf, &self.ends);
+                let docs = (next..end).map(|i| {
+                    let start = if i == 0 { 0 } else { ends[i - 1].0 };
+                    // The JSON without its newline.
+                    &buf[start..ends[i].0 - 1]
+                });
+                encode_window(
+                    docs,
+                    self.compression_level,
+                    &mut self.frame,
+                    &mut self.scratch,
+                );
+                if inflight.is_empty() {
+                    heard = Instant::now();
+                }
+                self.send_frame()?;
+                inflight.sent(next, (end - next) as u32);
+                next = end;
+            }
+            self.metrics.beats.ack_wait_since_unix_ms.store(
+                now_unix_ms().saturating_sub(heard.elapsed().as_millis() as u64),
+                Ordering::Relaxed,
+            );
+            let left = self.ack_timeout.saturating_sub(heard.elapsed());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "Logstash sent no acknowledgement for {} ms, not even a keep-alive (is this address a Logstash beats input?)",
+                        self.ack_timeout.as_millis()
+                    ),
+                ));
+            }
+            let stream = self.conn.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+            let n = stream.read_within(&mut scratch, left)?;
+            self.acks.push(&scratch[..n]);
+            while let Some(seq) = self.acks.next().map_err(io::Error::other)? {
+                heard = Instant::now();
+                match inflight.apply(seq).map_err(io::Error::other)? {
+                    AckEffect::KeepAlive => {}
+                    AckEffect::Progress { events, done } => {
+                        *acked += events as usize;
+                        self.stats.events_acked += u64::from(events);
+                        self.metrics.beats.events_acked.inc_by(u64::from(events));
+                        if let Some(latency) = done {
+                            self.metrics
+                                .beats
+                                .ack_latency_seconds
+                                .observe(latency.as_secs_f64());
+                        }
+                        if let Some(&(_, offset)) = self.ends.get(*acked) {
+                            self.cut.store(offset, Ordering::Relaxed);
+                        }
+                        if !self.proven {
+                            self.proven = true;
+                            self.backoff = self.backoff_initial;
+                            internal_events::proven(&self.report());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// beats: writes the window in `frame`.
+    fn send_frame(&mut self) -> io::Result<()> {
+        let stream = self.conn.as_mut().ok_or(io::ErrorKind::NotConnected)?;
+        self.metrics
+            .write_started_unix_ms
+            .store(now_unix_ms(), Ordering::Relaxed);
+        let written = stream.write_all(&self.frame, |_| {});
+        self.metrics
+            .write_started_unix_ms
+            .store(0, Ordering::Relaxed);
+        written
     }
 
     fn try_connect(&self) -> io::Result<Connection> {
@@ -432,6 +671,9 @@ impl Sink for LogstashSink {
         if self.buf.is_empty() {
             return Ok(());
         }
+        if self.protocol == LogstashProtocol::Beats {
+            return self.flush_beats();
+        }
         // Events of the batch that may have reached Logstash on a connection that failed.
         let mut reached = 0;
         loop {
@@ -476,10 +718,25 @@ impl Sink for LogstashSink {
 }
 
 /// A probe for `/ready`: `Some(reason)` while a write has been blocked for `stall_ms` or more,
-/// which means Logstash accepts but does not read (backpressure; the log files buffer).
-pub fn stall_probe(metrics: &LogstashMetrics, stall_ms: u64) -> crate::telemetry::health::Probe {
+/// which means Logstash accepts but does not read (backpressure; the log files buffer), or
+/// (beats) while a window has waited `ack_stall_ms` or more with nothing from Logstash, not
+/// even a keep-alive.
+pub fn stall_probe(
+    metrics: &LogstashMetrics,
+    stall_ms: u64,
+    ack_stall_ms: u64,
+) -> crate::telemetry::health::Probe {
     let started = metrics.write_started_unix_ms.clone();
+    let waiting = metrics.beats.ack_wait_since_unix_ms.clone();
     Box::new(move || {
+        let since = waiting.load(Ordering::Relaxed);
+        let silent_ms = now_unix_ms().saturating_sub(since);
+        if since != 0 && silent_ms >= ack_stall_ms {
+            return Some(format!(
+                "Logstash has acknowledged nothing for {} s, not even with a keep-alive (it accepts but does not acknowledge); reading waits, nothing is lost",
+                silent_ms / 1000
+            ));
+        }
         let since = started.load(Ordering::Relaxed);
         let blocked_ms = now_unix_ms().saturating_sub(since);
         (since != 0 && blocked_ms >= stall_ms).then(|| {
@@ -749,6 +1006,226 @@ mod tests {
         );
         assert_eq!(read_more(&conn, EVENTS as usize).len(), EVENTS as usize);
         flusher.join().unwrap().unwrap();
+    }
+
+    fn beats_config(window_size: u32, pipelining: u32) -> LogstashConfig {
+        LogstashConfig {
+            protocol: LogstashProtocol::Beats,
+            window_size,
+            pipelining,
+            ..config()
+        }
+    }
+
+    /// Reads one uncompressed beats window: its events' offsets.
+    fn read_window(conn: &mut TcpStream) -> Vec<u64> {
+        let mut head = [0u8; 6];
+        conn.read_exact(&mut head).unwrap();
+        assert_eq!(&head[..2], b"2W");
+        let n = u32::from_be_bytes(head[2..].try_into().unwrap());
+        (1..=n)
+            .map(|want| {
+                let mut h = [0u8; 10];
+                conn.read_exact(&mut h).unwrap();
+                assert_eq!(&h[..2], b"2J");
+                assert_eq!(u32::from_be_bytes(h[2..6].try_into().unwrap()), want);
+                let mut doc = vec![0u8; u32::from_be_bytes(h[6..].try_into().unwrap()) as usize];
+                conn.read_exact(&mut doc).unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+                v["log"]["offset"].as_u64().unwrap()
+            })
+            .collect()
+    }
+
+    fn ack(conn: &mut TcpStream, seq: u32) {
+        let mut f = *b"2A\0\0\0\0";
+        f[2..].copy_from_slice(&seq.to_be_bytes());
+        conn.write_all(&f).unwrap();
+    }
+
+    #[test]
+    fn beats_flush_returns_once_every_window_is_acknowledged() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut sink =
+            LogstashSink::new(addr, &beats_config(2, 2), &ServiceInfo::default()).unwrap();
+        let cut = sink.handle().cut_offset.unwrap();
+        for i in 0..5 {
+            sink.write(&event(i, "chat")).unwrap();
+        }
+        let flusher = std::thread::spawn(move || {
+            sink.flush().unwrap();
+            sink
+        });
+        let (mut conn, _) = listener.accept().unwrap();
+        // Two windows in flight, the third waits for the first acknowledgement.
+        assert_eq!(read_window(&mut conn), [0, 1]);
+        assert_eq!(read_window(&mut conn), [2, 3]);
+        // A partial acknowledgement: the first event is delivered, the flush goes on.
+        ack(&mut conn, 1);
+        while cut.load(Ordering::Relaxed) != 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!flusher.is_finished());
+        ack(&mut conn, 0); // a keep-alive moves nothing
+        ack(&mut conn, 2);
+        assert_eq!(read_window(&mut conn), [4]);
+        ack(&mut conn, 2);
+        assert!(
+            !flusher.is_finished(),
+            "the last window is not acknowledged"
+        );
+        ack(&mut conn, 1);
+        let sink = flusher.join().unwrap();
+        let stats = sink.stats();
+        assert_eq!((stats.events_acked, stats.events, stats.batches), (5, 5, 1));
+        assert_eq!((stats.windows_resent, stats.events_resent), (0, 0));
+        assert!(sink.proven, "acknowledged: healthy");
+        assert_eq!(sink.metrics.beats.events_acked.get(), 5);
+        assert_eq!(cut.load(Ordering::Relaxed), NO_CUT);
+    }
+
+    #[test]
+    fn beats_windows_not_acknowledged_in_time_are_sent_again_from_the_first_unacknowledged() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cfg = LogstashConfig {
+            ack_timeout_ms: 300,
+            ..beats_config(3, 2)
+        };
+        let mut sink = LogstashSink::new(addr, &cfg, &ServiceInfo::default()).unwrap();
+        for i in 0..6 {
+            sink.write(&event(i, "chat")).unwrap();
+        }
+        let flusher = std::thread::spawn(move || {
+            sink.flush().unwrap();
+            sink
+        });
+        let (mut first, _) = listener.accept().unwrap();
+        assert_eq!(read_window(&mut first), [0, 1, 2]);
+        assert_eq!(read_window(&mut first), [3, 4, 5]);
+        // Two events acknowledged, then silence: the connection is given up.
+        ack(&mut first, 2);
+        let (mut second, _) = listener.accept().unwrap();
+        assert_eq!(read_window(&mut second), [2, 3, 4]);
+        assert_eq!(read_window(&mut second), [5]);
+        ack(&mut second, 3);
+        ack(&mut second, 1);
+        let sink = flusher.join().unwrap();
+        let stats = sink.stats();
+        assert_eq!(stats.events_acked, 6);
+        assert_eq!(stats.windows_resent, 2, "both windows were in flight");
+        assert_eq!(
+            stats.events_resent, 4,
+            "events 2 to 5 may have reached Logstash"
+        );
+        assert_eq!(stats.connects, 2);
+        drop(first);
+    }
+
+    #[test]
+    fn beats_a_connection_closed_between_batches_is_noticed_before_writing() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut sink =
+            LogstashSink::new(addr, &beats_config(10, 1), &ServiceInfo::default()).unwrap();
+        let (flushed, wait_flushed) = mpsc::channel::<()>();
+        let first = std::thread::spawn({
+            let l = listener.try_clone().unwrap();
+            move || {
+                let (mut conn, _) = l.accept().unwrap();
+                assert_eq!(read_window(&mut conn), [0]);
+                ack(&mut conn, 1);
+                // Once the batch is delivered: a late keep-alive, then Logstash restarts and
+                // the connection closes.
+                wait_flushed.recv().unwrap();
+                ack(&mut conn, 0);
+            }
+        });
+        sink.write(&event(0, "chat")).unwrap();
+        sink.flush().unwrap();
+        flushed.send(()).unwrap();
+        first.join().unwrap();
+        // The close has reached the sink's socket (CLOSE_WAIT, 08 in /proc/net/tcp).
+        let port = sink
+            .conn
+            .as_ref()
+            .unwrap()
+            .tcp()
+            .local_addr()
+            .unwrap()
+            .port();
+        let local = format!(":{port:04X} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/net/tcp")
+            .unwrap()
+            .lines()
+            .any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && format!("{} ", f[1]).ends_with(&local) && f[3] == "08"
+            })
+        {
+            assert!(Instant::now() < deadline, "the close never arrived");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let second = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let got = read_window(&mut conn);
+            ack(&mut conn, 1);
+            (got, conn)
+        });
+        sink.write(&event(1, "chat")).unwrap();
+        sink.flush().unwrap();
+        let (got, _conn) = second.join().unwrap();
+        assert_eq!(got, [1]);
+        let stats = sink.stats();
+        assert_eq!((stats.connects, stats.disconnects), (2, 1));
+        assert_eq!(
+            stats.windows_resent, 0,
+            "nothing was written into the closed connection"
+        );
+        assert_eq!(stats.events_resent, 0);
+    }
+
+    #[test]
+    fn beats_bytes_that_are_no_acknowledgement_drop_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut sink =
+            LogstashSink::new(addr, &beats_config(10, 1), &ServiceInfo::default()).unwrap();
+        sink.write(&event(0, "chat")).unwrap();
+        let flusher = std::thread::spawn(move || {
+            sink.flush().unwrap();
+            sink
+        });
+        let (mut first, _) = listener.accept().unwrap();
+        read_window(&mut first);
+        first
+            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            .unwrap();
+        let (mut second, _) = listener.accept().unwrap();
+        assert_eq!(read_window(&mut second), [0]);
+        ack(&mut second, 1);
+        let sink = flusher.join().unwrap();
+        assert_eq!(sink.stats().windows_resent, 1);
+        assert_eq!(
+            sink.stats().probation_failures,
+            1,
+            "never acknowledged: not healthy"
+        );
+    }
+
+    #[test]
+    fn ready_says_when_a_window_has_waited_long_with_nothing_from_logstash() {
+        let metrics = LogstashMetrics::default();
+        let probe = stall_probe(&metrics, 5000, 15_000);
+        assert_eq!(probe(), None);
+        let since = &metrics.beats.ack_wait_since_unix_ms;
+        since.store(now_unix_ms() - 1000, Ordering::Relaxed);
+        assert_eq!(probe(), None, "a keep-alive a second ago");
+        since.store(now_unix_ms() - 20_000, Ordering::Relaxed);
+        let reason = probe().expect("not ready");
+        assert!(reason.contains("acknowledged nothing for 20 s"), "{reason}");
     }
 
     #[test]
