@@ -98,6 +98,9 @@ pub enum AppError {
     /// A Discord webhook is unusable.
     #[error(transparent)]
     Discord(#[from] DiscordError),
+    /// Loki's settings cannot work.
+    #[error(transparent)]
+    Loki(#[from] crate::sinks::loki::LokiError),
     /// Traces to stdout would mix with the events.
     #[error("TRACES_EXPORTER=stdout needs --logstash: without it, stdout carries the events")]
     StdoutTraces,
@@ -290,6 +293,13 @@ impl App {
         match config.logstash.build(&ctx)? {
             Some(logstash) => sinks.push(Box::new(logstash)),
             None => sinks.push(Box::new(StdoutSink::new(io::stdout(), service.clone()))),
+        }
+        // Loki: beside Logstash, or instead of stdout.
+        if let Some(loki) = config.loki.build(&ctx)? {
+            if config.logstash.address.is_none() {
+                sinks.clear();
+            }
+            sinks.push(Box::new(loki));
         }
         let discord = Discord::build(
             &config.discord,
@@ -754,6 +764,10 @@ pub fn preflight(config: &Config, servers: &[ServerConfig]) -> Checked {
         && let Err(e) = Tls::new(tls, address)
     {
         problems.error(e.to_string());
+    }
+    // Loki's secret and CA files, read as the sink will.
+    if let Err(e) = config.loki.preflight() {
+        problems.error(format!("{}{e}", at(&["loki"])));
     }
     if config.logstash.address.is_none()
         && config.traces.enabled

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// `timezone`, else local: $TZ, else the system's).
     #[arg(long, value_name = "TZ", value_parser = parse_timezone)]
     pub timezone: Option<TimeZoneSetting>,
+    /// Push events to Loki at this URL, e.g. http://loki:3100 (default: $LOKI_URL, else the
+    /// config's `loki.url`). Beside Logstash, or instead of stdout.
+    #[arg(long, value_name = "URL", value_parser = parse_loki_url)]
+    pub loki: Option<String>,
 }
 
 /// A `--timezone` value.
@@ -114,6 +118,13 @@ fn parse_host_port(s: &str) -> Result<String, String> {
     HostPort::parse(s)
         .map(|_| s.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// A `--loki` URL: `http(s)://host[:port]`, without credentials.
+fn parse_loki_url(s: &str) -> Result<String, String> {
+    crate::sinks::loki::check_url(s)
+        .map(|()| s.to_owned())
+        .map_err(|problem| format!("the Loki URL {problem}"))
 }
 
 /// The subcommands.
@@ -174,6 +185,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr.clone(),
             discord_webhook: self.discord_webhook.clone().map(Secret::new),
             timezone: self.timezone.clone(),
+            loki: self.loki.clone(),
         }
     }
 

@@ -35,6 +35,7 @@ use thiserror::Error;
 use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
+use crate::sinks::loki::LokiConfig;
 use crate::tail::config::{TailConfig, default_state_dir};
 use crate::tail::frame::FramingLimits;
 use crate::tail::tailer;
@@ -88,6 +89,9 @@ pub struct Config {
     /// The Discord sink: webhooks and how events are sent to them.
     #[serde(default)]
     pub discord: DiscordConfig,
+    /// The Loki sink; without a URL, none.
+    #[serde(default)]
+    pub loki: LokiConfig,
     /// The default webhook's URL from `--discord-webhook` or `DISCORD_WEBHOOK_URL` (not a
     /// file key).
     #[serde(skip)]
@@ -174,6 +178,8 @@ pub struct Overrides {
     pub discord_webhook: Option<Secret>,
     /// `--timezone TZ`: the zone of every server's dates.
     pub timezone: Option<TimeZoneSetting>,
+    /// `--loki URL`.
+    pub loki: Option<String>,
 }
 
 impl Default for Config {
@@ -189,6 +195,7 @@ impl Default for Config {
             logstash: LogstashConfig::default(),
             metrics: MetricsConfig::default(),
             discord: DiscordConfig::default(),
+            loki: LokiConfig::default(),
             discord_webhook_url: None,
             traces: TraceConfig::default(),
             log: LogSettings::default(),
@@ -328,6 +335,7 @@ impl Config {
             tls.resolve_paths(base);
         }
         config.discord.resolve_paths(base);
+        config.loki.resolve_paths(base);
         config.file = Some(ConfigFile {
             path: path.to_owned(),
             text: text.into(),
@@ -386,6 +394,7 @@ impl Config {
         config.metrics.validate().map_err(located)?;
         config.discord.validate().map_err(located)?;
         config.tail.validate().map_err(located)?;
+        config.loki.validate().map_err(located)?;
         Ok(config)
     }
 }
@@ -450,6 +459,15 @@ impl Config {
                 problem: e.to_string(),
             })?;
             self.logstash.address = Some(a);
+        }
+        // [loki]: --loki, else LOKI_URL, else the file.
+        if let Some(u) = &flags.loki {
+            self.loki.url = Some(u.clone());
+        } else if let Some(u) = env.get("LOKI_URL") {
+            if let Err(problem) = crate::sinks::loki::check_url(&u) {
+                return Err(setting("LOKI_URL", u, problem));
+            }
+            self.loki.url = Some(u);
         }
         // [discord]: --discord-webhook, else DISCORD_WEBHOOK_URL, as the default webhook.
         self.discord_webhook_url = flags

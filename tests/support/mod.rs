@@ -18,6 +18,7 @@
 
 pub mod discord;
 pub mod logstash;
+pub mod loki;
 pub mod otlp;
 pub mod prom_tools;
 pub mod schema;
@@ -647,6 +648,7 @@ impl IsrCmd {
             .env_remove("LOGSTASH_ADDR")
             .env_remove("METRICS_ENABLED")
             .env_remove("DISCORD_WEBHOOK_URL")
+            .env_remove("LOKI_URL")
             // Tests run side by side: each admin server on a port of its own.
             .env("METRICS_PORT", "0")
             // Readable log lines, which tests search; a test may ask for JSON.
