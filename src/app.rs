@@ -101,6 +101,9 @@ pub enum AppError {
     /// Loki's settings cannot work.
     #[error(transparent)]
     Loki(#[from] crate::sinks::loki::LokiError),
+    /// The OTLP logs settings cannot work.
+    #[error(transparent)]
+    OtlpLogs(#[from] crate::sinks::otlp_logs::OtlpLogsError),
     /// Traces to stdout would mix with the events.
     #[error("TRACES_EXPORTER=stdout needs --logstash: without it, stdout carries the events")]
     StdoutTraces,
@@ -294,13 +297,18 @@ impl App {
             Some(logstash) => sinks.push(Box::new(logstash)),
             None => sinks.push(Box::new(StdoutSink::new(io::stdout(), service.clone()))),
         }
-        // Loki: beside Logstash, or instead of stdout.
+        // Loki and OTLP logs: beside Logstash, or instead of stdout.
+        let mut pushed: Vec<Box<dyn Sink>> = Vec::new();
         if let Some(loki) = config.loki.build(&ctx)? {
-            if config.logstash.address.is_none() {
-                sinks.clear();
-            }
-            sinks.push(Box::new(loki));
+            pushed.push(Box::new(loki));
         }
+        if let Some(otlp) = config.otlp_logs.build(&ctx)? {
+            pushed.push(Box::new(otlp));
+        }
+        if !pushed.is_empty() && config.logstash.address.is_none() {
+            sinks.clear();
+        }
+        sinks.extend(pushed);
         let discord = Discord::build(
             &config.discord,
             config.discord_routes(),
@@ -768,6 +776,9 @@ pub fn preflight(config: &Config, servers: &[ServerConfig]) -> Checked {
     // Loki's secret and CA files, read as the sink will.
     if let Err(e) = config.loki.preflight() {
         problems.error(format!("{}{e}", at(&["loki"])));
+    }
+    if let Err(e) = config.otlp_logs.preflight() {
+        problems.error(format!("{}{e}", at(&["otlp_logs"])));
     }
     if config.logstash.address.is_none()
         && config.traces.enabled

@@ -36,6 +36,7 @@ use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_boo
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::LogstashConfig;
 use crate::sinks::loki::LokiConfig;
+use crate::sinks::otlp_logs::OtlpLogsConfig;
 use crate::tail::config::{TailConfig, default_state_dir};
 use crate::tail::frame::FramingLimits;
 use crate::tail::tailer;
@@ -92,6 +93,9 @@ pub struct Config {
     /// The Loki sink; without a URL, none.
     #[serde(default)]
     pub loki: LokiConfig,
+    /// The OTLP logs sink; off unless enabled or given an endpoint.
+    #[serde(default)]
+    pub otlp_logs: OtlpLogsConfig,
     /// The default webhook's URL from `--discord-webhook` or `DISCORD_WEBHOOK_URL` (not a
     /// file key).
     #[serde(skip)]
@@ -196,6 +200,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             discord: DiscordConfig::default(),
             loki: LokiConfig::default(),
+            otlp_logs: OtlpLogsConfig::default(),
             discord_webhook_url: None,
             traces: TraceConfig::default(),
             log: LogSettings::default(),
@@ -336,6 +341,7 @@ impl Config {
         }
         config.discord.resolve_paths(base);
         config.loki.resolve_paths(base);
+        config.otlp_logs.resolve_paths(base);
         config.file = Some(ConfigFile {
             path: path.to_owned(),
             text: text.into(),
@@ -395,6 +401,7 @@ impl Config {
         config.discord.validate().map_err(located)?;
         config.tail.validate().map_err(located)?;
         config.loki.validate().map_err(located)?;
+        config.otlp_logs.validate().map_err(located)?;
         Ok(config)
     }
 }
@@ -469,6 +476,15 @@ impl Config {
             }
             self.loki.url = Some(u);
         }
+        // [otlp_logs]: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT turns it on there, else the file's;
+        // OTEL_EXPORTER_OTLP_ENDPOINT is the endpoint of an enabled sink without one.
+        if let Some(e) = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
+            if let Err(problem) = crate::sinks::otlp_logs::check_endpoint(&e) {
+                return Err(setting("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", e, problem));
+            }
+            self.otlp_logs.endpoint = Some(e);
+        }
+        self.otlp_logs.default_endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT");
         // [discord]: --discord-webhook, else DISCORD_WEBHOOK_URL, as the default webhook.
         self.discord_webhook_url = flags
             .discord_webhook

@@ -8,6 +8,8 @@
 //!   best-effort, on its own queue and tasks, so it never stalls the pipeline.
 //! - [`loki`]: every event to Loki's push API, one stream per bounded label set; reliable,
 //!   retried until Loki answers 2xx (the retry loop it shares is in [`push`]).
+//! - [`otlp_logs`]: every event as an OpenTelemetry log record over OTLP/gRPC; reliable as
+//!   Loki is.
 //!
 //! Adding a sink: a folder `sinks/<name>/` with its config section (one serde struct with its
 //! defaults and `validate()`), a `build` that returns a `Box<dyn Sink>`, its internal events and
@@ -21,6 +23,7 @@
 pub mod discord;
 pub mod logstash;
 pub mod loki;
+pub mod otlp_logs;
 pub mod push;
 pub mod stdout;
 

@@ -656,6 +656,7 @@ impl IsrCmd {
             .env_remove("TRACES_ENABLED")
             .env_remove("TRACES_EXPORTER")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
             // Log dates are read in the process's zone: the same on every machine (a test may
             // set another).
             .env("TZ", "UTC")
