@@ -75,7 +75,7 @@ pub struct RunArgs {
     pub timezone: Option<TimeZoneSetting>,
     /// Push events to Loki at this URL, e.g. http://loki:3100 (default: $LOKI_URL, else the
     /// config's `loki.url`). Beside Logstash, or instead of stdout.
-    #[arg(long, value_name = "URL", value_parser = parse_loki_url)]
+    #[arg(long, value_name = "URL", value_parser = LokiUrlParser)]
     pub loki: Option<String>,
 }
 
@@ -120,11 +120,31 @@ fn parse_host_port(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A `--loki` URL: `http(s)://host[:port]`, without credentials.
-fn parse_loki_url(s: &str) -> Result<String, String> {
-    crate::sinks::loki::check_url(s)
-        .map(|()| s.to_owned())
-        .map_err(|problem| format!("the Loki URL {problem}"))
+/// A `--loki` value: `http(s)://host[:port]` without credentials, refused with a message that
+/// names the flag and never echoes the URL (it may hold a password).
+#[derive(Clone)]
+struct LokiUrlParser;
+
+impl clap::builder::TypedValueParser for LokiUrlParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refuse = |problem: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--loki: the URL {problem}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let url = value.to_str().ok_or_else(|| refuse("is not UTF-8"))?;
+        crate::sinks::loki::check_url(url).map_err(refuse)?;
+        Ok(url.to_owned())
+    }
 }
 
 /// The subcommands.

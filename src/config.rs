@@ -472,7 +472,13 @@ impl Config {
             self.loki.url = Some(u.clone());
         } else if let Some(u) = env.get("LOKI_URL") {
             if let Err(problem) = crate::sinks::loki::check_url(&u) {
-                return Err(setting("LOKI_URL", u, problem));
+                // A URL with credentials in it is not repeated.
+                let shown = if u.contains('@') {
+                    "(not shown)".to_owned()
+                } else {
+                    u
+                };
+                return Err(setting("LOKI_URL", shown, problem));
             }
             self.loki.url = Some(u);
         }

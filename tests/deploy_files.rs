@@ -690,6 +690,9 @@ fn the_compose_file_wires_loki_and_the_collector_example() {
         "    logs:\n      receivers:\n        - otlp",
         "      exporters:\n        - otlphttp/loki\n        - elasticsearch",
     ] {
-        assert!(config.contains(needle), "the collector config lacks {needle:?}");
+        assert!(
+            config.contains(needle),
+            "the collector config lacks {needle:?}"
+        );
     }
 }

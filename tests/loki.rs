@@ -409,3 +409,45 @@ fn tenant_and_credentials_are_sent_and_the_password_is_never_logged() {
         assert!(!text.contains("aXNyOnBhNTUtU0VDUkVU"), "the header leaked");
     }
 }
+
+/// `check` names the Loki secret file it cannot read, and a bad `LOKI_URL` or `--loki` is
+/// refused naming the variable or flag, before anything runs.
+#[test]
+fn unusable_loki_settings_are_refused_with_the_key_and_what_to_do() {
+    let env = Env::builder()
+        .tail("[loki]\nurl = \"http://loki:3100\"\nbearer_token_file = \"no-such-token\"")
+        .build();
+    let config = env.root().join("factorio-isr.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env_remove("LOKI_URL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("loki.bearer_token_file") && err.contains("no-such-token"),
+        "{err}"
+    );
+    let bad_url = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("LOKI_URL", "loki:3100")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad_url.stderr);
+    assert_ne!(bad_url.status.code(), Some(0));
+    assert!(err.contains("LOKI_URL") && err.contains("http://"), "{err}");
+    let flag = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .args(["run", "--loki", "http://user:pw@loki:3100"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&flag.stderr);
+    assert_eq!(flag.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--loki") && err.contains("credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("pw@"), "the password is echoed: {err}");
+}

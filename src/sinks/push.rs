@@ -133,15 +133,13 @@ impl<K: ErrorKind> Pusher<K> {
     /// Registers the error series at 0.
     pub fn register(&self) {
         self.metrics.errors.register::<K>();
-        for f in PushFailure::ALL {
-            let _ =
-                self.metrics
-                    .requests
-                    .get_or_create(&crate::telemetry::metrics::PushResultLabels {
-                        result: f.as_str().to_owned(),
-                    });
+        let results = std::iter::once("ok").chain(PushFailure::ALL.iter().map(|f| f.as_str()));
+        for result in results {
+            let labels = crate::telemetry::metrics::PushResultLabels {
+                result: result.to_owned(),
+            };
+            let _ = self.metrics.requests.get_or_create(&labels);
         }
-        self.metrics.request("ok");
     }
 
     /// Sends a batch of `events` with `attempt` until the receiver accepts or rejects it.
@@ -316,6 +314,22 @@ mod tests {
         });
         assert_eq!((sent, attempts), (0, 1));
         assert_eq!(p.metrics.events_rejected.get(), 5);
+    }
+
+    #[test]
+    fn registering_the_series_counts_no_request() {
+        let p = pusher();
+        p.register();
+        for result in ["ok", "rejected", "unreachable"] {
+            let labels = crate::telemetry::metrics::PushResultLabels {
+                result: result.to_owned(),
+            };
+            assert_eq!(
+                p.metrics.requests.get_or_create(&labels).get(),
+                0,
+                "{result}"
+            );
+        }
     }
 
     #[test]
