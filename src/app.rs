@@ -103,6 +103,12 @@ pub enum AppError {
     /// A Discord webhook is unusable.
     #[error(transparent)]
     Discord(#[from] DiscordError),
+    /// Loki's settings cannot work.
+    #[error(transparent)]
+    Loki(#[from] crate::sinks::loki::LokiError),
+    /// The OTLP logs settings cannot work.
+    #[error(transparent)]
+    OtlpLogs(#[from] crate::sinks::otlp_logs::OtlpLogsError),
     /// Traces to stdout would mix with the events.
     #[error("TRACES_EXPORTER=stdout needs --logstash: without it, stdout carries the events")]
     StdoutTraces,
@@ -293,6 +299,18 @@ impl App {
             Some(logstash) => sinks.push(Box::new(logstash)),
             None => sinks.push(Box::new(StdoutSink::new(io::stdout(), service.clone()))),
         }
+        // Loki and OTLP logs: beside Logstash, or instead of stdout.
+        let mut pushed: Vec<Box<dyn Sink>> = Vec::new();
+        if let Some(loki) = config.loki.build(&ctx)? {
+            pushed.push(Box::new(loki));
+        }
+        if let Some(otlp) = config.otlp_logs.build(&ctx)? {
+            pushed.push(Box::new(otlp));
+        }
+        if !pushed.is_empty() && config.logstash.address.is_none() {
+            sinks.clear();
+        }
+        sinks.extend(pushed);
         let discord = Discord::build(
             &config.discord,
             config.discord_routes(),
@@ -887,6 +905,13 @@ pub fn preflight(config: &Config, servers: &[ServerConfig]) -> Checked {
         && let Err(e) = Tls::new(tls, address)
     {
         problems.error(e.to_string());
+    }
+    // Loki's secret and CA files, read as the sink will.
+    if let Err(e) = config.loki.preflight() {
+        problems.error(format!("{}{e}", at(&["loki"])));
+    }
+    if let Err(e) = config.otlp_logs.preflight() {
+        problems.error(format!("{}{e}", at(&["otlp_logs"])));
     }
     if config.logstash.address.is_none()
         && config.traces.enabled

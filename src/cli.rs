@@ -89,6 +89,10 @@ pub struct RunArgs {
 /// A `--logstash-protocol` value.
 fn parse_logstash_protocol(s: &str) -> Result<LogstashProtocol, String> {
     s.parse()
+    /// Push events to Loki at this URL, e.g. http://loki:3100 (default: $LOKI_URL, else the
+    /// config's `loki.url`). Beside Logstash, or instead of stdout.
+    #[arg(long, value_name = "URL", value_parser = LokiUrlParser)]
+    pub loki: Option<String>,
 }
 
 /// A `--timezone` value.
@@ -130,6 +134,33 @@ fn parse_host_port(s: &str) -> Result<String, String> {
     HostPort::parse(s)
         .map(|_| s.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// A `--loki` value: `http(s)://host[:port]` without credentials, refused with a message that
+/// names the flag and never echoes the URL (it may hold a password).
+#[derive(Clone)]
+struct LokiUrlParser;
+
+impl clap::builder::TypedValueParser for LokiUrlParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refuse = |problem: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--loki: the URL {problem}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let url = value.to_str().ok_or_else(|| refuse("is not UTF-8"))?;
+        crate::sinks::loki::check_url(url).map_err(refuse)?;
+        Ok(url.to_owned())
+    }
 }
 
 /// The subcommands.
@@ -192,6 +223,7 @@ impl RunArgs {
             timezone: self.timezone.clone(),
             rcon: self.rcon.clone(),
             logstash_protocol: self.logstash_protocol,
+            loki: self.loki.clone(),
         }
     }
 

@@ -37,6 +37,8 @@ use crate::alertmanager::AlertmanagerConfig;
 use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::{LogstashConfig, LogstashProtocol};
+use crate::sinks::loki::LokiConfig;
+use crate::sinks::otlp_logs::OtlpLogsConfig;
 use crate::tail::config::{TailConfig, default_state_dir};
 use crate::tail::frame::FramingLimits;
 use crate::tail::tailer;
@@ -100,6 +102,12 @@ pub struct Config {
     /// of its own (not a file key).
     #[serde(skip)]
     pub rcon_password_env: Option<Secret>,
+    /// The Loki sink; without a URL, none.
+    #[serde(default)]
+    pub loki: LokiConfig,
+    /// The OTLP logs sink; off unless enabled or given an endpoint.
+    #[serde(default)]
+    pub otlp_logs: OtlpLogsConfig,
     /// The default webhook's URL from `--discord-webhook` or `DISCORD_WEBHOOK_URL` (not a
     /// file key).
     #[serde(skip)]
@@ -198,6 +206,8 @@ pub struct Overrides {
     pub rcon: Option<String>,
     /// `--logstash-protocol tcp|beats`.
     pub logstash_protocol: Option<LogstashProtocol>,
+    /// `--loki URL`.
+    pub loki: Option<String>,
 }
 
 impl Default for Config {
@@ -216,6 +226,8 @@ impl Default for Config {
             rcon: RconConfig::default(),
             rcon_flag: None,
             rcon_password_env: None,
+            loki: LokiConfig::default(),
+            otlp_logs: OtlpLogsConfig::default(),
             discord_webhook_url: None,
             alertmanager: AlertmanagerConfig::default(),
             alertmanager_token: None,
@@ -378,6 +390,8 @@ impl Config {
         }
         config.discord.resolve_paths(base);
         config.alertmanager.resolve_paths(base);
+        config.loki.resolve_paths(base);
+        config.otlp_logs.resolve_paths(base);
         config.file = Some(ConfigFile {
             path: path.to_owned(),
             text: text.into(),
@@ -452,6 +466,8 @@ impl Config {
         config.discord.validate().map_err(located)?;
         config.alertmanager.validate().map_err(located)?;
         config.tail.validate().map_err(located)?;
+        config.loki.validate().map_err(located)?;
+        config.otlp_logs.validate().map_err(located)?;
         Ok(config)
     }
 }
@@ -525,6 +541,30 @@ impl Config {
                 .parse()
                 .map_err(|_| setting("LOGSTASH_PROTOCOL", v, "is neither tcp nor beats"))?;
         }
+        // [loki]: --loki, else LOKI_URL, else the file.
+        if let Some(u) = &flags.loki {
+            self.loki.url = Some(u.clone());
+        } else if let Some(u) = env.get("LOKI_URL") {
+            if let Err(problem) = crate::sinks::loki::check_url(&u) {
+                // A URL with credentials in it is not repeated.
+                let shown = if u.contains('@') {
+                    "(not shown)".to_owned()
+                } else {
+                    u
+                };
+                return Err(setting("LOKI_URL", shown, problem));
+            }
+            self.loki.url = Some(u);
+        }
+        // [otlp_logs]: OTEL_EXPORTER_OTLP_LOGS_ENDPOINT turns it on there, else the file's;
+        // OTEL_EXPORTER_OTLP_ENDPOINT is the endpoint of an enabled sink without one.
+        if let Some(e) = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
+            if let Err(problem) = crate::sinks::otlp_logs::check_endpoint(&e) {
+                return Err(setting("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", e, problem));
+            }
+            self.otlp_logs.endpoint = Some(e);
+        }
+        self.otlp_logs.default_endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT");
         // [discord]: --discord-webhook, else DISCORD_WEBHOOK_URL, as the default webhook.
         self.discord_webhook_url = flags
             .discord_webhook

@@ -142,6 +142,14 @@ const METRICS: &[&str] = &[
     "factorio_isr_alertmanager_notifications_total",
     "factorio_isr_alertmanager_alerts_posted_total",
     "factorio_isr_alertmanager_requests_rejected_total",
+    "factorio_isr_loki_requests_total",
+    "factorio_isr_loki_events_sent_total",
+    "factorio_isr_loki_events_rejected_total",
+    "factorio_isr_loki_request_latency_seconds",
+    "factorio_isr_otlp_logs_requests_total",
+    "factorio_isr_otlp_logs_events_sent_total",
+    "factorio_isr_otlp_logs_events_rejected_total",
+    "factorio_isr_otlp_logs_request_latency_seconds",
 ];
 
 /// The alerts `alerts.yml` must define.
@@ -766,4 +774,40 @@ fn the_license_file_matches_cargo_toml() {
     assert!(license.starts_with("MIT License\n"), "{license}");
     assert!(license.contains("Copyright (c) The factorio-isr authors"));
     assert!(license.contains("THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND"));
+}
+
+#[test]
+fn the_compose_file_wires_loki_and_the_collector_example() {
+    let compose = read("docker-compose.yml");
+    let isr = yaml_block(&compose, "factorio-isr").join("\n");
+    assert!(isr.contains("LOKI_URL: http://loki:3100"));
+    let loki = yaml_block(&compose, "loki").join("\n");
+    assert!(loki.contains("image: grafana/loki:3."), "{loki}");
+    assert!(loki.contains("127.0.0.1:3100:3100"));
+    let grafana = yaml_block(&compose, "grafana").join("\n");
+    assert!(grafana.contains("- loki"));
+    // Grafana finds Loki where compose runs it.
+    let datasource = read("grafana/provisioning/datasources/loki.yml");
+    assert_plain_yaml("datasources/loki.yml", &datasource);
+    assert!(datasource.contains("apiVersion: 1"));
+    assert!(datasource.contains("type: loki"));
+    assert!(datasource.contains("url: http://loki:3100"));
+    // The collector: OTLP in, Loki and Elasticsearch out, in a logs pipeline.
+    let collector = yaml_block(&compose, "otel-collector").join("\n");
+    assert!(collector.contains("./otel-collector/config.yaml:/etc/otelcol-contrib/config.yaml"));
+    assert!(collector.contains("- collector"), "not behind a profile");
+    let config = read("otel-collector/config.yaml");
+    assert_plain_yaml("otel-collector/config.yaml", &config);
+    for needle in [
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317",
+        "  otlphttp/loki:\n    endpoint: http://loki:3100/otlp",
+        "  elasticsearch:\n    endpoints:\n      - http://elasticsearch:9200",
+        "    logs:\n      receivers:\n        - otlp",
+        "      exporters:\n        - otlphttp/loki\n        - elasticsearch",
+    ] {
+        assert!(
+            config.contains(needle),
+            "the collector config lacks {needle:?}"
+        );
+    }
 }

@@ -6,6 +6,10 @@
 //!   input, reconnecting with backoff and writing a failed batch again (at-least-once).
 //! - [`discord`]: events whose pattern has a Discord template, formatted, to webhooks;
 //!   best-effort, on its own queue and tasks, so it never stalls the pipeline.
+//! - [`loki`]: every event to Loki's push API, one stream per bounded label set; reliable,
+//!   retried until Loki answers 2xx (the retry loop it shares is in [`push`]).
+//! - [`otlp_logs`]: every event as an OpenTelemetry log record over OTLP/gRPC; reliable as
+//!   Loki is.
 //!
 //! Adding a sink: a folder `sinks/<name>/` with its config section (one serde struct with its
 //! defaults and `validate()`), a `build` that returns a `Box<dyn Sink>`, its internal events and
@@ -18,6 +22,9 @@
 
 pub mod discord;
 pub mod logstash;
+pub mod loki;
+pub mod otlp_logs;
+pub mod push;
 pub mod stdout;
 
 use std::io;

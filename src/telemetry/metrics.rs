@@ -453,6 +453,79 @@ pub struct AlertmanagerMetrics {
     pub rejected: Family<ReasonLabels, Counter>,
 }
 
+/// `{result}` of a Loki push or an OTLP logs export.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushResultLabels {
+    /// `ok`, or why it failed: `rate_limited`, `server_error`, `unreachable`, `timeout`,
+    /// `refused` (authentication, authorisation, wrong path), `rejected` (a bad batch).
+    pub result: String,
+}
+
+/// What a sink that pushes batches in requests updates (Loki, OTLP logs): registered under
+/// its own prefix (`loki_`, `otlp_logs_`).
+#[derive(Clone, Debug)]
+pub struct PushMetrics {
+    /// Requests by result.
+    pub requests: Family<PushResultLabels, Counter>,
+    /// Events the receiver accepted.
+    pub events_sent: Counter,
+    /// Events the receiver refused for good (a 4xx for the batch, a partial success that
+    /// names them): dropped, not sent again.
+    pub events_rejected: Counter,
+    /// Seconds from sending a request to its answer.
+    pub request_latency_seconds: Histogram,
+    /// Errors by component and type.
+    pub errors: ErrorCounter,
+}
+
+impl Default for PushMetrics {
+    fn default() -> Self {
+        PushMetrics {
+            requests: Family::default(),
+            events_sent: Counter::default(),
+            events_rejected: Counter::default(),
+            request_latency_seconds: latency_histogram(),
+            errors: ErrorCounter::default(),
+        }
+    }
+}
+
+impl PushMetrics {
+    /// Counts one request with `result`.
+    pub fn request(&self, result: &str) {
+        self.requests
+            .get_or_create(&PushResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Registers the metrics under `prefix` (`loki`, `otlp_logs`) in `registry`; `what` names
+    /// the receiver in the help texts.
+    fn register(&self, registry: &mut Registry, prefix: &str, what: &str) {
+        registry.register(
+            format!("{prefix}_requests"),
+            format!("Requests to {what} by result"),
+            self.requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}_events_sent"),
+            format!("Events {what} accepted"),
+            self.events_sent.clone(),
+        );
+        registry.register(
+            format!("{prefix}_events_rejected"),
+            format!("Events {what} refused for good (a bad batch): dropped, counted, logged"),
+            self.events_rejected.clone(),
+        );
+        registry.register(
+            format!("{prefix}_request_latency_seconds"),
+            format!("Seconds from a request to {what} to its answer"),
+            self.request_latency_seconds.clone(),
+        );
+    }
+}
+
 /// Latency buckets from 1 ms to about 16 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -473,6 +546,10 @@ pub struct Metrics {
     pub alertmanager: AlertmanagerMetrics,
     /// Pattern reload's handles.
     pub reload: ReloadMetrics,
+    /// The Loki sink's handles.
+    pub loki: PushMetrics,
+    /// The OTLP logs sink's handles.
+    pub otlp_logs: PushMetrics,
     /// The stages' handles.
     pub pipeline: PipelineMetrics,
     /// The RCON pollers' handles.
@@ -599,6 +676,16 @@ impl Metrics {
             "Pattern directory reloads by result",
             reload.reloads.clone(),
         );
+        let loki = PushMetrics {
+            errors: errors.clone(),
+            ..PushMetrics::default()
+        };
+        loki.register(&mut registry, "loki", "Loki");
+        let otlp_logs = PushMetrics {
+            errors: errors.clone(),
+            ..PushMetrics::default()
+        };
+        otlp_logs.register(&mut registry, "otlp_logs", "the OTLP logs receiver");
         let pipeline = PipelineMetrics {
             errors,
             ..PipelineMetrics::default()
@@ -665,6 +752,8 @@ impl Metrics {
             logstash,
             discord,
             alertmanager,
+            loki,
+            otlp_logs,
         }
     }
 

@@ -19,6 +19,7 @@
 pub mod beats;
 pub mod discord;
 pub mod logstash;
+pub mod loki;
 pub mod otlp;
 pub mod prom_tools;
 pub mod rcon;
@@ -650,6 +651,7 @@ impl IsrCmd {
             .env_remove("LOGSTASH_PROTOCOL")
             .env_remove("METRICS_ENABLED")
             .env_remove("DISCORD_WEBHOOK_URL")
+            .env_remove("LOKI_URL")
             // Tests run side by side: each admin server on a port of its own.
             .env("METRICS_PORT", "0")
             // Readable log lines, which tests search; a test may ask for JSON.
@@ -657,6 +659,7 @@ impl IsrCmd {
             .env_remove("TRACES_ENABLED")
             .env_remove("TRACES_EXPORTER")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
             // Log dates are read in the process's zone: the same on every machine (a test may
             // set another).
             .env("TZ", "UTC")

@@ -6,6 +6,12 @@
 //! takes), let it export, then [`OtlpReceiver::wait_for`] what should have arrived. With
 //! [`OtlpReceiver::set_failing`] the receiver plays a collector in trouble and answers every
 //! export with gRPC `UNAVAILABLE`, keeping nothing.
+//!
+//! It is an OTLP logs receiver too (`LogsService`): every log record it is sent is kept as a
+//! [`ReceivedLog`] with each field the OTLP logs sink fills in, its attributes with their OTLP
+//! types. [`OtlpReceiver::fail_logs`] answers the next log exports with a gRPC status and keeps
+//! nothing of them; [`OtlpReceiver::start_on`] starts a receiver on a port a dropped one used
+//! (a restart).
 
 // Shared by test crates that each use part of it.
 #![allow(dead_code)]
@@ -17,6 +23,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -81,9 +93,50 @@ fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A log record as received.
+#[derive(Clone, Debug)]
+pub struct ReceivedLog {
+    pub time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: String,
+    /// The body as JSON (a string body is a JSON string).
+    pub body: serde_json::Value,
+    pub event_name: String,
+    /// Attributes with their OTLP types kept: a string as a JSON string, an int as a JSON
+    /// integer, a double as a JSON float, a bool as a JSON bool.
+    pub attributes: Vec<(String, serde_json::Value)>,
+    pub trace_id: String,
+    pub span_id: String,
+    pub flags: u32,
+    pub resource: Vec<(String, String)>,
+    pub scope: String,
+}
+
+impl ReceivedLog {
+    /// The first attribute named `key`.
+    pub fn attr(&self, key: &str) -> Option<&serde_json::Value> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The text of the first resource attribute named `key`.
+    pub fn resource_attr(&self, key: &str) -> Option<&str> {
+        lookup(&self.resource, key)
+    }
+}
+
 /// What the server thread and the test share.
 #[derive(Default)]
 struct Shared {
+    logs: Mutex<Vec<ReceivedLog>>,
+    /// Signalled whenever `logs` grows.
+    logs_arrived: Condvar,
+    log_requests: AtomicUsize,
+    /// gRPC codes to answer the next log exports with.
+    log_failures: Mutex<std::collections::VecDeque<tonic::Code>>,
     spans: Mutex<Vec<ReceivedSpan>>,
     /// Signalled whenever `spans` grows.
     arrived: Condvar,
@@ -121,6 +174,71 @@ impl TraceService for Collector {
             partial_success: None,
         }))
     }
+}
+
+#[tonic::async_trait]
+impl LogsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0.log_requests.fetch_add(1, Ordering::SeqCst);
+        let failure = self
+            .0
+            .log_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front();
+        if let Some(code) = failure {
+            return Err(tonic::Status::new(code, "test receiver fails on purpose"));
+        }
+        let received = flatten_logs(request.into_inner());
+        if !received.is_empty() {
+            self.0
+                .logs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(received);
+            self.0.logs_arrived.notify_all();
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn flatten_logs(request: ExportLogsServiceRequest) -> Vec<ReceivedLog> {
+    let mut out = Vec::new();
+    for resource_logs in request.resource_logs {
+        let resource = resource_logs
+            .resource
+            .map(|r| render_pairs(&r.attributes))
+            .unwrap_or_default();
+        for scope_logs in resource_logs.scope_logs {
+            let scope = scope_logs.scope.map(|s| s.name).unwrap_or_default();
+            for r in scope_logs.log_records {
+                out.push(ReceivedLog {
+                    time_unix_nano: r.time_unix_nano,
+                    observed_time_unix_nano: r.observed_time_unix_nano,
+                    severity_number: r.severity_number,
+                    severity_text: r.severity_text,
+                    body: to_json(r.body.as_ref()),
+                    event_name: r.event_name,
+                    attributes: r
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), to_json(kv.value.as_ref())))
+                        .collect(),
+                    trace_id: hex(&r.trace_id),
+                    span_id: hex(&r.span_id),
+                    flags: r.flags,
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn flatten(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
@@ -203,13 +321,30 @@ impl OtlpReceiver {
     /// Starts a receiver on a free port of 127.0.0.1; it accepts exports as soon as this
     /// returns.
     pub fn start() -> OtlpReceiver {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the OTLP receiver");
+        OtlpReceiver::start_on("127.0.0.1:0".parse().expect("an address"))
+    }
+
+    /// Starts a receiver on `addr` (the port of a receiver that was dropped: a restart),
+    /// waiting up to 10 s for the port to be free.
+    pub fn start_on(addr: SocketAddr) -> OtlpReceiver {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => break l,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("bind the OTLP receiver on {addr}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("OTLP receiver address");
         listener
             .set_nonblocking(true)
             .expect("make the OTLP receiver's socket non-blocking");
         let shared = Arc::new(Shared::default());
         let service = TraceServiceServer::new(Collector(Arc::clone(&shared)))
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let logs_service = LogsServiceServer::new(Collector(Arc::clone(&shared)))
             .max_decoding_message_size(64 * 1024 * 1024);
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -226,6 +361,7 @@ impl OtlpReceiver {
                     let (drain, drained) = oneshot::channel::<()>();
                     let server = tonic::transport::Server::builder()
                         .add_service(service)
+                        .add_service(logs_service)
                         .serve_with_incoming_shutdown(incoming, async {
                             let _ = drained.await;
                         });
@@ -305,6 +441,52 @@ impl OtlpReceiver {
                 .push(span.clone());
         }
         traces
+    }
+
+    /// Every log record kept so far, in arrival order.
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        self.shared
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many log exports arrived, counting those answered with an error.
+    pub fn log_requests(&self) -> usize {
+        self.shared.log_requests.load(Ordering::SeqCst)
+    }
+
+    /// Answers the next `n` log exports with `code`, keeping nothing of them.
+    pub fn fail_logs(&self, n: usize, code: tonic::Code) {
+        let mut failures = self
+            .shared
+            .log_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        failures.extend(std::iter::repeat_n(code, n));
+    }
+
+    /// Waits until `pred` holds for the log records kept so far, or `timeout` passes. `pred`
+    /// runs with the records locked: it must not call the receiver.
+    pub fn wait_for_logs(&self, pred: impl Fn(&[ReceivedLog]) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut logs = self.shared.logs.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if pred(&logs) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            logs = self
+                .shared
+                .logs_arrived
+                .wait_timeout(logs, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// While `fail` is set, answers every export with gRPC `UNAVAILABLE` and keeps nothing.
