@@ -84,15 +84,15 @@ pub struct RunArgs {
     /// player the log missed leaving (with [[servers]]: `rcon_address` in each).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub rcon: Option<String>,
+    /// Push events to Loki at this URL, e.g. http://loki:3100 (default: $LOKI_URL, else the
+    /// config's `loki.url`). Beside Logstash, or instead of stdout.
+    #[arg(long, value_name = "URL", value_parser = LokiUrlParser)]
+    pub loki: Option<String>,
 }
 
 /// A `--logstash-protocol` value.
 fn parse_logstash_protocol(s: &str) -> Result<LogstashProtocol, String> {
     s.parse()
-    /// Push events to Loki at this URL, e.g. http://loki:3100 (default: $LOKI_URL, else the
-    /// config's `loki.url`). Beside Logstash, or instead of stdout.
-    #[arg(long, value_name = "URL", value_parser = LokiUrlParser)]
-    pub loki: Option<String>,
 }
 
 /// A `--timezone` value.

@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::rcon::{RconConfig, RconTarget};
 use crate::alertmanager::AlertmanagerConfig;
+use crate::rcon::{RconConfig, RconTarget};
 use crate::settings::{Env, HostPort, InvalidSetting, Secret, line_col, parse_bool};
 use crate::sinks::discord::{DiscordConfig, ServerRoute};
 use crate::sinks::logstash::{LogstashConfig, LogstashProtocol};

@@ -148,9 +148,7 @@ fn compare_py_latency_scenario_delivers_every_live_line_and_measures_idle_cpu() 
 
 #[test]
 fn compare_py_patterns_scenario_replays_with_both_pattern_sets() {
-    if prom_tools::tool("python3").is_none()
-        || prom_tools::tool("/usr/bin/time").is_none()
-    {
+    if prom_tools::tool("python3").is_none() || prom_tools::tool("/usr/bin/time").is_none() {
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -61,6 +61,8 @@ pub fn package_of(name: &str) -> &'static str {
         "/usr/bin/time" => "time",
         _ => "prometheus",
     }
+}
+
 /// `python3` when it can import `module` (from the PyPI package `pip_spec`); `None` (after a
 /// loud note) when it cannot and [`REQUIRE_ENV`] does not require it. Fails the test when it
 /// cannot and is required.
