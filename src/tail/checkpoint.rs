@@ -112,7 +112,9 @@ pub struct CheckpointStore {
     /// The tags of the servers followed.
     servers: BTreeSet<String>,
     previous_save_ms: Option<i64>,
-    dirty: bool,
+    /// Changes made, and of those the ones on disk: unsaved changes while they differ.
+    changes: u64,
+    saved_changes: u64,
 }
 
 impl CheckpointStore {
@@ -125,7 +127,8 @@ impl CheckpointStore {
             entries: HashMap::new(),
             servers: BTreeSet::new(),
             previous_save_ms: None,
-            dirty: false,
+            changes: 0,
+            saved_changes: 0,
         };
         let main = state_dir.join(CHECKPOINT_FILE);
         let tmp = tmp_path(&main);
@@ -171,7 +174,7 @@ impl CheckpointStore {
         let tags: BTreeSet<String> = tags.into_iter().collect();
         if tags != self.servers {
             self.servers = tags;
-            self.dirty = true;
+            self.changes += 1;
         }
     }
 
@@ -207,13 +210,13 @@ impl CheckpointStore {
         let key = (cp.server.clone(), cp.fingerprint, cp.key);
         if self.entries.get(&key) != Some(&cp) {
             self.entries.insert(key, cp);
-            self.dirty = true;
+            self.changes += 1;
         }
     }
 
     /// Whether there are changes not saved yet.
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.changes != self.saved_changes
     }
 
     /// Every checkpoint.
@@ -235,6 +238,16 @@ impl CheckpointStore {
 
     /// Writes the store atomically, after forgetting what [`CheckpointStore::expire`] forgets.
     pub fn save(&mut self, now: Timestamp) -> io::Result<()> {
+        let pending = self.prepare_save(now)?;
+        pending.write()?;
+        self.saved(&pending);
+        Ok(())
+    }
+
+    /// The first half of [`CheckpointStore::save`]: what to write, taken under the caller's
+    /// lock so that [`PendingSave::write`] (two fsyncs, milliseconds to tens of them) can run
+    /// without it while deliveries go on updating the store.
+    pub fn prepare_save(&mut self, now: Timestamp) -> io::Result<PendingSave> {
         self.expire(now);
         let mut files: Vec<FileCheckpoint> = self.entries.values().cloned().collect();
         files.sort_by(|a, b| (&a.server, &a.path).cmp(&(&b.server, &b.path)));
@@ -245,6 +258,32 @@ impl CheckpointStore {
             files,
         })
         .map_err(io::Error::other)?;
+        Ok(PendingSave {
+            dir: self.dir.clone(),
+            body,
+            changes: self.changes,
+        })
+    }
+
+    /// The last half: `pending` is on disk, so the changes it holds are saved (those made
+    /// since it was prepared are not).
+    pub fn saved(&mut self, pending: &PendingSave) {
+        self.saved_changes = self.saved_changes.max(pending.changes);
+    }
+}
+
+/// A save prepared by [`CheckpointStore::prepare_save`], to be written without the store's lock.
+/// Saves of one store must be written one at a time.
+pub struct PendingSave {
+    dir: PathBuf,
+    body: Vec<u8>,
+    changes: u64,
+}
+
+impl PendingSave {
+    /// Writes the file atomically: a temporary file, fsynced, renamed over the checkpoint file,
+    /// and the directory fsynced.
+    pub fn write(&self) -> io::Result<()> {
         let main = self.dir.join(CHECKPOINT_FILE);
         let tmp = tmp_path(&main);
         {
@@ -254,12 +293,11 @@ impl CheckpointStore {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(&body)?;
+            f.write_all(&self.body)?;
             f.sync_all()?;
         }
         fs::rename(&tmp, &main)?;
         File::open(&self.dir)?.sync_all()?;
-        self.dirty = false;
         Ok(())
     }
 }
@@ -303,6 +341,25 @@ mod tests {
             updated_ms: 1000,
             let_go_ms: None,
         }
+    }
+
+    #[test]
+    fn a_change_made_while_a_save_is_written_stays_unsaved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = CheckpointStore::open(dir.path()).unwrap();
+        store.update(cp("a", 1, 10));
+        let pending = store.prepare_save(Timestamp(2000)).unwrap();
+        // A delivery while the file is written, without the store's lock.
+        store.update(cp("a", 1, 20));
+        pending.write().unwrap();
+        store.saved(&pending);
+        assert!(store.is_dirty(), "the offset 20 is not on disk yet");
+        let (on_disk, _) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(on_disk.entries.values().next().unwrap().offset, 10);
+        store.save(Timestamp(3000)).unwrap();
+        assert!(!store.is_dirty());
+        let (on_disk, _) = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(on_disk.entries.values().next().unwrap().offset, 20);
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! watcher. [`Source::run`] is the tail loop ([`follow`]) until stopped.
 //!
 //! Each batch's [`Receipt`] records the file's checkpoint once the batch is delivered, on the
-//! sink thread. The checkpoint file is saved at most every `checkpoint_interval`, and at least
-//! that often while something delivered is not saved yet: after a delivery, and at every pass
-//! of the tail loop (one every `poll_interval_max` at the latest), so a burst followed by quiet
-//! is on disk within the interval. The pipeline
+//! sink thread, in memory only. The checkpoint file is saved by a thread of its own every
+//! `checkpoint_interval` while something delivered is not saved yet, so a burst followed by
+//! quiet is on disk within the interval, and neither delivering nor reading ever waits for a
+//! save's fsyncs (tens of milliseconds on a busy disk: a live line's latency). The store's lock
+//! is held only to take what to write, not while writing it. The pipeline
 //! saves once more when it ends; a forced stop saves from the main thread through
 //! [`Checkpoints::save`], after cutting the batch in flight where the sink's write stopped.
 //!
@@ -20,8 +21,8 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use thiserror::Error;
 use tracing::warn;
@@ -87,7 +88,8 @@ impl ErrorKind for CheckpointErrorKind {
 struct Store {
     store: Mutex<CheckpointStore>,
     interval: Duration,
-    last_save: Mutex<Instant>,
+    /// Held while a save is written: one at a time.
+    writing: Mutex<()>,
     errors: ErrorCounter,
     /// `checkpoints` in `/ready`: not ready while saves fail.
     health: Component,
@@ -96,13 +98,17 @@ struct Store {
 impl Store {
     /// Saves when there is something new; a failure is logged and counted.
     fn save(&self) -> io::Result<()> {
-        let mut store = lock(&self.store);
-        if !store.is_dirty() {
-            return Ok(());
-        }
-        *lock(&self.last_save) = Instant::now();
-        match store.save(Timestamp::now()) {
-            Ok(()) => {
+        let _writing = lock(&self.writing);
+        let pending = {
+            let mut store = lock(&self.store);
+            if !store.is_dirty() {
+                return Ok(());
+            }
+            store.prepare_save(Timestamp::now())
+        };
+        match pending.and_then(|p| p.write().map(|()| p)) {
+            Ok(p) => {
+                lock(&self.store).saved(&p);
                 self.health.ready();
                 Ok(())
             }
@@ -117,12 +123,17 @@ impl Store {
         }
     }
 
-    fn save_if_due(&self) {
-        if lock(&self.last_save).elapsed() >= self.interval {
+    /// Saves every `interval` until `stop` says so (or is dropped): the saver thread.
+    fn save_every_interval(&self, stop: &mpsc::Receiver<()>) {
+        let interval = self.interval.max(MIN_SAVE_INTERVAL);
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
             let _ = self.save();
         }
     }
 }
+
+/// The saver thread's shortest interval, whatever `checkpoint_interval` says.
+const MIN_SAVE_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Checkpoints for Store {
     fn save(&self) -> io::Result<()> {
@@ -139,7 +150,6 @@ struct FileReceipt {
 impl Receipt for FileReceipt {
     fn delivered(&self) {
         lock(&self.store.store).update(self.checkpoint.clone());
-        self.store.save_if_due();
     }
 
     fn cut_short(&self, offset: u64) {
@@ -195,7 +205,7 @@ impl TailSource {
             store: Arc::new(Store {
                 store: Mutex::new(store),
                 interval: opts.checkpoint_interval,
-                last_save: Mutex::new(Instant::now()),
+                writing: Mutex::new(()),
                 errors: metrics.errors.clone(),
                 health: Component::default(),
             }),
@@ -249,32 +259,39 @@ impl Source for TailSource {
         } = self;
         // `follow` wants two closures; both need `out`, one at a time.
         let out = std::cell::RefCell::new(out);
-        follow(
-            tailer,
-            waker,
-            poll_interval_max,
-            &stop,
-            || {
-                out.borrow().alive();
-                // A burst followed by quiet is saved within the interval too, not only when a
-                // later batch is delivered.
-                store.save_if_due();
-            },
-            |b| {
-                let receipt = b.checkpoint.map(|checkpoint| {
-                    Arc::new(FileReceipt {
-                        store: store.clone(),
-                        checkpoint,
-                    }) as Arc<dyn Receipt>
-                });
-                out.borrow_mut().send(Batch {
-                    source: b.source,
-                    read_time: b.read_time,
-                    records: b.records,
-                    receipt,
-                    span: b.span,
-                })
-            },
-        )
+        let (stop_saver, saver_stop) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            let saver = store.clone();
+            if let Err(e) = std::thread::Builder::new()
+                .name("checkpoints".into())
+                .spawn_scoped(scope, move || saver.save_every_interval(&saver_stop))
+            {
+                warn!(error = %e, "Could not start the checkpoint saver thread; checkpoints will be saved when factorio-isr stops.");
+            }
+            let stats = follow(
+                tailer,
+                waker,
+                poll_interval_max,
+                &stop,
+                || out.borrow().alive(),
+                |b| {
+                    let receipt = b.checkpoint.map(|checkpoint| {
+                        Arc::new(FileReceipt {
+                            store: store.clone(),
+                            checkpoint,
+                        }) as Arc<dyn Receipt>
+                    });
+                    out.borrow_mut().send(Batch {
+                        source: b.source,
+                        read_time: b.read_time,
+                        records: b.records,
+                        receipt,
+                        span: b.span,
+                    })
+                },
+            );
+            drop(stop_saver);
+            stats
+        })
     }
 }

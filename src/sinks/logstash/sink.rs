@@ -152,24 +152,7 @@ impl Connection {
             Connection::Plain(s) => s.read(buf),
             Connection::Tls(s) => s.read(buf),
         };
-        match read {
-            Ok(0) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "Logstash closed the connection",
-            )),
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
+        nothing_yet_or(read)
     }
 
     /// Reads what the peer sent into `buf` without waiting: `Ok(0)` when nothing came, `Err`
@@ -181,22 +164,7 @@ impl Connection {
             Connection::Tls(s) => s.read(buf),
         };
         self.tcp().set_nonblocking(false)?;
-        match read {
-            Ok(0) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "Logstash closed the connection",
-            )),
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
+        nothing_yet_or(read)
     }
 
     /// Whether [`Connection::write_all`] reports its progress.
@@ -210,6 +178,28 @@ impl Connection {
             Connection::Plain(s) => s,
             Connection::Tls(s) => &s.sock,
         }
+    }
+}
+
+/// A read's result as the readers above give it: `Ok(0)` when nothing came in time (a timeout,
+/// a non-blocking read with nothing there, a signal), `Err` when the peer closed the connection
+/// or it failed.
+fn nothing_yet_or(read: io::Result<usize>) -> io::Result<usize> {
+    match read {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "Logstash closed the connection",
+        )),
+        Ok(n) => Ok(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -460,6 +450,13 @@ impl LogstashSink {
             .ack_wait_since_unix_ms
             .store(0, Ordering::Relaxed);
         self.cut.store(NO_CUT, Ordering::Relaxed);
+        self.batch_delivered(resent);
+        Ok(())
+    }
+
+    /// The batch is delivered: counts it (with `resent` of its events possibly sent before)
+    /// and empties the buffer for the next.
+    fn batch_delivered(&mut self, resent: u64) {
         self.stats.batches += 1;
         self.stats.events += self.pending;
         self.metrics.events_sent.inc_by(self.pending);
@@ -470,7 +467,6 @@ impl LogstashSink {
         self.buf.clear();
         self.ends.clear();
         self.pending = 0;
-        Ok(())
     }
 
     /// beats: on the current connection, from the first event not acknowledged, sends windows
@@ -695,17 +691,7 @@ impl Sink for LogstashSink {
             };
             match result {
                 Ok(()) => {
-                    let reached = reached as u64;
-                    self.stats.batches += 1;
-                    self.stats.events += self.pending;
-                    self.metrics.events_sent.inc_by(self.pending);
-                    if reached > 0 {
-                        self.stats.events_resent += reached;
-                        self.metrics.events_resent.inc_by(reached);
-                    }
-                    self.buf.clear();
-                    self.ends.clear();
-                    self.pending = 0;
+                    self.batch_delivered(reached as u64);
                     return Ok(());
                 }
                 Err((e, bytes)) => {
