@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -60,29 +59,12 @@ fn start(env: &Env, fake: &FakeDiscord, patterns: Option<&Path>) -> Isr {
 
 /// A plain HTTP/1.1 POST of JSON: the status code and the body (status 0 when it failed).
 fn post(addr: SocketAddr, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    if s.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split_once("\r\n\r\n").map_or("", |b| b.1).to_owned(),
-    )
+    support::http_exchange(addr, &request, Duration::from_secs(30))
 }
 
 /// A version 4 notification of `alerts` (name, severity) on server `test`, all `status`.

@@ -221,16 +221,7 @@ fn run_reports_players_latency_and_version_and_reconciles_a_leave_the_log_missed
     assert_eq!(leave["pattern"], "rcon/player_leave");
     // A few polls more: the listed player stays, the ghost is not sent twice.
     let polls = fake.count("/players online");
-    assert!(fake.wait_for(
-        |s| {
-            s.commands
-                .iter()
-                .filter(|c| *c == "/players online")
-                .count()
-                >= polls + 3
-        },
-        ARRIVE
-    ));
+    assert!(fake.wait_count("/players online", polls, 3, ARRIVE));
     assert_eq!(reconciled(&isr.events()), ["Ghost ü"]);
     // A leave the log does see is not doubled either.
     append(
@@ -246,16 +237,7 @@ fn run_reports_players_latency_and_version_and_reconciles_a_leave_the_log_missed
     ));
     fake.set_players(&[]);
     let polls = fake.count("/players online");
-    assert!(fake.wait_for(
-        |s| {
-            s.commands
-                .iter()
-                .filter(|c| *c == "/players online")
-                .count()
-                >= polls + 3
-        },
-        ARRIVE
-    ));
+    assert!(fake.wait_count("/players online", polls, 3, ARRIVE));
     assert_eq!(reconciled(&isr.events()), ["Ghost ü"]);
     assert_not_shown(&isr, PASSWORD);
 }
@@ -336,16 +318,7 @@ fn a_server_that_hangs_closes_mid_answer_or_restarts_never_stalls_the_logs() {
         "no reconnection after the restart"
     );
     let polls = fake.count("/players online");
-    assert!(fake.wait_for(
-        |s| {
-            s.commands
-                .iter()
-                .filter(|c| *c == "/players online")
-                .count()
-                > polls
-        },
-        ARRIVE
-    ));
+    assert!(fake.wait_count("/players online", polls, 1, ARRIVE));
     wait_sample(&isr, connected, |v| v == 1.0);
     assert!(wait_until(|| isr.admin_get("/ready").0 == 200, ARRIVE));
     chat_arrives(&isr);

@@ -10,6 +10,7 @@
 //! How it fails: it does not; it is a map behind a lock that is held for a few look-ups.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::event::Event;
@@ -18,7 +19,14 @@ use crate::settings::lock;
 /// Who the logs say is online, per tracked server. Cheap to clone (shared).
 #[derive(Clone, Debug, Default)]
 pub struct Presence {
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Whether any server is tracked: without one, [`Presence::observe_batch`] does nothing.
+    tracking: AtomicBool,
+    inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
@@ -32,10 +40,22 @@ struct Inner {
 impl Presence {
     /// Starts keeping who is online on `server`.
     pub fn track(&self, server: &str) {
-        lock(&self.inner)
+        lock(&self.shared.inner)
             .servers
             .entry(server.to_owned())
             .or_default();
+        self.shared.tracking.store(true, Ordering::Release);
+    }
+
+    /// Takes in the events of one delivered batch, in order; costs nothing while no server
+    /// is tracked (a pipeline without RCON, `replay`).
+    pub fn observe_batch(&self, events: &[Event]) {
+        if !self.shared.tracking.load(Ordering::Acquire) {
+            return;
+        }
+        for event in events {
+            self.observe(event);
+        }
     }
 
     /// Takes in one delivered event: a join adds its `player`, a leave removes it.
@@ -48,7 +68,7 @@ impl Presence {
         let Some(player) = event.field("player").and_then(|p| p.as_str()) else {
             return;
         };
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         let inner = &mut *inner;
         let Some(online) = inner.servers.get_mut(&*event.source.server) else {
             return;
@@ -63,12 +83,12 @@ impl Presence {
 
     /// The current sequence number: joins observed from now on have a larger one.
     pub fn mark(&self) -> u64 {
-        lock(&self.inner).seq
+        lock(&self.shared.inner).seq
     }
 
     /// The players online on `server` by the logs, with the sequence number of their join.
     pub fn online(&self, server: &str) -> Vec<(String, u64)> {
-        lock(&self.inner)
+        lock(&self.shared.inner)
             .servers
             .get(server)
             .map(|m| m.iter().map(|(p, s)| (p.clone(), *s)).collect())
@@ -78,7 +98,7 @@ impl Presence {
     /// Removes `player` from `server`; `true` when they were online (and joined no later than
     /// `seq`, so a join that came meanwhile is kept).
     pub fn remove(&self, server: &str, player: &str, seq: u64) -> bool {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         let Some(online) = inner.servers.get_mut(server) else {
             return false;
         };

@@ -87,9 +87,7 @@ impl<'a> Router<'a> {
         // Who is online changes as the events are handed on: a reader of the presence never
         // sees a join or leave the sinks have and it has not.
         if let Some(presence) = &self.presence {
-            for event in &events {
-                presence.observe(event);
-            }
+            presence.observe_batch(&events);
         }
         // Writing may block on a sink (stdout's buffer writes out as it fills).
         progress.flushing(true);

@@ -98,13 +98,24 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 /// [`http_get`] with an `Accept` header (`application/openmetrics-text` asks `/metrics` for
 /// OpenMetrics, with exemplars).
 pub fn http_get_accept(addr: std::net::SocketAddr, path: &str, accept: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
     );
+    http_exchange(addr, &request, Duration::from_secs(10))
+}
+
+/// Sends one whole HTTP/1.1 `request` (with `Connection: close`) to `addr` and reads the
+/// answer until the server closes, waiting at most `read_timeout` for each read: the status
+/// code and the body (status 0 when the exchange failed).
+pub fn http_exchange(
+    addr: std::net::SocketAddr,
+    request: &str,
+    read_timeout: Duration,
+) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(read_timeout));
     if s.write_all(request.as_bytes()).is_err() {
         return (0, String::new());
     }

@@ -155,6 +155,15 @@ impl FakeRcon {
     pub fn count(&self, command: &str) -> usize {
         self.seen(|s| s.commands.iter().filter(|c| *c == command).count())
     }
+
+    /// Waits until `command` arrived `more` times after the `seen` times counted before;
+    /// `false` after `timeout`.
+    pub fn wait_count(&self, command: &str, seen: usize, more: usize, timeout: Duration) -> bool {
+        self.wait_for(
+            |s| s.commands.iter().filter(|c| *c == command).count() >= seen + more,
+            timeout,
+        )
+    }
 }
 
 impl Drop for FakeRcon {

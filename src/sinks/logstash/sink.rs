@@ -1076,7 +1076,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let cfg = LogstashConfig {
-            ack_timeout_ms: 300,
+            ack_timeout_ms: 3000,
             ..beats_config(3, 2)
         };
         let mut sink = LogstashSink::new(addr, &cfg, &ServiceInfo::default()).unwrap();
@@ -1223,13 +1223,20 @@ mod tests {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let mut sink = LogstashSink::new(addr.clone(), &config(), &ServiceInfo::default()).unwrap();
+        let metrics = LogstashMetrics::default();
+        let mut sink = LogstashSink::new(addr.clone(), &config(), &ServiceInfo::default())
+            .unwrap()
+            .with_telemetry(metrics.clone(), Component::default());
         sink.write(&event(7, "chat")).unwrap();
         let flusher = std::thread::spawn(move || {
             sink.flush().unwrap();
             sink
         });
-        std::thread::sleep(Duration::from_millis(150));
+        // Listen only once the sink was refused twice.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metrics.connect_failures.get() < 2 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         let listener = TcpListener::bind(&addr).unwrap();
         let (got, _conn) = read_lines(&listener, 1);
         let sink = flusher.join().unwrap();

@@ -28,10 +28,7 @@ type StreamKey = (Arc<str>, Arc<str>, Severity);
 
 /// Sends events to Loki. See the module docs of [`super`].
 pub struct LokiSink {
-    url: String,
-    client: reqwest::Client,
-    headers: HeaderMap,
-    runtime: tokio::runtime::Handle,
+    endpoint: Endpoint,
     pusher: Pusher<LokiErrorKind>,
     encoder: EventEncoder,
     service_name: String,
@@ -100,10 +97,12 @@ impl LokiSink {
             .build()
             .map_err(|e| LokiError::Client(e.without_url().to_string()))?;
         Ok(LokiSink {
-            url: push_url,
-            client,
-            headers,
-            runtime,
+            endpoint: Endpoint {
+                url: push_url,
+                client,
+                headers,
+                runtime,
+            },
             pusher,
             encoder: EventEncoder::new(service),
             service_name: service.name.clone(),
@@ -128,7 +127,17 @@ impl LokiSink {
         self.pending = 0;
         PushRequest { streams }
     }
+}
 
+/// Where pushes go and how they are sent.
+struct Endpoint {
+    url: String,
+    client: reqwest::Client,
+    headers: HeaderMap,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Endpoint {
     /// One push of `body`.
     fn push(&self, body: Vec<u8>, attempt: u32, events: u64) -> Outcome {
         let span = crate::traced_span!(
@@ -363,12 +372,9 @@ impl Sink for LokiSink {
         }
         let events = self.pending;
         let body = encode_snappy(&self.take_request());
-        let mut pusher = std::mem::replace(
-            &mut self.pusher,
-            Pusher::new("Loki", String::new(), 1, 1, LokiErrorKind),
-        );
-        pusher.deliver(events, |n| self.push(body.clone(), n, events));
-        self.pusher = pusher;
+        let endpoint = &self.endpoint;
+        self.pusher
+            .deliver(events, |n| endpoint.push(body.clone(), n, events));
         Ok(())
     }
 }

@@ -24,11 +24,9 @@ use crate::sinks::{Delivery, Sink};
 
 /// Sends events to an OTLP logs receiver. See the module docs of [`super`].
 pub struct OtlpLogsSink {
-    client: LogsServiceClient<Channel>,
-    runtime: tokio::runtime::Handle,
+    exporter: Exporter,
     pusher: Pusher<OtlpLogsErrorKind>,
     resource: Resource,
-    timeout: Duration,
     forward_unmatched: bool,
     records: Vec<LogRecord>,
 }
@@ -64,16 +62,27 @@ impl OtlpLogsSink {
             channel.connect_lazy()
         };
         Ok(OtlpLogsSink {
-            client: LogsServiceClient::new(channel),
-            runtime,
+            exporter: Exporter {
+                client: LogsServiceClient::new(channel),
+                runtime,
+                timeout,
+            },
             pusher,
             resource: resource(service),
-            timeout,
             forward_unmatched: config.forward_unmatched,
             records: Vec::new(),
         })
     }
+}
 
+/// Where exports go and how they are sent.
+struct Exporter {
+    client: LogsServiceClient<Channel>,
+    runtime: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+impl Exporter {
     /// One export of `request`.
     fn export(&self, request: ExportLogsServiceRequest, attempt: u32, events: u64) -> Outcome {
         let span = crate::traced_span!(
@@ -293,12 +302,9 @@ impl Sink for OtlpLogsSink {
                 schema_url: String::new(),
             }],
         };
-        let mut pusher = std::mem::replace(
-            &mut self.pusher,
-            Pusher::new("", String::new(), 1, 1, OtlpLogsErrorKind),
-        );
-        pusher.deliver(events, |n| self.export(request.clone(), n, events));
-        self.pusher = pusher;
+        let exporter = &self.exporter;
+        self.pusher
+            .deliver(events, |n| exporter.export(request.clone(), n, events));
         Ok(())
     }
 }
