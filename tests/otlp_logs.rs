@@ -302,7 +302,20 @@ fn a_receiver_restart_loses_nothing() {
     let all: BTreeSet<u64> = stored.iter().copied().collect();
     let written: BTreeSet<u64> = w.written().iter().copied().collect();
     assert_eq!(all, written, "lost lines");
-    assert_eq!(support::http_get(admin, "/ready").0, 200);
+    // The receiver stores an export before factorio-isr reads its answer: wait for that.
+    assert!(support::wait_until(
+        || support::http_get(admin, "/ready").0 == 200,
+        ARRIVE
+    ));
+    // The last batch is counted once its answer is read, after the receiver stored it.
+    support::wait_until(
+        || {
+            let metrics = support::http_get(admin, "/metrics").1;
+            metric_sample(&metrics, "factorio_isr_otlp_logs_events_sent_total")
+                == Some(stored.len() as f64)
+        },
+        ARRIVE,
+    );
     let metrics = support::http_get(admin, "/metrics").1;
     assert_eq!(
         metric_sample(&metrics, "factorio_isr_otlp_logs_events_sent_total"),
