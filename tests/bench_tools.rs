@@ -10,6 +10,10 @@ use factorio_isr::patterns;
 mod many_patterns;
 
 #[allow(dead_code)]
+#[path = "../benches/support/mix.rs"]
+mod mix;
+
+#[allow(dead_code)]
 #[path = "support/prom_tools.rs"]
 mod prom_tools;
 
@@ -90,6 +94,37 @@ fn generated_patterns_directory_loads_and_each_pattern_matches_its_own_lines() {
     assert_eq!(
         many_patterns::custom_patterns_toml(n),
         std::fs::read_to_string(dir.path().join(many_patterns::CUSTOM_FILE)).unwrap()
+    );
+}
+
+/// The winner search over the shipped patterns plus hundreds of user patterns reports, for
+/// every line of the benchmark mix and every user pattern's own line, the first pattern in
+/// priority order that matches anywhere: what a `regex::RegexSet` of the same regexes says.
+#[test]
+fn the_winner_over_many_patterns_is_the_first_a_regex_set_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 600;
+    many_patterns::write_patterns_dir(dir.path(), n).unwrap();
+    let set = patterns::load_dir(dir.path()).unwrap();
+    let mut active: Vec<_> = set.patterns().iter().filter(|p| p.enabled).collect();
+    active.sort_by_key(|p| p.priority);
+    let reference = regex::RegexSet::new(active.iter().map(|p| p.regex.as_str())).unwrap();
+    let mix = String::from_utf8(mix::mix(20_000)).unwrap();
+    let samples: Vec<String> = (0..n).map(many_patterns::sample_line).collect();
+    let mut matched = 0;
+    for line in mix.lines().chain(samples.iter().map(String::as_str)) {
+        let expected = reference
+            .matches(line)
+            .iter()
+            .next()
+            .map(|i| &*active[i].qualified_name);
+        let got = set.match_text(line).map(|m| &*m.pattern.qualified_name);
+        assert_eq!(got, expected, "{line:?}");
+        matched += usize::from(got.is_some());
+    }
+    assert!(
+        matched > n + 5_000,
+        "only {matched} lines matched a pattern"
     );
 }
 

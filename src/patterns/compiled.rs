@@ -10,12 +10,16 @@
 //! regex however many patterns the files hold, and the load stops at the first regex that does
 //! not fit instead of compiling the rest.
 //!
-//! A regex is compiled at load without its one-pass DFA, the engine that runs the capture groups
-//! of a one-pass regex fastest and the largest part of its memory (about 26 KiB of a 30 KiB
-//! regex). The first time the regex is asked for its captures it is compiled once more with it,
-//! if what is left of the budget holds the difference; otherwise, or when the regex is not
-//! one-pass, the first compile serves. So a directory of 2,000 patterns of which a log uses a
-//! few costs what those few need, and the budget bounds the total either way.
+//! A regex is compiled at load to check it (its syntax, its size, whether it matches the empty
+//! string, its group names) and to count what it takes against the budget, and then dropped:
+//! the pattern keeps its source, and the regex is compiled again the first time the pattern
+//! wins a record. That second compile adds the one-pass DFA, the engine that runs the capture
+//! groups of a one-pass regex fastest and the largest part of its memory (about 26 KiB of a 30
+//! KiB regex), if what is left of the budget holds the difference; otherwise, or when the regex
+//! is not one-pass, it is the regex as it was at load. The budget counts each regex from its
+//! load on, compiled or not, so what the first wins compile always fits. So a directory of
+//! 2,000 patterns of which a log uses a few holds what those few need, and the budget bounds
+//! the total either way.
 //!
 //! How it fails: [`SizeBudget::compile`] returns a [`CompileError`]: the regex does not compile
 //! (its syntax), it alone is over the per-regex limit, or it does not fit in what is left of the
@@ -25,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use regex_automata::meta;
-use regex_automata::util::captures::Captures;
+use regex_automata::util::captures::{Captures, GroupInfo};
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternID};
 
@@ -34,12 +38,17 @@ use super::load::{PATTERNS_SIZE_LIMIT_BYTES, REGEX_DFA_SIZE_LIMIT_BYTES, REGEX_S
 /// One compiled pattern regex. Matches as `regex::Regex` does.
 #[derive(Clone, Debug)]
 pub struct CompiledRegex {
-    /// Compiled without the one-pass DFA: what `is_match` uses, and captures until `captures`
-    /// is built.
-    meta: meta::Regex,
-    /// The regex with its one-pass DFA, built on the first capture search; `None` when it is
-    /// not one-pass or the budget could not hold it.
-    captures: OnceLock<Option<meta::Regex>>,
+    /// The regex, compiled the first time it is searched: with its one-pass DFA when it is
+    /// one-pass and the budget holds the difference, else as at load. `None` only if the
+    /// second compile failed where the first succeeded, which the same source and settings
+    /// do not do.
+    compiled: OnceLock<Option<meta::Regex>>,
+    /// What the regex took when compiled at load, in bytes: counted in the budget from then on.
+    load_bytes: usize,
+    /// The capture group names, in group order.
+    names: Vec<Option<String>>,
+    /// Whether the regex matches the empty string.
+    matches_empty: bool,
     /// What is left of the budget of the load this regex came from.
     left_bytes: Arc<AtomicUsize>,
     source: String,
@@ -66,54 +75,74 @@ impl CompiledRegex {
 
     /// Whether the regex matches anywhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
-        self.meta.is_match(Input::new(text).earliest(true))
+        self.regex()
+            .is_some_and(|r| r.is_match(Input::new(text).earliest(true)))
+    }
+
+    /// Whether the regex matches the empty string (known from the load's compile).
+    pub fn matches_empty(&self) -> bool {
+        self.matches_empty
     }
 
     /// The names of the capture groups, in group order (`None` for group 0 and unnamed groups).
     pub fn capture_names(&self) -> impl Iterator<Item = Option<&str>> {
-        self.meta.group_info().pattern_names(PatternID::ZERO)
+        self.names.iter().map(Option::as_deref)
     }
 
     /// Empty capture locations for [`CompiledRegex::captures_read`].
     pub fn capture_locations(&self) -> CaptureLocations {
-        CaptureLocations(self.meta.create_captures())
+        CaptureLocations(self.regex().map_or_else(
+            || Captures::empty(GroupInfo::empty()),
+            meta::Regex::create_captures,
+        ))
     }
 
     /// Finds the leftmost-first match in `text` and records its groups in `locs`; returns the
     /// match's start and end, or `None` when there is none.
     pub fn captures_read(&self, locs: &mut CaptureLocations, text: &str) -> Option<(usize, usize)> {
-        let regex = self
-            .captures
-            .get_or_init(|| self.with_onepass())
-            .as_ref()
-            .unwrap_or(&self.meta);
-        regex.search_captures(&Input::new(text), &mut locs.0);
+        self.regex()?
+            .search_captures(&Input::new(text), &mut locs.0);
         locs.0.get_match().map(|m| (m.start(), m.end()))
     }
 
-    /// The heap the compiled regex holds, in bytes (not counting the per-thread scratch space a
-    /// search uses), with its one-pass DFA once that is built.
+    /// The heap the regex is counted for in the budget, in bytes: what it took at load, and its
+    /// one-pass DFA once that is built (not counting the per-thread scratch space a search
+    /// uses).
     pub fn memory_bytes(&self) -> usize {
-        let extra = self.captures.get().and_then(Option::as_ref);
-        self.meta.memory_usage() + extra.map_or(0, meta::Regex::memory_usage)
+        let built = self.compiled.get().and_then(Option::as_ref);
+        built.map_or(self.load_bytes, |r| r.memory_usage().max(self.load_bytes))
     }
 
-    /// Compiles the regex with its one-pass DFA, if it is one-pass and the budget holds it.
-    fn with_onepass(&self) -> Option<meta::Regex> {
-        // The first compile succeeded with these settings, and the limits only grow.
+    /// The regex, compiled on the first call.
+    fn regex(&self) -> Option<&meta::Regex> {
+        self.compiled.get_or_init(|| self.compile()).as_ref()
+    }
+
+    /// Compiles the regex with its one-pass DFA if it is one-pass and the budget holds the
+    /// difference, else as at load.
+    fn compile(&self) -> Option<meta::Regex> {
+        // The load's compile succeeded with these settings, and the limits only grow.
         let regex = builder(REGEX_SIZE_LIMIT_BYTES, true)
             .build(&self.source)
             .ok()?;
-        let bytes = regex.memory_usage();
-        if bytes <= self.meta.memory_usage() {
-            return None;
+        let extra_bytes = regex.memory_usage().saturating_sub(self.load_bytes);
+        if extra_bytes == 0 {
+            // Not one-pass: this is the regex as it was at load.
+            return Some(regex);
         }
-        self.left_bytes
+        let fits = self
+            .left_bytes
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(bytes)
+                left.checked_sub(extra_bytes)
             })
-            .ok()?;
-        Some(regex)
+            .is_ok();
+        if fits {
+            return Some(regex);
+        }
+        drop(regex);
+        builder(REGEX_SIZE_LIMIT_BYTES, false)
+            .build(&self.source)
+            .ok()
     }
 }
 
@@ -220,9 +249,16 @@ impl SizeBudget {
             return Err(spent);
         }
         self.left_bytes.fetch_sub(regex_bytes, Ordering::Relaxed);
+        let names = regex
+            .group_info()
+            .pattern_names(PatternID::ZERO)
+            .map(|n| n.map(str::to_owned))
+            .collect();
         Ok(CompiledRegex {
-            meta: regex,
-            captures: OnceLock::new(),
+            compiled: OnceLock::new(),
+            load_bytes: regex_bytes,
+            names,
+            matches_empty: regex.is_match(""),
             left_bytes: self.left_bytes.clone(),
             source: src.to_owned(),
         })

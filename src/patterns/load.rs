@@ -324,7 +324,7 @@ fn compile_checked(
         return None;
     }
     let problem = match budget.compile(src) {
-        Ok(r) if !r.is_match("") => return Some(r),
+        Ok(r) if !r.matches_empty() => return Some(r),
         Ok(_) => PatternErrorKind::MatchesEmpty,
         Err(CompileError::TooBig) => PatternErrorKind::RegexTooBig,
         Err(CompileError::Syntax(message)) => PatternErrorKind::RegexSyntax(message),

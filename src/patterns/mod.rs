@@ -36,6 +36,7 @@ pub mod reload;
 pub mod set;
 pub mod spec;
 pub mod template;
+pub mod winner;
 pub mod wrapper;
 
 use std::path::{Path, PathBuf};

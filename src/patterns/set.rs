@@ -17,18 +17,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind, meta};
 
 use super::load::{FieldType, Pattern, PatternError, PatternErrorKind};
+use super::winner::WinnerSearch;
 use crate::event::Record;
 use crate::event::{
     Event, FieldValue, LOG_EVENT_TYPE, LogSource, PatternInfo, Severity, Timestamp,
 };
 
-/// Compiled size limit of the whole set, in bytes.
-pub const SET_SIZE_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+pub use super::winner::SET_SIZE_LIMIT_BYTES;
 
 /// One loaded pattern file, for summaries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,8 +42,8 @@ pub struct FileSummary {
 /// A validated, compiled set of patterns. Immutable; reloading builds a new one.
 #[derive(Debug)]
 pub struct PatternSet {
-    /// Every active pattern, in order, as one leftmost-first regex searched anchored.
-    winner: meta::Regex,
+    /// Every active pattern, in order, as one leftmost-first search anchored at the start.
+    winner: WinnerSearch,
     /// Enabled patterns in set order: by priority, then file order.
     active: Vec<Arc<Pattern>>,
     /// What events of each active pattern carry, in the same order.
@@ -76,34 +74,22 @@ impl PatternSet {
         let mut active: Vec<Arc<Pattern>> = all.iter().filter(|p| p.enabled).cloned().collect();
         // Stable sort: equal priorities keep file order.
         active.sort_by_key(|p| p.priority);
-        let winner = meta::Builder::new()
-            .configure(
-                meta::Config::new()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .utf8_empty(true)
-                    .which_captures(WhichCaptures::Implicit)
-                    .onepass(false)
-                    .backtrack(false)
-                    .nfa_size_limit(Some(SET_SIZE_LIMIT_BYTES))
-                    .hybrid_cache_capacity(SET_SIZE_LIMIT_BYTES),
-            )
-            .syntax(syntax::Config::new().utf8(true))
-            .build_many(
-                &active
-                    .iter()
-                    .map(|p| anchored_form(p.regex.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .map_err(|e| PatternError {
-                path: active
-                    .first()
-                    .map(|p| p.location.path.clone())
-                    .unwrap_or_default(),
-                line: 0,
-                column: 0,
-                pattern: None,
-                kind: PatternErrorKind::SetTooBig(e.to_string()),
-            })?;
+        let winner = WinnerSearch::build(
+            &active
+                .iter()
+                .map(|p| anchored_form(p.regex.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| PatternError {
+            path: active
+                .first()
+                .map(|p| p.location.path.clone())
+                .unwrap_or_default(),
+            line: 0,
+            column: 0,
+            pattern: None,
+            kind: PatternErrorKind::SetTooBig(e),
+        })?;
         let by_name = all
             .iter()
             .map(|p| (p.qualified_name.clone(), p.clone()))
@@ -154,11 +140,7 @@ impl PatternSet {
 
     /// The winning pattern for `text` and its typed captures, or `None` when nothing matches.
     pub fn match_text(&self, text: &str) -> Option<Match<'_>> {
-        let winner = self
-            .winner
-            .search(&Input::new(text).anchored(Anchored::Yes))?
-            .pattern()
-            .as_usize();
+        let winner = self.winner.winner(text)?;
         let pattern = &self.active[winner];
         let info = &self.infos[winner];
         let mut fields = Vec::new();

@@ -12,7 +12,8 @@
 //! the work receiver, and the source's next send fails. No thread can be left blocked.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::histogram::Histogram;
@@ -142,16 +143,80 @@ impl Extra {
     }
 }
 
+/// How far the source may run ahead of the consumer: a batch may be sent only when fewer than
+/// `limit` batches are between the source and the end of the consumer. The queues between the
+/// stages are bounded already, but batches a worker finishes while an earlier one is still being
+/// matched wait for it in the consumer's reorder buffer; without this bound a worker that is not
+/// scheduled for a while (a busy machine) lets the others fill that buffer with everything the
+/// source reads meanwhile.
+struct InFlight {
+    /// Batches the consumer has finished (the next sequence number it waits for), and whether
+    /// it has stopped.
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+    limit: u64,
+    /// Whether the source is waiting for the consumer (for tests).
+    waiting: AtomicBool,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        InFlight {
+            state: Mutex::new((0, false)),
+            moved: Condvar::new(),
+            limit: limit as u64,
+            waiting: AtomicBool::new(false),
+        }
+    }
+
+    /// Blocks until batch `seq` may be sent; `false` when the consumer has stopped.
+    fn wait_to_send(&self, seq: u64) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        while seq >= state.0 + self.limit && !state.1 {
+            self.waiting.store(true, Ordering::Release);
+            state = match self.moved.wait(state) {
+                Ok(state) => state,
+                Err(_) => return false,
+            };
+        }
+        self.waiting.store(false, Ordering::Release);
+        !state.1
+    }
+
+    /// The consumer finished every batch before `next`.
+    fn consumed(&self, next: u64) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 = next;
+        }
+        self.moved.notify_all();
+    }
+
+    /// The consumer stopped: no more waiting.
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1 = true;
+        }
+        self.moved.notify_all();
+    }
+}
+
 /// Numbers batches and hands them to the match workers.
 pub struct Sequencer<'a> {
     tx: &'a mpsc::SyncSender<Work>,
+    in_flight: &'a InFlight,
     next: u64,
 }
 
 impl Sequencer<'_> {
-    /// Sends one batch; blocks while the workers are busy. Returns false when the pipeline is
-    /// gone and the source should stop.
+    /// Sends one batch; blocks while the workers are busy or the source is as far ahead of the
+    /// consumer as it may be. Returns false when the pipeline is gone and the source should
+    /// stop.
     pub fn send(&mut self, batch: Batch) -> bool {
+        if !self.in_flight.wait_to_send(self.next) {
+            return false;
+        }
         let work = Work {
             seq: self.next,
             batch,
@@ -184,11 +249,22 @@ pub(super) fn run_stages<R: Send, E>(
     // Only the workers own the work receiver: when the last of them stops, it is dropped and
     // the source's next send fails.
     let work_rx = Arc::new(Mutex::new(work_rx));
+    // Each worker's batch in hand and the queued ones, and one being consumed.
+    let in_flight = InFlight::new(workers * (BATCHES_PER_WORKER + 1) + 1);
+    /// Lets the source go when the consumer stops, however it stops (a panic too).
+    struct Closing<'a>(&'a InFlight);
+    impl Drop for Closing<'_> {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
 
     std::thread::scope(|scope| {
+        let in_flight = &in_flight;
         let source = scope.spawn(move || {
             let mut seq = Sequencer {
                 tx: &work_tx,
+                in_flight,
                 next: 0,
             };
             produce(&mut seq)
@@ -200,6 +276,7 @@ pub(super) fn run_stages<R: Send, E>(
         }
         drop(done_tx);
         drop(work_rx);
+        let closing = Closing(in_flight);
 
         let mut result = Ok(());
         let mut next_seq = 0u64;
@@ -231,10 +308,12 @@ pub(super) fn run_stages<R: Send, E>(
                     result = Err(e);
                     break 'batches;
                 }
+                in_flight.consumed(next_seq);
             }
         }
         drop(extras);
         drop(done_rx);
+        drop(closing);
         let produced = match source.join() {
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
@@ -307,5 +386,49 @@ fn match_worker(
         if done.send(Handed::Done(Done { seq, matched })).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    /// Waits (yielding) until `ready` holds; no clock involved.
+    fn until(ready: impl Fn() -> bool) {
+        while !ready() {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn the_source_waits_when_it_is_as_far_ahead_of_the_consumer_as_it_may_be() {
+        let in_flight = InFlight::new(3);
+        let sent = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            let source = scope.spawn(|| {
+                for seq in 0.. {
+                    if !in_flight.wait_to_send(seq) {
+                        return seq;
+                    }
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+                unreachable!()
+            });
+            // Three batches go out, then the source waits for the consumer.
+            until(|| in_flight.waiting.load(Ordering::Acquire));
+            assert_eq!(sent.load(Ordering::SeqCst), 3);
+            // Each batch consumed lets one more go.
+            in_flight.consumed(1);
+            until(|| sent.load(Ordering::SeqCst) == 4 && in_flight.waiting.load(Ordering::Acquire));
+            in_flight.consumed(3);
+            until(|| sent.load(Ordering::SeqCst) == 6 && in_flight.waiting.load(Ordering::Acquire));
+            assert_eq!(sent.load(Ordering::SeqCst), 6);
+            // A consumer that stops lets the waiting source go, and refuses what it sends.
+            in_flight.close();
+            assert_eq!(source.join().unwrap(), 6);
+        });
+        assert!(!in_flight.wait_to_send(0));
     }
 }
