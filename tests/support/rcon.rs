@@ -9,7 +9,8 @@
 //! answer. [`FakeRcon::restart`] closes every connection and listens again on the same port.
 //!
 //! It records every authentication attempt (with its time), command and connection, for
-//! tests to wait on.
+//! tests to wait on, and every tick it answered with when (for `game_ups`: the poller reads
+//! its clock between an answer and its next command on that connection).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -45,6 +46,22 @@ pub struct Seen {
     pub connections: usize,
     /// Every password tried (to check nothing else leaked it).
     pub passwords: Vec<String>,
+    /// Every `/sc rcon.print(game.tick)` answered, in order.
+    pub ticks: Vec<Tick>,
+}
+
+/// A tick answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Tick {
+    /// The connection it was answered on (1 for the first accepted).
+    pub connection: usize,
+    /// The tick answered.
+    pub tick: u64,
+    /// Just before the answer was written.
+    pub answered_at: Instant,
+    /// When the next command (other than the `/version` sent behind each command) on that
+    /// connection was read, once it was.
+    pub next_command_at: Option<Instant>,
 }
 
 struct State {
@@ -201,16 +218,17 @@ fn spawn_accept(listener: TcpListener, shared: Arc<Shared>, generation: u64) {
             }
             let Ok(stream) = stream else { continue };
             let _ = stream.set_nodelay(true);
-            {
+            let connection = {
                 let mut s = lock(&shared);
                 s.seen.connections += 1;
                 if let Ok(c) = stream.try_clone() {
                     s.open.push(c);
                 }
-            }
+                s.seen.connections
+            };
             shared.changed.notify_all();
             let shared = shared.clone();
-            thread::spawn(move || serve(stream, &shared));
+            thread::spawn(move || serve(stream, &shared, connection));
         }
     });
 }
@@ -238,19 +256,46 @@ pub fn packet(id: i32, kind: i32, body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve(mut stream: TcpStream, shared: &Shared, connection: usize) {
     let mut authed = false;
     while let Some((id, kind, body)) = read_packet(&mut stream) {
+        let read_at = Instant::now();
         let (misbehave, answer) = {
             let mut s = lock(shared);
             if kind == 3 {
                 let ok = body == s.password;
-                s.seen.auths.push((Instant::now(), ok));
+                s.seen.auths.push((read_at, ok));
                 s.seen.passwords.push(body.clone());
                 (s.misbehave, if ok { "ok" } else { "refused" }.to_owned())
             } else {
+                // Each command comes with `/version` behind it, whose answer marks the end of
+                // the command's: it is sent before the answer is read, so it does not count as
+                // the next command.
+                if body != "/version"
+                    && let Some(last) = s
+                        .seen
+                        .ticks
+                        .iter_mut()
+                        .rfind(|t| t.connection == connection)
+                {
+                    last.next_command_at.get_or_insert(read_at);
+                }
                 s.seen.commands.push(body.clone());
-                (s.misbehave, answer(&body, &s.players, shared.started))
+                let answer = answer(&body, &s.players, shared.started);
+                if body == "/sc rcon.print(game.tick)"
+                    && !matches!(
+                        s.misbehave,
+                        Misbehave::NeverAnswer | Misbehave::CloseMidResponse
+                    )
+                {
+                    s.seen.ticks.push(Tick {
+                        connection,
+                        tick: answer.trim().parse().expect("a tick"),
+                        answered_at: Instant::now(),
+                        next_command_at: None,
+                    });
+                }
+                (s.misbehave, answer)
             }
         };
         shared.changed.notify_all();
