@@ -1,6 +1,7 @@
 //! A fake Factorio RCON server on 127.0.0.1 that follows the Source RCON protocol and answers
 //! like Factorio: `/players online` (`Online players (N):` then `  name (online)` lines),
-//! `/sc rcon.print(game.tick)` (60 ticks per second since it started), `/version` (`2.0.28`);
+//! `/sc rcon.print(game.tick)` (60 ticks per second since it started, answered after
+//! [`FakeRcon::delay_ticks`]), `/version` (`2.0.28`);
 //! a wrong password gets the `AUTH_RESPONSE` with id -1, then the connection is closed.
 //!
 //! Switches ([`Misbehave`]) make it answer like Source servers (an empty `RESPONSE_VALUE`
@@ -68,6 +69,8 @@ struct State {
     password: String,
     players: Vec<String>,
     misbehave: Misbehave,
+    /// How long a tick answer takes.
+    tick_delay: Duration,
     seen: Seen,
     /// Open connections, to close at a restart.
     open: Vec<TcpStream>,
@@ -101,6 +104,7 @@ impl FakeRcon {
                 password: password.to_owned(),
                 players: Vec::new(),
                 misbehave: Misbehave::None,
+                tick_delay: Duration::ZERO,
                 seen: Seen::default(),
                 open: Vec::new(),
                 generation: 0,
@@ -120,6 +124,12 @@ impl FakeRcon {
     /// Who `/players online` lists from now on.
     pub fn set_players(&self, players: &[&str]) {
         lock(&self.shared).players = players.iter().map(|p| (*p).to_owned()).collect();
+    }
+
+    /// How long answering `/sc rcon.print(game.tick)` takes from now on: the tick is read
+    /// (and recorded) once that time has passed, just before it is written.
+    pub fn delay_ticks(&self, delay: Duration) {
+        lock(&self.shared).tick_delay = delay;
     }
 
     /// How it answers from now on (connections already open included).
@@ -281,20 +291,26 @@ fn serve(mut stream: TcpStream, shared: &Shared, connection: usize) {
                     last.next_command_at.get_or_insert(read_at);
                 }
                 s.seen.commands.push(body.clone());
-                let answer = answer(&body, &s.players, shared.started);
-                if body == "/sc rcon.print(game.tick)"
+                let tick_delay = s.tick_delay;
+                let answer = if body == TICK
                     && !matches!(
                         s.misbehave,
                         Misbehave::NeverAnswer | Misbehave::CloseMidResponse
-                    )
-                {
+                    ) {
+                    drop(s);
+                    thread::sleep(tick_delay);
+                    s = lock(shared);
+                    let answer = answer(&body, &s.players, shared.started);
                     s.seen.ticks.push(Tick {
                         connection,
                         tick: answer.trim().parse().expect("a tick"),
                         answered_at: Instant::now(),
                         next_command_at: None,
                     });
-                }
+                    answer
+                } else {
+                    answer(&body, &s.players, shared.started)
+                };
                 (s.misbehave, answer)
             }
         };
@@ -347,6 +363,9 @@ fn serve(mut stream: TcpStream, shared: &Shared, connection: usize) {
     }
 }
 
+/// The command that asks for the tick.
+const TICK: &str = "/sc rcon.print(game.tick)";
+
 /// What Factorio answers to `command`.
 fn answer(command: &str, players: &[String], started: Instant) -> String {
     match command {
@@ -358,7 +377,7 @@ fn answer(command: &str, players: &[String], started: Instant) -> String {
             out.push('\n');
             out
         }
-        "/sc rcon.print(game.tick)" => {
+        TICK => {
             format!("{}\n", (started.elapsed().as_secs_f64() * 60.0) as u64)
         }
         "/version" => "2.0.28".to_owned(),
