@@ -13,7 +13,7 @@ use factorio_isr::rcon::client::{Client, RconError};
 use factorio_isr::rcon::protocol::parse_players_online;
 use factorio_isr::settings::Secret;
 use serde_json::Value;
-use support::rcon::{FakeRcon, Misbehave};
+use support::rcon::{FakeRcon, Misbehave, Tick};
 use support::{Env, Isr, metric_sample, wait_until};
 
 const ARRIVE: Duration = Duration::from_secs(30);
@@ -151,6 +151,41 @@ fn reconciled(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Appends a chat line `marker` and waits until it is delivered: an inlet batch sent before
+/// it was appended (a reconciled leave of an earlier poll) has been delivered by then too.
+fn delivered_up_to_here(env: &Env, isr: &Isr, marker: &str) {
+    append(env, &format!("2025-10-08 09:00:00 [CHAT] w: {marker}"));
+    assert!(
+        isr.wait_for(
+            |e| e.iter().any(|e| e["fields"]["message"] == marker),
+            ARRIVE
+        ),
+        "{marker} was not delivered\n{}",
+        isr.stderr_tail()
+    );
+}
+
+/// The `game_ups` each pair of consecutive tick answers on one connection can give, as
+/// `(least, most)`: the poller reads its clock after an answer arrives and before it sends its
+/// next command, so the seconds between two readings lie between the second answer less the
+/// first's next command and the second's next command less the first answer. The tick answer
+/// taking longer than the poll interval keeps the two close: the poller sends its next command
+/// as soon as it has read the answer.
+fn ups_bounds(ticks: &[Tick]) -> Vec<(f64, f64)> {
+    ticks
+        .windows(2)
+        .filter(|w| w[0].connection == w[1].connection)
+        .filter_map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let (a_next, b_next) = (a.next_command_at?, b.next_command_at?);
+            let ticks = b.tick.checked_sub(a.tick)? as f64;
+            let least_s = b.answered_at.duration_since(a_next).as_secs_f64();
+            let most_s = b_next.duration_since(a.answered_at).as_secs_f64();
+            Some((ticks / most_s, ticks / least_s))
+        })
+        .collect()
+}
+
 /// Neither stderr, `/metrics` nor `/ready` shows `secret`.
 fn assert_not_shown(isr: &Isr, secret: &str) {
     for (what, text) in [
@@ -166,6 +201,7 @@ fn assert_not_shown(isr: &Isr, secret: &str) {
 fn run_reports_players_latency_and_version_and_reconciles_a_leave_the_log_missed() {
     let fake = FakeRcon::start(PASSWORD);
     fake.set_players(&["Mr. Spaceman [AFK]"]);
+    fake.delay_ticks(Duration::from_millis(200));
     let (env, isr) = run(&fake, PASSWORD, "poll_interval_ms = 100\nups = true");
     append(
         &env,
@@ -190,9 +226,27 @@ fn run_reports_players_latency_and_version_and_reconciles_a_leave_the_log_missed
         "factorio_isr_server_info{server=\"test\",version=\"2.0.28\"}",
         |v| v == 1.0,
     );
-    // The fake runs 60 ticks a second: plausibly near, whatever the machine's load.
+    // game_ups is the ticks between two answers over the poller's seconds between them: the
+    // fake runs 60 ticks a second, and game_ups is within what some pair of answers so far
+    // allows (about 60, wider the busier the machine, never racing it), once each of them was
+    // followed by a command.
     let ups = wait_sample(&isr, &format!("factorio_isr_game_ups{s}"), |v| v > 0.0);
-    assert!((10.0..=400.0).contains(&ups), "game_ups {ups}");
+    let answered = fake.seen(|s| s.ticks.len());
+    assert!(fake.wait_for(
+        |s| {
+            s.ticks[..answered]
+                .iter()
+                .all(|t| t.next_command_at.is_some())
+        },
+        ARRIVE
+    ));
+    let bounds = ups_bounds(&fake.seen(|s| s.ticks[..answered].to_vec()));
+    assert!(
+        bounds
+            .iter()
+            .any(|&(least, most)| least * (1.0 - 1e-9) <= ups && ups <= most * (1.0 + 1e-9)),
+        "game_ups {ups} is no pair's ticks over seconds: {bounds:?}"
+    );
     assert_eq!(
         sample(
             &isr,
@@ -219,9 +273,11 @@ fn run_reports_players_latency_and_version_and_reconciles_a_leave_the_log_missed
         .unwrap();
     assert_eq!(leave["server"], "test");
     assert_eq!(leave["pattern"], "rcon/player_leave");
-    // A few polls more: the listed player stays, the ghost is not sent twice.
+    // A few polls more: the listed player stays, the ghost is not sent twice (a leave sent by
+    // those polls was delivered before a line appended after them).
     let polls = fake.count("/players online");
     assert!(fake.wait_count("/players online", polls, 3, ARRIVE));
+    delivered_up_to_here(&env, &isr, "after three polls");
     assert_eq!(reconciled(&isr.events()), ["Ghost ü"]);
     // A leave the log does see is not doubled either.
     append(
@@ -238,6 +294,7 @@ fn run_reports_players_latency_and_version_and_reconciles_a_leave_the_log_missed
     fake.set_players(&[]);
     let polls = fake.count("/players online");
     assert!(fake.wait_count("/players online", polls, 3, ARRIVE));
+    delivered_up_to_here(&env, &isr, "after three more polls");
     assert_eq!(reconciled(&isr.events()), ["Ghost ü"]);
     assert_not_shown(&isr, PASSWORD);
 }
@@ -252,6 +309,8 @@ fn a_wrong_password_keeps_ready_503_and_is_retried_after_at_least_2_s() {
     );
     let gap = fake.seen(|s| s.auths[1].0 - s.auths[0].0);
     assert!(gap >= Duration::from_secs(2), "retried after {gap:?}");
+    // It presents the password it was given, and only that.
+    assert!(fake.seen(|s| s.passwords.iter().all(|p| p == PASSWORD)));
     let (status, body) = isr.admin_get("/ready");
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -308,15 +367,17 @@ fn a_server_that_hangs_closes_mid_answer_or_restarts_never_stalls_the_logs() {
 
     fake.misbehave(Misbehave::None);
     wait_sample(&isr, connected, |v| v == 1.0);
-    let connections = fake.seen(|s| s.connections);
+    let (connections, auths) = fake.seen(|s| (s.connections, s.auths.len()));
     fake.restart();
+    // A new connection, authenticated again with the right password.
     assert!(
         fake.wait_for(
-            |s| s.connections > connections && !s.auths.is_empty(),
+            |s| s.connections > connections && s.auths[auths..].iter().any(|&(_, ok)| ok),
             ARRIVE
         ),
-        "no reconnection after the restart"
+        "no authenticated reconnection after the restart"
     );
+    assert!(fake.seen(|s| s.passwords.iter().all(|p| p == PASSWORD)));
     let polls = fake.count("/players online");
     assert!(fake.wait_count("/players online", polls, 1, ARRIVE));
     wait_sample(&isr, connected, |v| v == 1.0);

@@ -5,7 +5,10 @@
 //! Only servers that asked for it ([`Presence::track`]) are kept, so a pipeline without RCON
 //! keeps nothing. Each join is stamped with a sequence number ([`Presence::mark`] reads the
 //! current one), so a poller can tell a join routed after it asked the server (the server's
-//! answer may predate it) from one routed before.
+//! answer may predate it) from one routed before. A poller that finds a player gone removes
+//! them here itself ([`Presence::remove`]) and sends a `player_leave` with
+//! `fields.reconciled = true`; when that leave is delivered it is not applied again, so a
+//! player who joined again in between stays online.
 //!
 //! How it fails: it does not; it is a map behind a lock that is held for a few look-ups.
 
@@ -13,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::event::Event;
+use crate::event::{Event, FieldValue};
 use crate::settings::lock;
 
 /// Who the logs say is online, per tracked server. Cheap to clone (shared).
@@ -58,10 +61,15 @@ impl Presence {
         }
     }
 
-    /// Takes in one delivered event: a join adds its `player`, a leave removes it.
+    /// Takes in one delivered event: a join adds its `player`, a leave removes it. A leave
+    /// with `fields.reconciled = true` is skipped: the poller that made it took the player
+    /// out itself ([`Presence::remove`]), and by its delivery they may have joined again.
     pub fn observe(&self, event: &Event) {
         let join = match &*event.event_type {
             "player_join" => true,
+            "player_leave" if event.field("reconciled") == Some(&FieldValue::Bool(true)) => {
+                return;
+            }
             "player_leave" => false,
             _ => return,
         };
@@ -112,7 +120,7 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{FieldValue, LogSource, Severity, Timestamp};
+    use crate::event::{LogSource, Severity, Timestamp};
 
     fn event(server: &str, event_type: &str, player: &str) -> Event {
         Event {
@@ -154,6 +162,27 @@ mod tests {
         assert!(p.remove("a", "Mr. Spaceman [AFK]", mark));
         assert!(!p.remove("a", "Mr. Spaceman [AFK]", mark), "only once");
         p.observe(&event("a", "player_leave", "late"));
+        assert!(p.online("a").is_empty());
+    }
+
+    #[test]
+    fn a_late_reconciled_leave_does_not_remove_a_player_who_rejoined() {
+        let p = Presence::default();
+        p.track("a");
+        p.observe(&event("a", "player_join", "ghost"));
+        // The poller finds them gone, takes them out itself and sends the reconciled leave.
+        let mark = p.mark();
+        assert!(p.remove("a", "ghost", mark));
+        let mut reconciled = event("a", "player_leave", "ghost");
+        reconciled
+            .fields
+            .push(("reconciled".into(), FieldValue::Bool(true)));
+        // They join again before the reconciled leave is delivered.
+        p.observe(&event("a", "player_join", "ghost"));
+        p.observe(&reconciled);
+        assert_eq!(p.online("a"), [("ghost".to_owned(), 2)]);
+        // An ordinary leave still removes them.
+        p.observe(&event("a", "player_leave", "ghost"));
         assert!(p.online("a").is_empty());
     }
 }

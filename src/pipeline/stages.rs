@@ -6,10 +6,15 @@
 //! two source batches, in the order they were sent. Sending never blocks the sender.
 //!
 //! How it stops: when the source returns, its sender is dropped and the workers drain and stop;
-//! each worker says so as it stops, and the consumer returns once every worker has (an inlet
-//! may still be held elsewhere: its later batches are refused). When the consumer returns an
-//! error, its receiver is dropped, the workers' sends fail and they stop, the last one drops
-//! the work receiver, and the source's next send fails. No thread can be left blocked.
+//! each worker says so as it stops, and once every worker has the consumer closes the inlet,
+//! consumes the batches it still holds, in order, and returns. An inlet may still be held
+//! elsewhere (a poller racing the shutdown): a send either lands before the close, returns
+//! `true` and its batch is consumed, or comes after it and returns `false`; a batch is only
+//! lost when the consumer itself failed first (the run then ends with that error).
+//!
+//! When the consumer returns an error, its receiver is dropped, the workers' sends fail and
+//! they stop, the last one drops the work receiver, and the source's next send fails. No
+//! thread can be left blocked.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +27,7 @@ use std::time::Instant;
 use super::source::{Batch, Receipt};
 use crate::event::Event;
 use crate::patterns::PatternSet;
+use crate::settings::lock;
 
 /// Batches queued between two stages, per match worker.
 const BATCHES_PER_WORKER: usize = 2;
@@ -77,25 +83,33 @@ struct Extra {
     read_at: Instant,
 }
 
+/// The inlet's side of its queue: `None` once the consumer has closed it. Every inlet shares
+/// it, so the close and a send never interleave.
+type InletQueue = Arc<Mutex<Option<mpsc::Sender<Extra>>>>;
+
 /// A second way into a pipeline: batches of events made outside the match stage (by a source
 /// that polls a server), delivered to the sinks like the source's, without a receipt. Cheap
 /// to clone; sending never blocks.
 #[derive(Clone)]
 pub struct Inlet {
-    extras: mpsc::Sender<Extra>,
+    extras: InletQueue,
     wake: mpsc::SyncSender<Handed>,
 }
 
 impl Inlet {
     /// Hands `events` (made under `span`, their root span) to the sink thread; `false` when
-    /// the pipeline has stopped.
+    /// the pipeline has stopped. After `true` the batch is consumed, even when the pipeline
+    /// stops right after (unless a sink fails first).
     pub fn send(&self, events: Vec<Event>, span: tracing::Span) -> bool {
         let extra = Extra {
             events,
             span,
             read_at: Instant::now(),
         };
-        if self.extras.send(extra).is_err() {
+        let queued = lock(&self.extras)
+            .as_ref()
+            .is_some_and(|tx| tx.send(extra).is_ok());
+        if !queued {
             return false;
         }
         // A full channel means the consumer has messages to take: it looks at the queue
@@ -112,14 +126,21 @@ pub(super) struct Merge {
     done_tx: mpsc::SyncSender<Handed>,
     done_rx: mpsc::Receiver<Handed>,
     extras: mpsc::Receiver<Extra>,
+    /// Closed (emptied) by the consumer once the last match worker has stopped.
+    inlets: InletQueue,
+    /// Called on the consumer's thread once the last match worker has stopped: where a test
+    /// sends through an inlet at the very end of a run.
+    #[cfg(test)]
+    ended: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// The consumer's channels for `workers` match workers, and an inlet into them.
 pub(super) fn merge(workers: usize) -> (Inlet, Merge) {
     let (done_tx, done_rx) = mpsc::sync_channel::<Handed>(workers.max(1) * BATCHES_PER_WORKER);
     let (extras_tx, extras) = mpsc::channel();
+    let inlets = Arc::new(Mutex::new(Some(extras_tx)));
     let inlet = Inlet {
-        extras: extras_tx,
+        extras: inlets.clone(),
         wake: done_tx.clone(),
     };
     (
@@ -128,6 +149,9 @@ pub(super) fn merge(workers: usize) -> (Inlet, Merge) {
             done_tx,
             done_rx,
             extras,
+            inlets,
+            #[cfg(test)]
+            ended: None,
         },
     )
 }
@@ -245,6 +269,9 @@ pub(super) fn run_stages<R: Send, E>(
         done_tx,
         done_rx,
         extras,
+        inlets,
+        #[cfg(test)]
+        ended,
     } = merge;
     // Only the workers own the work receiver: when the last of them stops, it is dropped and
     // the source's next send fails.
@@ -309,6 +336,21 @@ pub(super) fn run_stages<R: Send, E>(
                     break 'batches;
                 }
                 in_flight.consumed(next_seq);
+            }
+        }
+        #[cfg(test)]
+        if let Some(ended) = ended {
+            ended();
+        }
+        // Close the inlet: a send from now on is refused, and every batch it took is in the
+        // queue. They are consumed unless the consumer has failed.
+        drop(lock(&inlets).take());
+        if result.is_ok() {
+            while let Ok(extra) = extras.try_recv() {
+                if let Err(e) = consume(extra.matched()) {
+                    result = Err(e);
+                    break;
+                }
             }
         }
         drop(extras);
@@ -392,8 +434,12 @@ fn match_worker(
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
+    use std::sync::mpsc;
+
+    use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
     use super::*;
+    use crate::event::{FieldValue, LogSource, Severity, Timestamp};
 
     /// Waits (yielding) until `ready` holds; no clock involved.
     fn until(ready: impl Fn() -> bool) {
@@ -430,5 +476,76 @@ mod tests {
             assert_eq!(source.join().unwrap(), 6);
         });
         assert!(!in_flight.wait_to_send(0));
+    }
+
+    fn leave(player: &str) -> Event {
+        Event {
+            timestamp: Timestamp(0),
+            event_type: "player_leave".into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields: vec![
+                ("player".into(), FieldValue::Str(player.to_owned())),
+                ("reconciled".into(), FieldValue::Bool(true)),
+            ],
+            raw: String::new(),
+            message_start: 0,
+            source: Arc::new(LogSource {
+                server: "a".into(),
+                path: "rcon:127.0.0.1:27015".into(),
+            }),
+            offset: 0,
+            trace: None,
+        }
+    }
+
+    /// Runs stages whose source sends `early` through the inlet and returns at once; once the
+    /// last worker has stopped, `late` is sent. Returns the players consumed, in order, and
+    /// whether sending `late` said it was taken.
+    fn run_with_inlet(workers: usize) -> (Vec<String>, bool) {
+        let patterns = ArcSwap::from_pointee(crate::patterns::shipped().unwrap());
+        let match_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 4));
+        let (inlet, mut merge) = merge(workers);
+        let (late_tx, late_rx) = mpsc::channel();
+        let late = inlet.clone();
+        merge.ended = Some(Box::new(move || {
+            let _ = late_tx.send(late.send(vec![leave("late")], tracing::Span::none()));
+        }));
+        let mut consumed = Vec::new();
+        let (sent, result) = run_stages(
+            workers,
+            &patterns,
+            &match_seconds,
+            merge,
+            |_seq| inlet.send(vec![leave("early")], tracing::Span::none()),
+            |matched| {
+                consumed.extend(
+                    matched
+                        .events
+                        .iter()
+                        .filter_map(|e| e.field("player").map(FieldValue::to_text)),
+                );
+                Ok::<(), ()>(())
+            },
+        );
+        assert!(sent, "the run was going when `early` was sent");
+        result.unwrap();
+        assert!(
+            !inlet.send(vec![leave("after")], tracing::Span::none()),
+            "the run has ended"
+        );
+        (
+            consumed,
+            late_rx.recv().expect("the end of the run was reached"),
+        )
+    }
+
+    #[test]
+    fn inlet_batches_sent_until_the_end_of_the_run_are_consumed_in_order() {
+        for workers in [1, 2] {
+            let (consumed, late_taken) = run_with_inlet(workers);
+            assert!(late_taken, "the consumer still ran when `late` was sent");
+            assert_eq!(consumed, ["early", "late"], "{workers} workers");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! A fake Factorio RCON server on 127.0.0.1 that follows the Source RCON protocol and answers
 //! like Factorio: `/players online` (`Online players (N):` then `  name (online)` lines),
-//! `/sc rcon.print(game.tick)` (60 ticks per second since it started), `/version` (`2.0.28`);
+//! `/sc rcon.print(game.tick)` (60 ticks per second since it started, answered after
+//! [`FakeRcon::delay_ticks`]), `/version` (`2.0.28`);
 //! a wrong password gets the `AUTH_RESPONSE` with id -1, then the connection is closed.
 //!
 //! Switches ([`Misbehave`]) make it answer like Source servers (an empty `RESPONSE_VALUE`
@@ -9,7 +10,8 @@
 //! answer. [`FakeRcon::restart`] closes every connection and listens again on the same port.
 //!
 //! It records every authentication attempt (with its time), command and connection, for
-//! tests to wait on.
+//! tests to wait on, and every tick it answered with when (for `game_ups`: the poller reads
+//! its clock between an answer and its next command on that connection).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -45,12 +47,30 @@ pub struct Seen {
     pub connections: usize,
     /// Every password tried (to check nothing else leaked it).
     pub passwords: Vec<String>,
+    /// Every `/sc rcon.print(game.tick)` answered, in order.
+    pub ticks: Vec<Tick>,
+}
+
+/// A tick answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Tick {
+    /// The connection it was answered on (1 for the first accepted).
+    pub connection: usize,
+    /// The tick answered.
+    pub tick: u64,
+    /// Just before the answer was written.
+    pub answered_at: Instant,
+    /// When the next command (other than the `/version` sent behind each command) on that
+    /// connection was read, once it was.
+    pub next_command_at: Option<Instant>,
 }
 
 struct State {
     password: String,
     players: Vec<String>,
     misbehave: Misbehave,
+    /// How long a tick answer takes.
+    tick_delay: Duration,
     seen: Seen,
     /// Open connections, to close at a restart.
     open: Vec<TcpStream>,
@@ -84,6 +104,7 @@ impl FakeRcon {
                 password: password.to_owned(),
                 players: Vec::new(),
                 misbehave: Misbehave::None,
+                tick_delay: Duration::ZERO,
                 seen: Seen::default(),
                 open: Vec::new(),
                 generation: 0,
@@ -103,6 +124,12 @@ impl FakeRcon {
     /// Who `/players online` lists from now on.
     pub fn set_players(&self, players: &[&str]) {
         lock(&self.shared).players = players.iter().map(|p| (*p).to_owned()).collect();
+    }
+
+    /// How long answering `/sc rcon.print(game.tick)` takes from now on: the tick is read
+    /// (and recorded) once that time has passed, just before it is written.
+    pub fn delay_ticks(&self, delay: Duration) {
+        lock(&self.shared).tick_delay = delay;
     }
 
     /// How it answers from now on (connections already open included).
@@ -201,16 +228,17 @@ fn spawn_accept(listener: TcpListener, shared: Arc<Shared>, generation: u64) {
             }
             let Ok(stream) = stream else { continue };
             let _ = stream.set_nodelay(true);
-            {
+            let connection = {
                 let mut s = lock(&shared);
                 s.seen.connections += 1;
                 if let Ok(c) = stream.try_clone() {
                     s.open.push(c);
                 }
-            }
+                s.seen.connections
+            };
             shared.changed.notify_all();
             let shared = shared.clone();
-            thread::spawn(move || serve(stream, &shared));
+            thread::spawn(move || serve(stream, &shared, connection));
         }
     });
 }
@@ -238,19 +266,52 @@ pub fn packet(id: i32, kind: i32, body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve(mut stream: TcpStream, shared: &Shared, connection: usize) {
     let mut authed = false;
     while let Some((id, kind, body)) = read_packet(&mut stream) {
+        let read_at = Instant::now();
         let (misbehave, answer) = {
             let mut s = lock(shared);
             if kind == 3 {
                 let ok = body == s.password;
-                s.seen.auths.push((Instant::now(), ok));
+                s.seen.auths.push((read_at, ok));
                 s.seen.passwords.push(body.clone());
                 (s.misbehave, if ok { "ok" } else { "refused" }.to_owned())
             } else {
+                // Each command comes with `/version` behind it, whose answer marks the end of
+                // the command's: it is sent before the answer is read, so it does not count as
+                // the next command.
+                if body != "/version"
+                    && let Some(last) = s
+                        .seen
+                        .ticks
+                        .iter_mut()
+                        .rfind(|t| t.connection == connection)
+                {
+                    last.next_command_at.get_or_insert(read_at);
+                }
                 s.seen.commands.push(body.clone());
-                (s.misbehave, answer(&body, &s.players, shared.started))
+                let tick_delay = s.tick_delay;
+                let answer = if body == TICK
+                    && !matches!(
+                        s.misbehave,
+                        Misbehave::NeverAnswer | Misbehave::CloseMidResponse
+                    ) {
+                    drop(s);
+                    thread::sleep(tick_delay);
+                    s = lock(shared);
+                    let answer = answer(&body, &s.players, shared.started);
+                    s.seen.ticks.push(Tick {
+                        connection,
+                        tick: answer.trim().parse().expect("a tick"),
+                        answered_at: Instant::now(),
+                        next_command_at: None,
+                    });
+                    answer
+                } else {
+                    answer(&body, &s.players, shared.started)
+                };
+                (s.misbehave, answer)
             }
         };
         shared.changed.notify_all();
@@ -302,6 +363,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     }
 }
 
+/// The command that asks for the tick.
+const TICK: &str = "/sc rcon.print(game.tick)";
+
 /// What Factorio answers to `command`.
 fn answer(command: &str, players: &[String], started: Instant) -> String {
     match command {
@@ -313,7 +377,7 @@ fn answer(command: &str, players: &[String], started: Instant) -> String {
             out.push('\n');
             out
         }
-        "/sc rcon.print(game.tick)" => {
+        TICK => {
             format!("{}\n", (started.elapsed().as_secs_f64() * 60.0) as u64)
         }
         "/version" => "2.0.28".to_owned(),
