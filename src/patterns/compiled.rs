@@ -28,21 +28,27 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use std::panic::{RefUnwindSafe, UnwindSafe};
+
+use regex_automata::dfa::onepass;
 use regex_automata::meta;
+use regex_automata::nfa::thompson::NFA;
+use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::nfa::thompson::pikevm::{self, PikeVM};
 use regex_automata::util::captures::{Captures, GroupInfo};
+use regex_automata::util::pool::Pool;
 use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternID};
+use regex_automata::{Anchored, Input, MatchKind, PatternID};
 
 use super::load::{PATTERNS_SIZE_LIMIT_BYTES, REGEX_DFA_SIZE_LIMIT_BYTES, REGEX_SIZE_LIMIT_BYTES};
 
 /// One compiled pattern regex. Matches as `regex::Regex` does.
 #[derive(Clone, Debug)]
 pub struct CompiledRegex {
-    /// The regex, compiled the first time it is searched: with its one-pass DFA when it is
-    /// one-pass and the budget holds the difference, else as at load. `None` only if the
-    /// second compile failed where the first succeeded, which the same source and settings
-    /// do not do.
-    compiled: OnceLock<Option<meta::Regex>>,
+    /// The engines that run the regex, built the first time it is searched. `None` only if
+    /// that build failed where the load's compile of the same source succeeded, which the same
+    /// source and limits do not do.
+    engines: OnceLock<Option<Arc<Engines>>>,
     /// What the regex took when compiled at load, in bytes: counted in the budget from then on.
     load_bytes: usize,
     /// The capture group names, in group order.
@@ -75,8 +81,11 @@ impl CompiledRegex {
 
     /// Whether the regex matches anywhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
-        self.regex()
-            .is_some_and(|r| r.is_match(Input::new(text).earliest(true)))
+        self.engines().is_some_and(|e| {
+            let mut scratch = e.scratch.get();
+            e.search(&mut scratch, &Input::new(text));
+            scratch.caps.is_match()
+        })
     }
 
     /// Whether the regex matches the empty string (known from the load's compile).
@@ -91,58 +100,200 @@ impl CompiledRegex {
 
     /// Empty capture locations for [`CompiledRegex::captures_read`].
     pub fn capture_locations(&self) -> CaptureLocations {
-        CaptureLocations(self.regex().map_or_else(
+        CaptureLocations(self.engines().map_or_else(
             || Captures::empty(GroupInfo::empty()),
-            meta::Regex::create_captures,
+            |e| Captures::all(e.pikevm.get_nfa().group_info().clone()),
         ))
     }
 
     /// Finds the leftmost-first match in `text` and records its groups in `locs`; returns the
     /// match's start and end, or `None` when there is none.
     pub fn captures_read(&self, locs: &mut CaptureLocations, text: &str) -> Option<(usize, usize)> {
-        self.regex()?
-            .search_captures(&Input::new(text), &mut locs.0);
+        let engines = self.engines()?;
+        let mut scratch = engines.scratch.get();
+        engines.search(&mut scratch, &Input::new(text));
+        locs.0.clone_from(&scratch.caps);
         locs.0.get_match().map(|m| (m.start(), m.end()))
     }
 
-    /// The heap the regex is counted for in the budget, in bytes: what it took at load, and its
-    /// one-pass DFA once that is built (not counting the per-thread scratch space a search
-    /// uses).
+    /// The capture groups of the regex's leftmost-first match in `text`, which is known to end
+    /// at `end` (the winner search found it): only `text[..end]` is searched, and a regex that
+    /// can only match at the start is searched anchored there, which lets a one-pass regex go
+    /// straight to its one-pass DFA and any other to the bounded backtracker, without a first
+    /// pass to find where the match is. `read` gets the groups; `None` when the regex does not
+    /// match there after all.
+    pub fn captures_ending_at<R>(
+        &self,
+        text: &str,
+        end: usize,
+        read: impl FnOnce(Groups<'_>) -> R,
+    ) -> Option<R> {
+        let engines = self.engines()?;
+        let mut input = Input::new(text).range(..end.min(text.len()));
+        if engines.anchored {
+            input = input.anchored(Anchored::Yes);
+        }
+        let mut scratch = engines.scratch.get();
+        engines.search(&mut scratch, &input);
+        scratch.caps.is_match().then(|| read(Groups(&scratch.caps)))
+    }
+
+    /// The heap the regex is counted for in the budget, in bytes: what it took at load, and
+    /// what its engines took beyond that once built (its one-pass DFA), not counting the
+    /// per-thread scratch space a search uses.
     pub fn memory_bytes(&self) -> usize {
-        let built = self.compiled.get().and_then(Option::as_ref);
-        built.map_or(self.load_bytes, |r| r.memory_usage().max(self.load_bytes))
+        let extra = self.engines.get().and_then(Option::as_ref);
+        self.load_bytes + extra.map_or(0, |e| e.extra_bytes)
     }
 
-    /// The regex, compiled on the first call.
-    fn regex(&self) -> Option<&meta::Regex> {
-        self.compiled.get_or_init(|| self.compile()).as_ref()
+    /// The engines, built on the first call.
+    fn engines(&self) -> Option<&Engines> {
+        self.engines
+            .get_or_init(|| Engines::build(&self.source, self.load_bytes, &self.left_bytes))
+            .as_deref()
     }
+}
 
-    /// Compiles the regex with its one-pass DFA if it is one-pass and the budget holds the
-    /// difference, else as at load.
-    fn compile(&self) -> Option<meta::Regex> {
-        // The load's compile succeeded with these settings, and the limits only grow.
-        let regex = builder(REGEX_SIZE_LIMIT_BYTES, true)
-            .build(&self.source)
+/// The capture groups of one match, borrowed from a search's scratch space.
+#[derive(Clone, Copy, Debug)]
+pub struct Groups<'a>(&'a Captures);
+
+impl Groups<'_> {
+    /// The start and end (byte offsets) of group `i`, or `None` when it did not take part.
+    pub fn get(&self, i: usize) -> Option<(usize, usize)> {
+        self.0.get_group(i).map(|span| (span.start, span.end))
+    }
+}
+
+/// What runs one regex: its NFA with every capture group, searched by the one-pass DFA when
+/// the regex is one-pass and the search anchored, else by the bounded backtracker when the text
+/// is short enough for it, else by the PikeVM. These are the engines
+/// `regex_automata::meta::Regex` chooses between for a capture search, minus the lazy DFAs it
+/// runs first to find where the match is, which the winner search already knows.
+struct Engines {
+    /// Whether the regex can only match at the start of the text.
+    anchored: bool,
+    onepass: Option<onepass::DFA>,
+    backtrack: BoundedBacktracker,
+    pikevm: PikeVM,
+    scratch: Pool<Scratch, MakeScratch>,
+    /// What the engines take beyond the load's compile, in bytes, taken from the budget.
+    extra_bytes: usize,
+}
+
+/// One thread's scratch space for the engines, with the captures of its last search.
+#[derive(Debug, Clone)]
+struct Scratch {
+    onepass: Option<onepass::Cache>,
+    backtrack: backtrack::Cache,
+    pikevm: pikevm::Cache,
+    caps: Captures,
+}
+
+type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engines")
+            .field("anchored", &self.anchored)
+            .field("onepass", &self.onepass.is_some())
+            .field("extra_bytes", &self.extra_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engines {
+    /// Builds the engines of `source`, whose load compile took `load_bytes`, with its one-pass
+    /// DFA if it is one-pass and `left_bytes` holds what that adds.
+    fn build(source: &str, load_bytes: usize, left_bytes: &AtomicUsize) -> Option<Arc<Engines>> {
+        let nfa = NFA::compiler()
+            .syntax(syntax::Config::new().utf8(true))
+            .configure(
+                NFA::config()
+                    .utf8(true)
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT_BYTES)),
+            )
+            .build(source)
             .ok()?;
-        let extra_bytes = regex.memory_usage().saturating_sub(self.load_bytes);
-        if extra_bytes == 0 {
-            // Not one-pass: this is the regex as it was at load.
-            return Some(regex);
-        }
-        let fits = self
-            .left_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(extra_bytes)
+        let anchored = nfa.is_always_start_anchored();
+        let nfa_bytes = nfa.memory_usage();
+        let take = |bytes: usize| {
+            let extra = bytes.saturating_sub(load_bytes);
+            let fits = extra == 0
+                || left_bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                        left.checked_sub(extra)
+                    })
+                    .is_ok();
+            fits.then_some(extra)
+        };
+        // A one-pass DFA is only of use to an anchored search.
+        let onepass = anchored
+            .then(|| {
+                onepass::DFA::builder()
+                    .configure(
+                        onepass::Config::new()
+                            .match_kind(MatchKind::LeftmostFirst)
+                            .size_limit(Some(REGEX_DFA_SIZE_LIMIT_BYTES)),
+                    )
+                    .build_from_nfa(nfa.clone())
+                    .ok()
             })
-            .is_ok();
-        if fits {
-            return Some(regex);
+            .flatten()
+            .and_then(|dfa| take(nfa_bytes + dfa.memory_usage()).map(|extra| (dfa, extra)));
+        let (onepass, extra_bytes) = match onepass {
+            Some((dfa, extra)) => (Some(dfa), extra),
+            // The NFA alone is part of what the load's compile took.
+            None => (None, take(nfa_bytes).unwrap_or(0)),
+        };
+        let backtrack = BoundedBacktracker::builder()
+            .build_from_nfa(nfa.clone())
+            .ok()?;
+        let pikevm = PikeVM::builder()
+            .configure(PikeVM::config().match_kind(MatchKind::LeftmostFirst))
+            .build_from_nfa(nfa.clone())
+            .ok()?;
+        let (for_onepass, for_backtrack, for_pikevm) =
+            (onepass.clone(), backtrack.clone(), pikevm.clone());
+        let make: MakeScratch = Box::new(move || Scratch {
+            onepass: for_onepass.as_ref().map(onepass::Cache::new),
+            backtrack: for_backtrack.create_cache(),
+            pikevm: for_pikevm.create_cache(),
+            caps: Captures::all(nfa.group_info().clone()),
+        });
+        Some(Arc::new(Engines {
+            anchored,
+            onepass,
+            backtrack,
+            pikevm,
+            scratch: Pool::new(make),
+            extra_bytes,
+        }))
+    }
+
+    /// Runs a capture search of `input`; the result is in `scratch.caps`.
+    fn search(&self, scratch: &mut Scratch, input: &Input<'_>) {
+        let Scratch {
+            onepass: onepass_cache,
+            backtrack: backtrack_cache,
+            pikevm: pikevm_cache,
+            caps,
+        } = scratch;
+        if let (Some(dfa), Some(cache)) = (&self.onepass, onepass_cache) {
+            // Built only for a regex that matches only at the start: every search is anchored.
+            if dfa.try_search(cache, input, caps).is_ok() {
+                return;
+            }
         }
-        drop(regex);
-        builder(REGEX_SIZE_LIMIT_BYTES, false)
-            .build(&self.source)
-            .ok()
+        if input.get_span().len() <= self.backtrack.max_haystack_len()
+            && self
+                .backtrack
+                .try_search(backtrack_cache, input, caps)
+                .is_ok()
+        {
+            return;
+        }
+        self.pikevm.search(pikevm_cache, input, caps);
     }
 }
 
@@ -255,7 +406,7 @@ impl SizeBudget {
             .map(|n| n.map(str::to_owned))
             .collect();
         Ok(CompiledRegex {
-            compiled: OnceLock::new(),
+            engines: OnceLock::new(),
             load_bytes: regex_bytes,
             names,
             matches_empty: regex.is_match(""),
@@ -289,6 +440,58 @@ mod tests {
             }
         }
         assert_eq!(ours.as_str(), src);
+    }
+
+    #[test]
+    fn captures_of_a_match_known_to_end_at_a_place_are_those_the_regex_crate_finds() {
+        // One-pass and anchored, anchored but not one-pass (the chat shape: where the player
+        // ends is only known by trying), not anchored, optional groups, and a text too long for
+        // the bounded backtracker (the PikeVM then runs).
+        let long = format!("{}: {}", "ü".repeat(40_000), "x".repeat(100_000));
+        let cases: [(&str, &[&str]); 5] = [
+            (
+                r"^\[EVENT\] (?P<player>[^,]+),(?P<x>-?[0-9.]+)$",
+                &["[EVENT] a b,-1.5", "[EVENT] é,2", "[EVENT] x"],
+            ),
+            (
+                r"^(?:\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} )?\[CHAT\] (?P<player>[^:]+?)(?: \[(?P<tag>[^\]]+)\])?: (?P<message>.*)$",
+                &[
+                    "2025-01-01 00:00:00 [CHAT] a [b] c [gps=1]: hi: there",
+                    "[CHAT] Ülrich_[RU] [admin]: ok",
+                    "[CHAT] x: ",
+                    "[CHAT] nope",
+                ],
+            ),
+            (
+                r"needle (?P<n>\w+)",
+                &["a needle here", "needle é needle two", "none"],
+            ),
+            (r"^(?P<a>\d+)(?: (?P<b>\w+))?$", &["12", "12 ab", "12 "]),
+            (r"^(?P<who>[^:]+): (?P<what>.*)$", &[long.as_str()]),
+        ];
+        for (src, texts) in cases {
+            let ours = SizeBudget::default().compile(src).unwrap();
+            let theirs = regex::Regex::new(src).unwrap();
+            for text in texts {
+                let Some(expected) = theirs.captures(text) else {
+                    assert_eq!(ours.captures_ending_at(text, text.len(), |_| ()), None);
+                    continue;
+                };
+                let end = expected.get(0).unwrap().end();
+                let got = ours
+                    .captures_ending_at(text, end, |groups| {
+                        (0..expected.len())
+                            .map(|i| groups.get(i))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_else(|| panic!("{src} does not match {text:?}"));
+                let want: Vec<_> = expected
+                    .iter()
+                    .map(|m| m.map(|m| (m.start(), m.end())))
+                    .collect();
+                assert_eq!(got, want, "{src} on {:?}", &text[..text.len().min(80)]);
+            }
+        }
     }
 
     #[test]

@@ -140,20 +140,19 @@ impl PatternSet {
 
     /// The winning pattern for `text` and its typed captures, or `None` when nothing matches.
     pub fn match_text(&self, text: &str) -> Option<Match<'_>> {
-        let winner = self.winner.winner(text)?;
+        let (winner, end) = self.winner.winner(text)?;
         let pattern = &self.active[winner];
         let info = &self.infos[winner];
         let mut fields = Vec::new();
         if !pattern.captures.is_empty() {
-            let mut locs = pattern.regex.capture_locations();
-            if pattern.regex.captures_read(&mut locs, text).is_some() {
+            pattern.regex.captures_ending_at(text, end, |groups| {
                 fields.reserve(pattern.captures.len());
                 for c in &pattern.captures {
-                    if let Some((start, end)) = locs.get(c.group) {
+                    if let Some((start, end)) = groups.get(c.group) {
                         fields.push((c.name.clone(), typed(&text[start..end], c.ty)));
                     }
                 }
-            }
+            });
         }
         Some(Match {
             pattern,

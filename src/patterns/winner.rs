@@ -101,17 +101,20 @@ impl WinnerSearch {
         })
     }
 
-    /// The index of the first regex that matches `text` at its start, or `None`.
-    pub fn winner(&self, text: &str) -> Option<usize> {
+    /// The index of the first regex that matches `text` at its start, and where its match
+    /// ends (the end of that regex's own leftmost-first match; at most `text.len()`), or
+    /// `None`.
+    pub fn winner(&self, text: &str) -> Option<(usize, usize)> {
         let input = Input::new(text).anchored(Anchored::Yes);
         let mut caches = self.caches.get();
         match self.dfa.try_search_fwd(&mut caches.dfa, &input) {
-            Ok(found) => found.map(|m| m.pattern().as_usize()),
-            // Only a quit byte stops this lazy DFA (it never gives up): the PikeVM decides.
+            Ok(found) => found.map(|m| (m.pattern().as_usize(), m.offset())),
+            // Only a quit byte stops this lazy DFA (it never gives up): the PikeVM decides,
+            // without the end (the NFA has no capture slots), so the whole text is the bound.
             Err(_) => self
                 .pike
                 .search_slots(&mut caches.pike, &input, &mut [])
-                .map(|p| p.as_usize()),
+                .map(|p| (p.as_usize(), text.len())),
         }
     }
 
@@ -130,18 +133,18 @@ mod tests {
     }
 
     #[test]
-    fn the_first_regex_in_order_that_matches_at_the_start_wins() {
+    fn the_first_regex_in_order_that_matches_at_the_start_wins_with_the_end_of_its_match() {
         let s = search(&[r"^abc", r"^ab", r"^a", r"(?s:.)*?(?:needle)"]);
-        assert_eq!(s.winner("abcd"), Some(0));
-        assert_eq!(s.winner("abd"), Some(1));
-        assert_eq!(s.winner("a"), Some(2));
-        assert_eq!(s.winner("x needle"), Some(3));
-        assert_eq!(s.winner("abc needle"), Some(0));
+        assert_eq!(s.winner("abcd"), Some((0, 3)));
+        assert_eq!(s.winner("abd"), Some((1, 2)));
+        assert_eq!(s.winner("a"), Some((2, 1)));
+        assert_eq!(s.winner("x needle"), Some((3, 8)));
+        assert_eq!(s.winner("abc needle"), Some((0, 3)));
         assert_eq!(s.winner("xyz"), None);
         assert_eq!(s.winner(""), None);
         // A later, longer match does not beat an earlier pattern.
         let s = search(&[r"^a", r"^abc"]);
-        assert_eq!(s.winner("abc"), Some(0));
+        assert_eq!(s.winner("abc"), Some((0, 1)));
     }
 
     #[test]
@@ -158,7 +161,7 @@ mod tests {
             } else {
                 None
             };
-            assert_eq!(s.winner(text), expected, "{text:?}");
+            assert_eq!(s.winner(text).map(|w| w.0), expected, "{text:?}");
         }
     }
 

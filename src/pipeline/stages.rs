@@ -1,6 +1,11 @@
 //! The stage machinery shared by `replay` and `run`: a source thread, match workers, and an
 //! in-order consumer on the calling thread.
 //!
+//! A batch of at most [`INLINE_MATCH_MAX_RECORDS`] records (a live server's few new lines) is
+//! matched on the source's thread and handed straight to the consumer; larger ones (a file read
+//! from its start) are matched by the workers in parallel. Either way the consumer puts them
+//! back in source order.
+//!
 //! A second way in, the [`Inlet`], takes batches of events already built elsewhere (a poll of
 //! the server over RCON): they skip matching, carry no receipt, and reach the consumer between
 //! two source batches, in the order they were sent. Sending never blocks the sender.
@@ -226,10 +231,23 @@ impl InFlight {
     }
 }
 
-/// Numbers batches and hands them to the match workers.
+/// A batch of at most this many records is matched on the source's thread and handed
+/// straight to the consumer: a live line then crosses one thread less on its way to the sinks.
+/// Larger batches (a file read from its start) go to the match workers, which run in parallel.
+pub const INLINE_MATCH_MAX_RECORDS: usize = 32;
+
+/// What the source's thread needs to match a small batch itself.
+struct Inline<'a> {
+    patterns: &'a ArcSwap<PatternSet>,
+    match_seconds: &'a Histogram,
+    done: mpsc::SyncSender<Handed>,
+}
+
+/// Numbers batches and hands them to the match workers (a small one it matches itself).
 pub struct Sequencer<'a> {
     tx: &'a mpsc::SyncSender<Work>,
     in_flight: &'a InFlight,
+    inline: Inline<'a>,
     next: u64,
 }
 
@@ -247,6 +265,10 @@ impl Sequencer<'_> {
             read_at: Instant::now(),
         };
         self.next += 1;
+        if work.batch.records.len() <= INLINE_MATCH_MAX_RECORDS {
+            let done = match_batch(self.inline.patterns, self.inline.match_seconds, work);
+            return self.inline.done.send(Handed::Done(done)).is_ok();
+        }
         self.tx.send(work).is_ok()
     }
 }
@@ -288,10 +310,16 @@ pub(super) fn run_stages<R: Send, E>(
 
     std::thread::scope(|scope| {
         let in_flight = &in_flight;
+        let inline = Inline {
+            patterns,
+            match_seconds,
+            done: done_tx.clone(),
+        };
         let source = scope.spawn(move || {
             let mut seq = Sequencer {
                 tx: &work_tx,
                 in_flight,
+                inline,
                 next: 0,
             };
             produce(&mut seq)
@@ -387,47 +415,57 @@ fn match_worker(
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok(Work {
-            seq,
-            batch:
-                Batch {
-                    source,
-                    read_time,
-                    records,
-                    receipt,
-                    span,
-                },
-            read_at,
-        }) = next
-        else {
+        let Ok(work) = next else {
             return;
         };
-        let started = Instant::now();
-        let match_span = crate::traced_span!(parent: &span, "match", records = records.len());
-        // The events of a sampled batch carry the ids of the span that made them.
-        let trace = crate::telemetry::traces::sampled_ids(&match_span);
-        let events = match_span.in_scope(|| {
-            let set = patterns.load();
-            records
-                .into_iter()
-                .map(|record| {
-                    let mut event = set.to_event(record, &source, read_time);
-                    event.trace.clone_from(&trace);
-                    event
-                })
-                .collect()
-        });
-        drop(match_span);
-        match_seconds.observe(started.elapsed().as_secs_f64());
-        let matched = Matched {
+        if done
+            .send(Handed::Done(match_batch(patterns, match_seconds, work)))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Matches one batch with the pattern set in force, and observes the time it took.
+fn match_batch(patterns: &ArcSwap<PatternSet>, match_seconds: &Histogram, work: Work) -> Done {
+    let Work {
+        seq,
+        batch:
+            Batch {
+                source,
+                read_time,
+                records,
+                receipt,
+                span,
+            },
+        read_at,
+    } = work;
+    let started = Instant::now();
+    let match_span = crate::traced_span!(parent: &span, "match", records = records.len());
+    // The events of a sampled batch carry the ids of the span that made them.
+    let trace = crate::telemetry::traces::sampled_ids(&match_span);
+    let events = match_span.in_scope(|| {
+        let set = patterns.load();
+        records
+            .into_iter()
+            .map(|record| {
+                let mut event = set.to_event(record, &source, read_time);
+                event.trace.clone_from(&trace);
+                event
+            })
+            .collect()
+    });
+    drop(match_span);
+    match_seconds.observe(started.elapsed().as_secs_f64());
+    Done {
+        seq,
+        matched: Matched {
             events,
             receipt,
             read_at,
             span,
-        };
-        if done.send(Handed::Done(Done { seq, matched })).is_err() {
-            return;
-        }
+        },
     }
 }
 
@@ -547,5 +585,72 @@ mod tests {
             assert!(late_taken, "the consumer still ran when `late` was sent");
             assert_eq!(consumed, ["early", "late"], "{workers} workers");
         }
+    }
+
+    #[test]
+    fn small_batches_matched_by_the_source_and_large_ones_by_the_workers_come_out_in_order() {
+        let patterns = ArcSwap::from_pointee(crate::patterns::shipped().unwrap());
+        let match_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 4));
+        let source = Arc::new(LogSource {
+            server: "a".into(),
+            path: "p".into(),
+        });
+        let sizes = [
+            1,
+            200,
+            3,
+            INLINE_MATCH_MAX_RECORDS,
+            INLINE_MATCH_MAX_RECORDS + 1,
+            1,
+            500,
+            2,
+        ];
+        let mut offset = 0u64;
+        let batches: Vec<Batch> = sizes
+            .iter()
+            .map(|&n| Batch {
+                source: source.clone(),
+                read_time: Timestamp(0),
+                records: (0..n)
+                    .map(|_| {
+                        offset += 1;
+                        crate::event::Record {
+                            offset,
+                            end_offset: offset + 1,
+                            text: format!("2025-01-01 00:00:00 [CHAT] p{offset}: hi"),
+                            message_start: 0,
+                            lines: 1,
+                            time_ms: None,
+                        }
+                    })
+                    .collect(),
+                receipt: None,
+                span: tracing::Span::none(),
+            })
+            .collect();
+        let total = offset;
+        let (_inlet, merge) = merge(2);
+        let mut seen = Vec::new();
+        let (sent, result) = run_stages(
+            2,
+            &patterns,
+            &match_seconds,
+            merge,
+            |seq| batches.into_iter().all(|b| seq.send(b)),
+            |matched| {
+                for e in &matched.events {
+                    assert_eq!(&*e.event_type, "chat");
+                    assert_eq!(
+                        e.field("player").map(FieldValue::to_text),
+                        Some(format!("p{}", e.offset))
+                    );
+                    seen.push(e.offset);
+                }
+                Ok::<(), ()>(())
+            },
+        );
+        assert!(sent);
+        result.unwrap();
+        assert_eq!(seen, (1..=total).collect::<Vec<_>>());
     }
 }
