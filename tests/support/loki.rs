@@ -102,6 +102,8 @@ pub struct Seen {
 struct Inner {
     entries: Vec<Entry>,
     requests: u64,
+    /// The status of every answer, in order.
+    answers: Vec<u16>,
     /// Requests answered 2xx.
     accepted: u64,
     /// Statuses to answer the next requests with (and `Retry-After` seconds).
@@ -233,6 +235,11 @@ impl FakeLoki {
         self.shared.lock().requests
     }
 
+    /// The status of every answer so far, in order.
+    pub fn answers(&self) -> Vec<u16> {
+        self.shared.lock().answers.clone()
+    }
+
     pub fn accepted(&self) -> u64 {
         self.shared.lock().accepted
     }
@@ -346,13 +353,22 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = shared.lock();
+    let response = answer(&mut inner, &headers, &body);
+    inner.answers.push(response.status().as_u16());
+    drop(inner);
+    shared.arrived.notify_all();
+    response
+}
+
+/// The answer to one push, with what it stores stored.
+fn answer(inner: &mut Inner, headers: &HeaderMap, body: &Bytes) -> Response {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let mut inner = shared.lock();
     inner.requests += 1;
     inner.last = Seen {
         tenant: header("x-scope-orgid"),
@@ -384,21 +400,21 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     };
     if inner.last.content_type.as_deref() != Some("application/x-protobuf") {
         let why = format!("unexpected content type {:?}", inner.last.content_type);
-        return refuse(&mut inner, why);
+        return refuse(inner, why);
     }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
+    let raw = match snap::raw::Decoder::new().decompress_vec(body) {
         Ok(raw) => raw,
-        Err(e) => return refuse(&mut inner, format!("snappy: {e}")),
+        Err(e) => return refuse(inner, format!("snappy: {e}")),
     };
     let request = match proto::PushRequest::decode(raw.as_slice()) {
         Ok(r) => r,
-        Err(e) => return refuse(&mut inner, format!("protobuf: {e}")),
+        Err(e) => return refuse(inner, format!("protobuf: {e}")),
     };
     let mut stored = Vec::new();
     for stream in &request.streams {
         let labels = match parse_labels(&stream.labels) {
             Ok(l) => l,
-            Err(e) => return refuse(&mut inner, e),
+            Err(e) => return refuse(inner, e),
         };
         let mut last = i128::MIN;
         for e in &stream.entries {
@@ -431,7 +447,5 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     }
     inner.entries.extend(stored);
     inner.accepted += 1;
-    drop(inner);
-    shared.arrived.notify_all();
     StatusCode::NO_CONTENT.into_response()
 }
