@@ -376,3 +376,142 @@ fn unavailable_is_retried_and_a_bad_batch_is_dropped_not_wedged() {
         );
     }
 }
+
+/// A test's directories whose config sends to `rx` with small backoffs (20 ms, at most
+/// 200 ms).
+fn otlp_env(rx: &OtlpReceiver) -> Env {
+    Env::builder()
+        .tail(&format!(
+            "[otlp_logs]\nendpoint = \"{}\"\nbackoff_initial_ms = 20\nbackoff_max_ms = 200",
+            rx.endpoint()
+        ))
+        .start_at_beginning()
+        .build()
+}
+
+/// Waits until the admin server's `/metrics` has `sample` at `value`; the text last read.
+fn wait_metric(admin: std::net::SocketAddr, sample: &str, value: f64) -> String {
+    let mut text = String::new();
+    support::wait_until(
+        || {
+            text = support::http_get(admin, "/metrics").1;
+            metric_sample(&text, sample) == Some(value)
+        },
+        ARRIVE,
+    );
+    text
+}
+
+/// A partial success: the records the receiver names are counted as rejected and its reason
+/// logged; the export is not sent again (it succeeded) and later lines go on.
+#[test]
+fn a_partial_success_counts_the_rejected_records_and_logs_why() {
+    let rx = OtlpReceiver::start();
+    let env = otlp_env(&rx);
+    let isr = env.isr().spawn();
+    let admin = isr.admin_addr();
+    let mut w = SeqWriter::create(env.log("console.log"), "w1");
+    w.write_lines(10);
+    expect_seqs(&rx, &isr, "w1", w.written());
+    // One record (an export holds at least one, however the lines are batched).
+    rx.partial_success_next(1, "1 record too old on purpose");
+    let batch: Vec<u64> = w.write_lines(5).collect();
+    expect_seqs(&rx, &isr, "w1", &batch);
+    assert!(
+        isr.wait_for_stderr("1 record too old on purpose", ARRIVE),
+        "the receiver's reason is not logged\n{}",
+        isr.stderr_tail()
+    );
+    let after: Vec<u64> = w.write_lines(5).collect();
+    expect_seqs(&rx, &isr, "w1", &after);
+    // Every record was exported once (the fake keeps them all); one of them is counted as
+    // rejected, the others as sent.
+    let written = w.written().len() as f64;
+    let metrics = wait_metric(
+        admin,
+        "factorio_isr_otlp_logs_events_sent_total",
+        written - 1.0,
+    );
+    assert_eq!(seqs_of(&rx.logs(), "w1").len(), w.written().len());
+    for (sample, want) in [
+        ("factorio_isr_otlp_logs_events_sent_total", written - 1.0),
+        ("factorio_isr_otlp_logs_events_rejected_total", 1.0),
+        (
+            "factorio_isr_otlp_logs_requests_total{result=\"rejected\"}",
+            0.0,
+        ),
+        (
+            "factorio_isr_errors_total{component=\"otlp_logs\",error_type=\"rejected\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            metric_sample(&metrics, sample),
+            Some(want),
+            "{sample}\n{metrics}"
+        );
+    }
+}
+
+/// `UNAUTHENTICATED`: the receiver refuses factorio-isr, not the batch. The batch is sent again
+/// at the slowest pace (`backoff_max_ms`), each refusal counted, `/ready` saying why; once the
+/// receiver takes it again nothing is lost and nothing was counted as rejected.
+#[test]
+fn unauthenticated_is_retried_at_the_slowest_pace_and_loses_nothing() {
+    let rx = OtlpReceiver::start();
+    let env = otlp_env(&rx);
+    let isr = env.isr().spawn();
+    let admin = isr.admin_addr();
+    let mut w = SeqWriter::create(env.log("console.log"), "w1");
+    w.write_lines(5);
+    expect_seqs(&rx, &isr, "w1", w.written());
+    rx.fail_logs(1_000_000, tonic::Code::Unauthenticated);
+    let batch: Vec<u64> = w.write_lines(5).collect();
+    let refused = "reason=\"refused\"";
+    assert!(
+        isr.wait_for_stderr_count(refused, 2, ARRIVE),
+        "{}",
+        isr.stderr_tail()
+    );
+    let (status, ready) = support::http_get(admin, "/ready");
+    assert!(
+        status == 503 && ready.contains("refused") && ready.contains("Unauthenticated"),
+        "{status} {ready}"
+    );
+    rx.stop_failing_logs();
+    expect_seqs(&rx, &isr, "w1", &batch);
+    assert!(support::wait_until(
+        || support::http_get(admin, "/ready").0 == 200,
+        ARRIVE
+    ));
+    // Each refusal waited the longest backoff, not the short one of a transient failure.
+    let stderr = isr.stderr();
+    let waits: Vec<&str> = stderr.lines().filter(|l| l.contains(refused)).collect();
+    assert!(
+        waits.len() >= 2 && waits.iter().all(|l| l.ends_with(" retry_in_ms=200")),
+        "{waits:?}"
+    );
+    let metrics = wait_metric(
+        admin,
+        "factorio_isr_otlp_logs_events_sent_total",
+        w.written().len() as f64,
+    );
+    let refusals = metric_sample(
+        &metrics,
+        "factorio_isr_otlp_logs_requests_total{result=\"refused\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(refusals >= 2.0, "{metrics}");
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "factorio_isr_errors_total{component=\"otlp_logs\",error_type=\"refused\"}"
+        ),
+        Some(refusals),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sample(&metrics, "factorio_isr_otlp_logs_events_rejected_total"),
+        Some(0.0)
+    );
+}
