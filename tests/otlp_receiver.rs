@@ -1,8 +1,7 @@
 //! Self-test of the OTLP/gRPC trace receiver the tracing tests use, driven by the real
 //! OpenTelemetry SDK and OTLP exporter.
 
-#[path = "support/otlp.rs"]
-mod otlp;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use otlp::{OtlpReceiver, ReceivedSpan, dangling_parents};
+use support::otlp::{OtlpReceiver, ReceivedSpan, dangling_parents};
 
 const WAIT: Duration = Duration::from_secs(10);
 

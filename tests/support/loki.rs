@@ -23,8 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -33,7 +32,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prost::Message;
-use tokio::sync::oneshot;
+
+use super::ServerThread;
 
 /// Loki's `push.proto`, as the fake reads it.
 pub mod proto {
@@ -136,8 +136,7 @@ impl Shared {
 pub struct FakeLoki {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl FakeLoki {
@@ -148,18 +147,7 @@ impl FakeLoki {
 
     /// A fake on `addr` (the port of a fake that was dropped: a restart).
     pub fn start_on(addr: SocketAddr) -> FakeLoki {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("bind fake Loki on {addr}: {e}"),
-            }
-        };
-        listener.set_nonblocking(true).unwrap();
+        let listener = super::bind_retrying(addr, "the fake Loki");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
@@ -168,29 +156,10 @@ impl FakeLoki {
         let app = Router::new()
             .route("/loki/api/v1/push", post(push))
             .with_state(shared.clone());
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("fake-loki".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    tokio::select! {
-                        r = axum::serve(listener, app).into_future() => r.expect("fake Loki"),
-                        _ = stop => {}
-                    }
-                });
-            })
-            .unwrap();
         FakeLoki {
             addr,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: super::serve_axum("fake-loki", listener, app),
         }
     }
 
@@ -267,39 +236,22 @@ impl FakeLoki {
     /// Waits until `pred` holds for the entries stored, at most `timeout`. `pred` runs with the
     /// fake locked: it must not call the fake.
     pub fn wait_for(&self, mut pred: impl FnMut(&[Entry]) -> bool, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut inner = self.shared.lock();
-        loop {
-            if pred(&inner.entries) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            inner = self
-                .shared
-                .arrived
-                .wait_timeout(inner, left.min(Duration::from_millis(100)))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        super::wait_on(
+            &self.shared.inner,
+            &self.shared.arrived,
+            |inner| pred(&inner.entries),
+            timeout,
+        )
     }
 
     /// Waits until `requests()` reaches `n`, at most `timeout`.
     pub fn wait_requests(&self, n: u64, timeout: Duration) -> bool {
-        super::wait_until(|| self.requests() >= n, timeout)
-    }
-}
-
-impl Drop for FakeLoki {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        super::wait_on(
+            &self.shared.inner,
+            &self.shared.arrived,
+            |inner| inner.requests >= n,
+            timeout,
+        )
     }
 }
 
