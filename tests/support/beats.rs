@@ -168,21 +168,11 @@ impl Beats {
             killing: AtomicBool::new(false),
         });
         let listener = bind_retrying(localhost(0), "the fake beats input");
-        let addr = listener.local_addr().expect("a bound listener's address");
-        let mut fake = Beats {
-            addr,
+        Beats {
+            addr: listener.local_addr().expect("a bound listener's address"),
+            listening: Some(listen(listener, &shared)),
             shared,
-            listening: None,
-        };
-        fake.listen(listener);
-        fake
-    }
-
-    fn listen(&mut self, listener: TcpListener) {
-        let shared = self.shared.clone();
-        self.listening = Some(Acceptor::spawn(listener, move |stream| {
-            accept(stream, &shared)
-        }));
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -248,7 +238,7 @@ impl Beats {
     pub fn restart(&mut self) {
         assert!(self.listening.is_none(), "restart without kill");
         let listener = bind_retrying(self.addr, "the fake beats input");
-        self.listen(listener);
+        self.listening = Some(listen(listener, &self.shared));
     }
 
     /// What was received so far (locked: do not hold it long).
@@ -281,6 +271,12 @@ impl Drop for Beats {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Accepts connections on `listener` until stopped.
+fn listen(listener: TcpListener, shared: &Arc<Shared>) -> Acceptor {
+    let shared = shared.clone();
+    Acceptor::spawn(listener, move |stream| accept(stream, &shared))
 }
 
 /// One connection accepted: served on a thread of its own.

@@ -217,23 +217,11 @@ impl Logstash {
             conns: Mutex::new(Vec::new()),
         });
         let listener = bind_retrying(localhost(port), "the fake Logstash");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let mut fake = Logstash {
-            addr,
+        Logstash {
+            addr: listener.local_addr().expect("a bound listener's address"),
+            listening: Some(listen(listener, &shared)),
             shared,
-            listening: None,
-        };
-        fake.listen(listener);
-        fake
-    }
-
-    fn listen(&mut self, listener: TcpListener) {
-        let shared = self.shared.clone();
-        self.listening = Some(Acceptor::spawn(listener, move |stream| {
-            accept(stream, &shared)
-        }));
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -349,7 +337,7 @@ impl Logstash {
     pub fn restart(&mut self) {
         assert!(self.listening.is_none(), "restart without kill");
         let listener = bind_retrying(self.addr, "the fake Logstash");
-        self.listen(listener);
+        self.listening = Some(listen(listener, &self.shared));
     }
 
     /// What was received so far (locked: do not hold it long).
@@ -429,6 +417,12 @@ impl Drop for Logstash {
     fn drop(&mut self) {
         self.crash();
     }
+}
+
+/// Accepts connections on `listener` until stopped.
+fn listen(listener: TcpListener, shared: &Arc<Shared>) -> Acceptor {
+    let shared = shared.clone();
+    Acceptor::spawn(listener, move |stream| accept(stream, &shared))
 }
 
 /// One connection accepted: reset as a proxy without a backend would, or read on a thread of

@@ -91,6 +91,33 @@ pub fn metric_sample(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Waits until the admin server at `admin` serves `sample` (as [`metric_sample`] names it) at
+/// `value` on `GET /metrics`, at most `timeout`; returns the text last read, for the caller to
+/// assert on (so a timeout shows what was there).
+pub fn wait_metric(admin: SocketAddr, sample: &str, value: f64, timeout: Duration) -> String {
+    let mut text = String::new();
+    wait_until(
+        || {
+            text = http_get(admin, "/metrics").1;
+            metric_sample(&text, sample) == Some(value)
+        },
+        timeout,
+    );
+    text
+}
+
+/// Waits until the admin server at `admin` answers `GET /ready` with `status` and a body that
+/// contains `needle`, at most `timeout`; whether it did.
+pub fn wait_ready_says(admin: SocketAddr, status: u16, needle: &str, timeout: Duration) -> bool {
+    wait_until(
+        || {
+            let (got, body) = http_get(admin, "/ready");
+            got == status && body.contains(needle)
+        },
+        timeout,
+    )
+}
+
 /// A plain HTTP/1.1 GET: the status code and the body (empty on a connection failure, with
 /// status 0).
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -723,6 +750,52 @@ impl EnvBuilder {
             tmp: self.tmp,
         }
     }
+}
+
+// --- the shipped fixtures ---------------------------------------------------------------------
+
+/// Fixtures whose events together cover every kind of line (console, engine 1.x and 2.0,
+/// companion mods): what a sink's end-to-end test sends through.
+pub const FIXTURES: &[&str] = &[
+    "console.log",
+    "server-2.0-lifecycle.log",
+    "engine-events-1.x.log",
+    "companion-mods.log",
+];
+
+/// Copies the fixtures `names` into `env`'s `logs/` and returns the events `factorio-isr
+/// replay` makes of the copies (`--server test`, UTC), in order: what `run` following them
+/// must deliver. Fails the test if `replay` fails.
+pub fn fixture_events(env: &Env, names: &[&str]) -> Vec<Value> {
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|name| {
+            let to = env.log(name);
+            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(name);
+            fs::copy(&from, &to).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+            to
+        })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .arg("replay")
+        .args(&files)
+        .args(["--server", "test"])
+        .env("TZ", "UTC")
+        .env_remove("LOKI_URL")
+        .output()
+        .expect("run replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("replay prints UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("replay prints JSON lines"))
+        .collect()
 }
 
 // --- running factorio-isr ---------------------------------------------------------------------
