@@ -1,7 +1,8 @@
 //! Self-test of the OTLP/gRPC trace receiver the tracing tests use, driven by the real
 //! OpenTelemetry SDK and OTLP exporter.
 
-mod support;
+#[path = "support/otlp.rs"]
+mod otlp;
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use support::otlp::{OtlpReceiver, ReceivedSpan, dangling_parents};
+use otlp::{OtlpReceiver, ReceivedSpan, dangling_parents};
 
 const WAIT: Duration = Duration::from_secs(10);
 

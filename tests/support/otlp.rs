@@ -14,14 +14,16 @@
 //! [`OtlpReceiver::start_on`] starts a receiver on a port a dropped one used
 //! (a restart).
 
-// Shared by test crates that each use part of it.
+// Shared by test crates that each use part of it, and included on its own by the pipeline
+// benchmark: it uses nothing else of `tests/support`.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -325,7 +327,8 @@ fn to_json(value: Option<&AnyValue>) -> serde_json::Value {
 pub struct OtlpReceiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    _server: super::ServerThread,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl OtlpReceiver {
@@ -338,44 +341,65 @@ impl OtlpReceiver {
     /// Starts a receiver on `addr` (the port of a receiver that was dropped: a restart),
     /// waiting up to 10 s for the port to be free.
     pub fn start_on(addr: SocketAddr) -> OtlpReceiver {
-        let listener = super::bind_retrying(addr, "the OTLP receiver");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => break l,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("bind the OTLP receiver on {addr}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("OTLP receiver address");
+        listener
+            .set_nonblocking(true)
+            .expect("make the OTLP receiver's socket non-blocking");
         let shared = Arc::new(Shared::default());
         let service = TraceServiceServer::new(Collector(Arc::clone(&shared)))
             .max_decoding_message_size(64 * 1024 * 1024);
         let logs_service = LogsServiceServer::new(Collector(Arc::clone(&shared)))
             .max_decoding_message_size(64 * 1024 * 1024);
-        let server = super::ServerThread::spawn(
-            "otlp-receiver",
-            1,
-            listener,
-            move |listener, stopped| async move {
-                let incoming = tonic::transport::server::TcpIncoming::from(listener);
-                let (drain, drained) = oneshot::channel::<()>();
-                let server = tonic::transport::Server::builder()
-                    .add_service(service)
-                    .add_service(logs_service)
-                    .serve_with_incoming_shutdown(incoming, async {
-                        let _ = drained.await;
-                    });
-                tokio::pin!(server);
-                tokio::select! {
-                    result = &mut server => {
-                        if let Err(e) = result {
-                            eprintln!("OTLP receiver stopped: {e}");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("otlp-receiver".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("OTLP receiver runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)
+                        .expect("register the OTLP receiver's socket");
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                    let (drain, drained) = oneshot::channel::<()>();
+                    let server = tonic::transport::Server::builder()
+                        .add_service(service)
+                        .add_service(logs_service)
+                        .serve_with_incoming_shutdown(incoming, async {
+                            let _ = drained.await;
+                        });
+                    tokio::pin!(server);
+                    tokio::select! {
+                        result = &mut server => {
+                            if let Err(e) = result {
+                                eprintln!("OTLP receiver stopped: {e}");
+                            }
+                            return;
                         }
-                        return;
+                        _ = stopped => {}
                     }
-                    _ = stopped => {}
-                }
-                let _ = drain.send(());
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
-            },
-        );
+                    let _ = drain.send(());
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+                });
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })
+            .expect("spawn the OTLP receiver thread");
         OtlpReceiver {
             addr,
             shared,
-            _server: server,
+            stop: Some(stop),
+            thread: Some(thread),
         }
     }
 
@@ -402,12 +426,23 @@ impl OtlpReceiver {
     /// Waits until `pred` holds for the spans kept so far, or `timeout` passes; returns whether
     /// it held.
     pub fn wait_for(&self, pred: impl Fn(&[ReceivedSpan]) -> bool, timeout: Duration) -> bool {
-        super::wait_on(
-            &self.shared.spans,
-            &self.shared.arrived,
-            |spans| pred(spans),
-            timeout,
-        )
+        let deadline = Instant::now() + timeout;
+        let mut spans = self.shared.spans();
+        loop {
+            if pred(&spans) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            spans = self
+                .shared
+                .arrived
+                .wait_timeout(spans, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// The spans kept so far grouped by trace id, each trace's spans in arrival order.
@@ -468,17 +503,39 @@ impl OtlpReceiver {
     /// Waits until `pred` holds for the log records kept so far, or `timeout` passes. `pred`
     /// runs with the records locked: it must not call the receiver.
     pub fn wait_for_logs(&self, pred: impl Fn(&[ReceivedLog]) -> bool, timeout: Duration) -> bool {
-        super::wait_on(
-            &self.shared.logs,
-            &self.shared.logs_arrived,
-            |logs| pred(logs),
-            timeout,
-        )
+        let deadline = Instant::now() + timeout;
+        let mut logs = self.shared.logs.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if pred(&logs) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            logs = self
+                .shared
+                .logs_arrived
+                .wait_timeout(logs, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// While `fail` is set, answers every export with gRPC `UNAVAILABLE` and keeps nothing.
     pub fn set_failing(&self, fail: bool) {
         self.shared.failing.store(fail, Ordering::SeqCst);
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
