@@ -167,17 +167,35 @@ fn compare_py_latency_scenario_delivers_every_live_line_and_measures_idle_cpu() 
     let live = row(&out, "factorio-isr run -> socket");
     assert_eq!(live[1], "1000", "lines written:\n{out}");
     assert_eq!(live[2], "0", "lines lost:\n{out}");
-    for (i, cell) in live[3..7].iter().enumerate() {
-        let ms: f64 = cell
-            .strip_suffix(" ms")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("latency cell {i} `{cell}`:\n{out}"));
-        assert!(ms >= 0.0, "{out}");
-    }
-    let idle = row(&out, "factorio-isr run");
+    // p50, p99, p99.9 and max of the lines' latencies: each a real time a line took (a line
+    // cannot arrive before it is written, nor take longer than the run), in rank order.
+    let ms: Vec<f64> = live[3..7]
+        .iter()
+        .enumerate()
+        .map(|(i, cell)| {
+            cell.strip_suffix(" ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("latency cell {i} `{cell}`:\n{out}"))
+        })
+        .collect();
     assert!(
-        idle[2].ends_with(" %"),
-        "idle CPU as a share of one core:\n{out}"
+        ms.iter()
+            .all(|v| v.is_finite() && *v > 0.0 && *v < 60_000.0),
+        "latencies {ms:?}:\n{out}"
+    );
+    assert!(
+        ms.windows(2).all(|w| w[0] <= w[1]),
+        "p50 <= p99 <= p99.9 <= max, not {ms:?}:\n{out}"
+    );
+    let idle = row(&out, "factorio-isr run");
+    let share: f64 = idle[2]
+        .strip_suffix(" %")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("idle CPU as a share of one core:\n{out}"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(
+        share.is_finite() && (0.0..=100.0 * cores).contains(&share),
+        "idle CPU share {share} %:\n{out}"
     );
 }
 

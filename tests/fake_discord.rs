@@ -3,14 +3,13 @@
 //! form-body limits counted in characters, error codes), so tests of the Discord sink can trust
 //! it.
 
-#[path = "support/discord.rs"]
-mod discord;
+mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use discord::{FakeConfig, FakeDiscord, Mode, STATUS_RESET, all_text};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use support::discord::{FakeConfig, FakeDiscord, Mode, STATUS_RESET, all_text};
 
 const USER_AGENT: &str = "DiscordBot (https://example.invalid, 0.1) fake-discord-selftest";
 

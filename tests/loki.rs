@@ -19,36 +19,6 @@ use support::{Env, SeqWriter, metric_sample};
 /// How long events may take to arrive on a loaded machine with a debug build.
 const ARRIVE: Duration = Duration::from_secs(60);
 
-/// The fixtures whose events are compared with `replay`'s.
-const FIXTURES: &[&str] = &[
-    "console.log",
-    "server-2.0-lifecycle.log",
-    "engine-events-1.x.log",
-    "companion-mods.log",
-];
-
-/// `factorio-isr replay FILE…`'s events, in order.
-fn replay(files: &[std::path::PathBuf]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
-        .arg("replay")
-        .args(files)
-        .args(["--server", "test"])
-        .env("TZ", "UTC")
-        .env_remove("LOKI_URL")
-        .output()
-        .expect("run replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// What identifies an event across sinks: its file, offset and type.
 fn key(e: &Value) -> (String, u64, String) {
     (
@@ -70,17 +40,9 @@ fn millis_of(rfc3339: &str) -> i128 {
 #[test]
 fn fixture_events_arrive_with_bounded_labels_in_order_with_their_trace() {
     let env = Env::builder().start_at_beginning().build();
-    let files: Vec<_> = FIXTURES
-        .iter()
-        .map(|f| {
-            let to = env.log(f);
-            fs::copy(format!("{}/fixtures/{f}", env!("CARGO_MANIFEST_DIR")), &to).unwrap();
-            to
-        })
-        .collect();
     // Lines without a date of their own are stamped when read: after this.
     let started_ms = i128::from(chrono::Utc::now().timestamp_millis());
-    let want = replay(&files);
+    let want = support::fixture_events(&env, support::FIXTURES);
     assert!(want.len() > 100, "the fixtures make {} events", want.len());
     let loki = FakeLoki::start();
     let traces = OtlpReceiver::start();
@@ -229,13 +191,7 @@ fn a_loki_restart_loses_nothing() {
         // Lines written while Loki is away are pushed, refused, and pushed again.
         w.write_lines(50);
         assert!(
-            support::wait_until(
-                || {
-                    let (status, body) = support::http_get(admin, "/ready");
-                    status == 503 && body.contains("Loki")
-                },
-                ARRIVE
-            ),
+            support::wait_ready_says(admin, 503, "Loki", ARRIVE),
             "/ready does not say Loki is away\n{}",
             isr.stderr_tail()
         );
@@ -254,20 +210,14 @@ fn a_loki_restart_loses_nothing() {
     let written: BTreeSet<u64> = w.written().iter().copied().collect();
     assert_eq!(all, written, "lost lines");
     // Loki stores a push before factorio-isr reads its answer: wait for that.
-    assert!(support::wait_until(
-        || support::http_get(admin, "/ready").0 == 200,
-        ARRIVE
-    ));
+    assert!(support::wait_ready_says(admin, 200, "", ARRIVE));
     // The last batch is counted once its answer is read, after the receiver stored it.
-    support::wait_until(
-        || {
-            let metrics = support::http_get(admin, "/metrics").1;
-            metric_sample(&metrics, "factorio_isr_loki_events_sent_total")
-                == Some(stored.len() as f64)
-        },
+    let metrics = support::wait_metric(
+        admin,
+        "factorio_isr_loki_events_sent_total",
+        stored.len() as f64,
         ARRIVE,
     );
-    let metrics = support::http_get(admin, "/metrics").1;
     assert_eq!(
         metric_sample(&metrics, "factorio_isr_loki_events_sent_total"),
         Some(stored.len() as f64)
@@ -298,15 +248,35 @@ fn retryable_answers_are_retried_and_a_bad_batch_is_dropped_not_wedged() {
 
     loki.fail_next(2, 500, None);
     loki.fail_next(1, 429, Some(1));
-    let before = loki.requests();
-    let started = std::time::Instant::now();
+    let before = loki.answers().len();
     let batch = w.write_lines(10);
     let want: Vec<u64> = batch.clone().collect();
     expect_seqs(&loki, &isr, "w1", &want);
-    assert!(loki.requests() >= before + 4);
+    // Sent again once after each failure, then taken (the lines may have come in two
+    // batches: the second is taken at once).
+    let answers = loki.answers()[before..].to_vec();
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "the 429's Retry-After was not honoured"
+        answers.starts_with(&[500, 500, 429, 204]) && answers[4..].iter().all(|a| *a == 204),
+        "{answers:?}"
+    );
+    // The wait after the 429 is its Retry-After (1 s), longer than any backoff here
+    // (200 ms at most): the sink logs the wait it chose before it waits, so no clock is
+    // read here.
+    let rate_limited = "reason=\"rate_limited\"";
+    assert!(
+        isr.wait_for_stderr(rate_limited, ARRIVE),
+        "{}",
+        isr.stderr_tail()
+    );
+    let stderr = isr.stderr();
+    let waits: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(rate_limited))
+        .collect();
+    assert!(
+        waits.len() == 1 && waits[0].ends_with(" retry_in_ms=1000"),
+        "the 429's Retry-After was not honoured: {waits:?}\n{}",
+        isr.stderr_tail()
     );
 
     // A 400: that batch is dropped, and the pipeline goes on.

@@ -8,8 +8,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -18,33 +16,6 @@ use support::{Env, Isr, SeqWriter, metric_sample};
 
 /// How long events may take to arrive on a loaded machine with a debug build.
 const ARRIVE: Duration = Duration::from_secs(60);
-
-const FIXTURES: &[&str] = &[
-    "console.log",
-    "server-2.0-lifecycle.log",
-    "engine-events-1.x.log",
-    "companion-mods.log",
-];
-
-fn replay(files: &[std::path::PathBuf]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
-        .arg("replay")
-        .args(files)
-        .args(["--server", "test"])
-        .env("TZ", "UTC")
-        .output()
-        .expect("run replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn millis_of(rfc3339: &str) -> u64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
@@ -100,16 +71,8 @@ fn fixture_events_arrive_as_log_records_with_every_field() {
         .tail("[otlp_logs]\nenabled = true\nbackoff_initial_ms = 20\nbackoff_max_ms = 200")
         .start_at_beginning()
         .build();
-    let files: Vec<_> = FIXTURES
-        .iter()
-        .map(|f| {
-            let to = env.log(f);
-            fs::copy(format!("{}/fixtures/{f}", env!("CARGO_MANIFEST_DIR")), &to).unwrap();
-            to
-        })
-        .collect();
     let started_ms = now_ms();
-    let want = replay(&files);
+    let want = support::fixture_events(&env, support::FIXTURES);
     assert!(want.len() > 100);
     let isr = env
         .isr()
@@ -260,31 +223,14 @@ fn fixture_events_arrive_as_log_records_with_every_field() {
 fn a_receiver_restart_loses_nothing() {
     let mut rx = OtlpReceiver::start();
     let addr = rx.addr();
-    let env = Env::builder()
-        .tail(&format!(
-            "[otlp_logs]\nendpoint = \"{}\"\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\nrequest_timeout_ms = 2000",
-            rx.endpoint()
-        ))
-        .start_at_beginning()
-        .build();
-    let isr = env.isr().spawn();
-    let admin = isr.admin_addr();
-    let mut w = SeqWriter::create(env.log("console.log"), "w1");
+    let (_env, isr, admin, mut w) = following(&rx, 50, "request_timeout_ms = 2000");
     let mut stored: Vec<u64> = Vec::new();
-    w.write_lines(50);
-    expect_seqs(&rx, &isr, "w1", w.written());
     for _ in 0..2 {
         stored.extend(seqs_of(&rx.logs(), "w1"));
         drop(rx);
         w.write_lines(50);
         assert!(
-            support::wait_until(
-                || {
-                    let (status, body) = support::http_get(admin, "/ready");
-                    status == 503 && body.contains("OTLP logs receiver")
-                },
-                ARRIVE
-            ),
+            support::wait_ready_says(admin, 503, "OTLP logs receiver", ARRIVE),
             "/ready does not say the receiver is away\n{}",
             isr.stderr_tail()
         );
@@ -303,20 +249,14 @@ fn a_receiver_restart_loses_nothing() {
     let written: BTreeSet<u64> = w.written().iter().copied().collect();
     assert_eq!(all, written, "lost lines");
     // The receiver stores an export before factorio-isr reads its answer: wait for that.
-    assert!(support::wait_until(
-        || support::http_get(admin, "/ready").0 == 200,
-        ARRIVE
-    ));
+    assert!(support::wait_ready_says(admin, 200, "", ARRIVE));
     // The last batch is counted once its answer is read, after the receiver stored it.
-    support::wait_until(
-        || {
-            let metrics = support::http_get(admin, "/metrics").1;
-            metric_sample(&metrics, "factorio_isr_otlp_logs_events_sent_total")
-                == Some(stored.len() as f64)
-        },
+    let metrics = support::wait_metric(
+        admin,
+        "factorio_isr_otlp_logs_events_sent_total",
+        stored.len() as f64,
         ARRIVE,
     );
-    let metrics = support::http_get(admin, "/metrics").1;
     assert_eq!(
         metric_sample(&metrics, "factorio_isr_otlp_logs_events_sent_total"),
         Some(stored.len() as f64)
@@ -328,18 +268,7 @@ fn a_receiver_restart_loses_nothing() {
 #[test]
 fn unavailable_is_retried_and_a_bad_batch_is_dropped_not_wedged() {
     let rx = OtlpReceiver::start();
-    let env = Env::builder()
-        .tail(&format!(
-            "[otlp_logs]\nendpoint = \"{}\"\nbackoff_initial_ms = 20\nbackoff_max_ms = 200",
-            rx.endpoint()
-        ))
-        .start_at_beginning()
-        .build();
-    let isr = env.isr().spawn();
-    let admin = isr.admin_addr();
-    let mut w = SeqWriter::create(env.log("console.log"), "w1");
-    w.write_lines(10);
-    expect_seqs(&rx, &isr, "w1", w.written());
+    let (_env, isr, admin, mut w) = following(&rx, 10, "");
     rx.fail_logs(2, tonic::Code::Unavailable);
     let batch: Vec<u64> = w.write_lines(10).collect();
     expect_seqs(&rx, &isr, "w1", &batch);
@@ -375,4 +304,134 @@ fn unavailable_is_retried_and_a_bad_batch_is_dropped_not_wedged() {
             "{result}\n{metrics}"
         );
     }
+}
+
+/// factorio-isr following `console.log` into `rx` with small backoffs (20 ms, at most
+/// 200 ms) and the `[otlp_logs]` lines `extra`, the first `lines` lines of writer `w1`
+/// delivered: the test's directories (kept until the end of the test), the process, its admin
+/// address and the writer.
+fn following(
+    rx: &OtlpReceiver,
+    lines: usize,
+    extra: &str,
+) -> (Env, Isr, std::net::SocketAddr, SeqWriter) {
+    let env = Env::builder()
+        .tail(&format!(
+            "[otlp_logs]\nendpoint = \"{}\"\nbackoff_initial_ms = 20\nbackoff_max_ms = 200\n{extra}",
+            rx.endpoint()
+        ))
+        .start_at_beginning()
+        .build();
+    let isr = env.isr().spawn();
+    let admin = isr.admin_addr();
+    let mut w = SeqWriter::create(env.log("console.log"), "w1");
+    w.write_lines(lines);
+    expect_seqs(rx, &isr, "w1", w.written());
+    (env, isr, admin, w)
+}
+
+/// A partial success: the records the receiver names are counted as rejected and its reason
+/// logged; the export is not sent again (it succeeded) and later lines go on.
+#[test]
+fn a_partial_success_counts_the_rejected_records_and_logs_why() {
+    let rx = OtlpReceiver::start();
+    let (_env, isr, admin, mut w) = following(&rx, 10, "");
+    // One record (an export holds at least one, however the lines are batched).
+    rx.partial_success_next(1, "1 record too old on purpose");
+    let batch: Vec<u64> = w.write_lines(5).collect();
+    expect_seqs(&rx, &isr, "w1", &batch);
+    assert!(
+        isr.wait_for_stderr("1 record too old on purpose", ARRIVE),
+        "the receiver's reason is not logged\n{}",
+        isr.stderr_tail()
+    );
+    let after: Vec<u64> = w.write_lines(5).collect();
+    expect_seqs(&rx, &isr, "w1", &after);
+    // Every record was exported once (the fake keeps them all); one of them is counted as
+    // rejected, the others as sent.
+    let written = w.written().len() as f64;
+    let metrics = support::wait_metric(
+        admin,
+        "factorio_isr_otlp_logs_events_sent_total",
+        written - 1.0,
+        ARRIVE,
+    );
+    assert_eq!(seqs_of(&rx.logs(), "w1").len(), w.written().len());
+    for (sample, want) in [
+        ("factorio_isr_otlp_logs_events_sent_total", written - 1.0),
+        ("factorio_isr_otlp_logs_events_rejected_total", 1.0),
+        (
+            "factorio_isr_otlp_logs_requests_total{result=\"rejected\"}",
+            0.0,
+        ),
+        (
+            "factorio_isr_errors_total{component=\"otlp_logs\",error_type=\"rejected\"}",
+            0.0,
+        ),
+    ] {
+        assert_eq!(
+            metric_sample(&metrics, sample),
+            Some(want),
+            "{sample}\n{metrics}"
+        );
+    }
+}
+
+/// `UNAUTHENTICATED`: the receiver refuses factorio-isr, not the batch. The batch is sent again
+/// at the slowest pace (`backoff_max_ms`), each refusal counted, `/ready` saying why; once the
+/// receiver takes it again nothing is lost and nothing was counted as rejected.
+#[test]
+fn unauthenticated_is_retried_at_the_slowest_pace_and_loses_nothing() {
+    let rx = OtlpReceiver::start();
+    let (_env, isr, admin, mut w) = following(&rx, 5, "");
+    rx.fail_logs(1_000_000, tonic::Code::Unauthenticated);
+    let batch: Vec<u64> = w.write_lines(5).collect();
+    let refused = "reason=\"refused\"";
+    assert!(
+        isr.wait_for_stderr_count(refused, 2, ARRIVE),
+        "{}",
+        isr.stderr_tail()
+    );
+    let (status, ready) = support::http_get(admin, "/ready");
+    assert!(
+        status == 503 && ready.contains("refused") && ready.contains("Unauthenticated"),
+        "{status} {ready}"
+    );
+    rx.stop_failing_logs();
+    expect_seqs(&rx, &isr, "w1", &batch);
+    assert!(support::wait_until(
+        || support::http_get(admin, "/ready").0 == 200,
+        ARRIVE
+    ));
+    // Each refusal waited the longest backoff, not the short one of a transient failure.
+    let stderr = isr.stderr();
+    let waits: Vec<&str> = stderr.lines().filter(|l| l.contains(refused)).collect();
+    assert!(
+        waits.len() >= 2 && waits.iter().all(|l| l.ends_with(" retry_in_ms=200")),
+        "{waits:?}"
+    );
+    let metrics = support::wait_metric(
+        admin,
+        "factorio_isr_otlp_logs_events_sent_total",
+        w.written().len() as f64,
+        ARRIVE,
+    );
+    let refusals = metric_sample(
+        &metrics,
+        "factorio_isr_otlp_logs_requests_total{result=\"refused\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(refusals >= 2.0, "{metrics}");
+    assert_eq!(
+        metric_sample(
+            &metrics,
+            "factorio_isr_errors_total{component=\"otlp_logs\",error_type=\"refused\"}"
+        ),
+        Some(refusals),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sample(&metrics, "factorio_isr_otlp_logs_events_rejected_total"),
+        Some(0.0)
+    );
 }

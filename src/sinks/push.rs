@@ -205,7 +205,7 @@ impl<K: ErrorKind> Pusher<K> {
     }
 
     /// The wait before the next attempt after `failure`.
-    fn wait(&mut self, failure: PushFailure, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn wait(&mut self, failure: PushFailure, retry_after: Option<Duration>) -> Duration {
         if failure == PushFailure::Refused {
             return self.backoff_max;
         }
@@ -316,19 +316,135 @@ mod tests {
         assert_eq!(p.metrics.events_rejected.get(), 5);
     }
 
+    /// The `requests` series as `/metrics` shows them: `(result, count)`, sorted. Reading the
+    /// text creates no series (unlike `get_or_create`), so a series missing here was never
+    /// registered.
+    fn request_series(p: &Pusher<TestKind>) -> Vec<(String, u64)> {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("test_requests", "", p.metrics.requests.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let mut series: Vec<(String, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("test_requests_total{result=\"")?;
+                let (result, value) = rest.split_once("\"} ")?;
+                Some((result.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        series.sort();
+        series
+    }
+
     #[test]
     fn registering_the_series_counts_no_request() {
-        let p = pusher();
+        let mut p = pusher();
+        assert_eq!(request_series(&p), vec![], "nothing before registering");
         p.register();
-        for result in ["ok", "rejected", "unreachable"] {
-            let labels = crate::telemetry::metrics::PushResultLabels {
-                result: result.to_owned(),
-            };
-            assert_eq!(
-                p.metrics.requests.get_or_create(&labels).get(),
-                0,
-                "{result}"
-            );
+        let mut want: Vec<(String, u64)> = std::iter::once("ok")
+            .chain(PushFailure::ALL.iter().map(|f| f.as_str()))
+            .map(|r| (r.to_owned(), 0))
+            .collect();
+        want.sort();
+        assert_eq!(
+            request_series(&p),
+            want,
+            "every result at 0 once registered"
+        );
+        // Registering again (a rebuilt sink on the same metrics) counts nothing either.
+        p.register();
+        assert_eq!(request_series(&p), want);
+        // One request counts one, in its own series only.
+        p.deliver(1, |_| Outcome::Accepted {
+            rejected: 0,
+            detail: String::new(),
+        });
+        for (result, n) in &mut want {
+            if result == "ok" {
+                *n = 1;
+            }
+        }
+        assert_eq!(request_series(&p), want);
+    }
+
+    #[test]
+    fn a_partial_success_counts_the_records_it_names_as_rejected() {
+        let mut p = pusher();
+        p.register();
+        let sent = p.deliver(10, |_| Outcome::Accepted {
+            rejected: 3,
+            detail: "3 records too old".into(),
+        });
+        assert_eq!(sent, 7);
+        assert_eq!(p.metrics.events_sent.get(), 7);
+        assert_eq!(p.metrics.events_rejected.get(), 3);
+        // The request itself succeeded: it is not sent again, nor counted as a failure.
+        let count = |series: &[(String, u64)], result: &str| {
+            series.iter().find(|(r, _)| r == result).map(|s| s.1)
+        };
+        let series = request_series(&p);
+        assert_eq!(count(&series, "ok"), Some(1));
+        assert_eq!(count(&series, "rejected"), Some(0));
+        // A receiver naming more records than the batch had rejects the batch, no more.
+        let sent = p.deliver(2, |_| Outcome::Accepted {
+            rejected: 5,
+            detail: String::new(),
+        });
+        assert_eq!(sent, 0);
+        assert_eq!(p.metrics.events_sent.get(), 7);
+        assert_eq!(p.metrics.events_rejected.get(), 5);
+    }
+
+    /// A receiver that refuses factorio-isr itself (401, `UNAUTHENTICATED`) is asked again at
+    /// the slowest pace (`backoff_max_ms`, whatever its `Retry-After` says), each refusal
+    /// counted, `/ready` saying why; nothing is dropped, and the batch goes once it is fixed.
+    #[test]
+    fn a_refusal_is_counted_shown_and_asked_again_at_the_slowest_pace() {
+        let health = crate::telemetry::health::Health::new(Default::default());
+        let metrics = crate::telemetry::metrics::Metrics::new();
+        let mut p = pusher();
+        p.metrics = metrics.loki.clone();
+        p.health = health.component("test", "starting");
+        p.register();
+        let mut reasons = Vec::new();
+        let sent = p.deliver(4, |n| {
+            reasons.push(health.readiness().reasons);
+            if n <= 3 {
+                Outcome::Failed {
+                    failure: PushFailure::Refused,
+                    detail: "HTTP 401 Unauthorized: bad credentials".into(),
+                    retry_after: Some(Duration::from_millis(1)),
+                }
+            } else {
+                Outcome::Accepted {
+                    rejected: 0,
+                    detail: String::new(),
+                }
+            }
+        });
+        assert_eq!(sent, 4, "nothing dropped");
+        assert_eq!(p.metrics.events_rejected.get(), 0);
+        let series = request_series(&p);
+        let count = |result: &str| series.iter().find(|(r, _)| r == result).map(|s| s.1);
+        assert_eq!((count("refused"), count("ok")), (Some(3), Some(1)));
+        let text = metrics.encode();
+        assert!(
+            text.lines()
+                .any(|l| l
+                    == "factorio_isr_errors_total{component=\"test\",error_type=\"refused\"} 3"),
+            "{text}"
+        );
+        // Before the second attempt, /ready says who refuses and why.
+        let shown = reasons[1].join("\n");
+        assert!(
+            shown.contains("refused") && shown.contains("bad credentials"),
+            "{shown}"
+        );
+        assert!(health.readiness().ok, "ready again once accepted");
+        // The pace: the longest backoff every time, never faster, a Retry-After not heeded.
+        for _ in 0..3 {
+            let wait = p.wait(PushFailure::Refused, Some(Duration::from_millis(1)));
+            assert_eq!(wait, Duration::from_millis(4));
         }
     }
 

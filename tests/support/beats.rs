@@ -28,14 +28,14 @@ use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle, sleep};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::lock;
 use super::logstash::{Chat, chat_seq};
 use super::schema::EVENT_KEYS;
+use super::{Acceptor, bind_retrying, localhost, lock};
 
 /// How the fake acknowledges.
 #[derive(Clone, Copy, Debug, Default)]
@@ -141,16 +141,11 @@ struct Shared {
     killing: AtomicBool,
 }
 
-struct Listening {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
 /// A fake Logstash `beats` input. Closed when dropped.
 pub struct Beats {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    listening: Option<Listening>,
+    listening: Option<Acceptor>,
 }
 
 impl Beats {
@@ -172,27 +167,12 @@ impl Beats {
             conns: Mutex::new(Vec::new()),
             killing: AtomicBool::new(false),
         });
-        let listener = bind_retrying(0);
-        let addr = listener.local_addr().expect("a bound listener's address");
-        let mut fake = Beats {
-            addr,
+        let listener = bind_retrying(localhost(0), "the fake beats input");
+        Beats {
+            addr: listener.local_addr().expect("a bound listener's address"),
+            listening: Some(listen(listener, &shared)),
             shared,
-            listening: None,
-        };
-        fake.listen(listener);
-        fake
-    }
-
-    fn listen(&mut self, listener: TcpListener) {
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking listener");
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (stop, shared) = (stop.clone(), self.shared.clone());
-            thread::spawn(move || accept_loop(&listener, &shared, &stop))
-        };
-        self.listening = Some(Listening { stop, thread });
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -237,8 +217,7 @@ impl Beats {
     /// received and not acknowledged is counted in [`Received::unacked_at_close`].
     pub fn kill(&mut self) {
         if let Some(l) = self.listening.take() {
-            l.stop.store(true, Ordering::SeqCst);
-            l.thread.join().expect("the accept thread");
+            l.stop();
         }
         let conns: Vec<_> = lock(&self.shared.conns).drain(..).collect();
         self.shared.killing.store(true, Ordering::SeqCst);
@@ -258,8 +237,8 @@ impl Beats {
     /// Listens again on the same port after [`Beats::kill`].
     pub fn restart(&mut self) {
         assert!(self.listening.is_none(), "restart without kill");
-        let listener = bind_retrying(self.addr.port());
-        self.listen(listener);
+        let listener = bind_retrying(self.addr, "the fake beats input");
+        self.listening = Some(listen(listener, &self.shared));
     }
 
     /// What was received so far (locked: do not hold it long).
@@ -294,37 +273,21 @@ impl Drop for Beats {
     }
 }
 
-fn bind_retrying(port: u16) -> TcpListener {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpListener::bind(("127.0.0.1", port)) {
-            Ok(l) => return l,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("the fake beats input cannot listen on 127.0.0.1:{port}: {e}")
-            }
-            Err(_) => sleep(Duration::from_millis(20)),
-        }
-    }
+/// Accepts connections on `listener` until stopped.
+fn listen(listener: TcpListener, shared: &Arc<Shared>) -> Acceptor {
+    let shared = shared.clone();
+    Acceptor::spawn(listener, move |stream| accept(stream, &shared))
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream
-                    .set_nonblocking(false)
-                    .expect("a blocking connection");
-                let conn = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
-                let handle = stream.try_clone().expect("a second handle on a connection");
-                let thread = {
-                    let shared = shared.clone();
-                    thread::spawn(move || serve(conn, stream, &shared))
-                };
-                lock(&shared.conns).push((handle, thread));
-            }
-            Err(_) => sleep(Duration::from_millis(5)),
-        }
-    }
+/// One connection accepted: served on a thread of its own.
+fn accept(stream: TcpStream, shared: &Arc<Shared>) {
+    let conn = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+    let handle = stream.try_clone().expect("a second handle on a connection");
+    let thread = {
+        let shared = shared.clone();
+        thread::spawn(move || serve(conn, stream, &shared))
+    };
+    lock(&shared.conns).push((handle, thread));
 }
 
 /// One connection: reads windows and acknowledges them until the peer closes, the protocol

@@ -71,7 +71,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -84,7 +84,6 @@ use axum::routing::any;
 use axum::serve::{IncomingStream, Listener};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::oneshot;
 
 // --- Discord's documented limits --------------------------------------------------------------
 
@@ -242,17 +241,13 @@ fn items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
 pub struct FakeDiscord {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: super::ServerThread,
 }
 
 impl FakeDiscord {
     /// Starts a fake on 127.0.0.1 with an OS-assigned port. Needs no runtime from the caller.
     pub fn start(config: FakeConfig) -> FakeDiscord {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake Discord");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("fake Discord address");
         let shared = Arc::new(Shared {
             config,
@@ -263,36 +258,23 @@ impl FakeDiscord {
             .route("/api/webhooks/{id}/{token}", any(webhook))
             .fallback(not_found)
             .with_state(shared.clone());
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("fake-discord".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("fake Discord runtime");
-                runtime.block_on(async move {
-                    let listener = ResettableListener {
-                        inner: tokio::net::TcpListener::from_std(listener).expect("tokio listener"),
-                    };
-                    let server = axum::serve(
-                        listener,
-                        app.into_make_service_with_connect_info::<ConnHandle>(),
-                    );
-                    tokio::select! {
-                        result = server.into_future() => result.expect("fake Discord server"),
-                        _ = stop => {}
-                    }
-                });
-                // Dropping the runtime cancels every connection task and closes its socket.
-            })
-            .expect("spawn fake Discord thread");
+        // Dropping the server's runtime cancels every connection task and closes its socket.
+        let server = super::ServerThread::spawn("fake-discord", 2, listener, |listener, stop| {
+            let server = axum::serve(
+                ResettableListener { inner: listener },
+                app.into_make_service_with_connect_info::<ConnHandle>(),
+            );
+            async move {
+                tokio::select! {
+                    result = server.into_future() => result.expect("fake Discord server"),
+                    _ = stop => {}
+                }
+            }
+        });
         FakeDiscord {
             addr,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -426,17 +408,6 @@ impl FakeDiscord {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for FakeDiscord {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -1509,45 +1480,22 @@ fn empty(status: StatusCode) -> Response {
 pub struct Recorder {
     addr: SocketAddr,
     records: Arc<Mutex<Vec<Recorded>>>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: super::ServerThread,
 }
 
 impl Recorder {
     /// Starts a recorder with an OS-assigned port. Needs no runtime from the caller.
     pub fn start() -> Recorder {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind recorder");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("recorder address");
         let records: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let app = Router::new()
             .fallback(record_any)
             .with_state(records.clone());
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("recorder".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("recorder runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    tokio::select! {
-                        result = axum::serve(listener, app).into_future() => result.expect("recorder"),
-                        _ = stop => {}
-                    }
-                });
-            })
-            .expect("spawn recorder thread");
         Recorder {
             addr,
             records,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: super::serve_axum("recorder", listener, app),
         }
     }
 
@@ -1562,17 +1510,6 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::lock;
 use super::schema::EVENT_KEYS;
+use super::{Acceptor, bind_retrying, localhost, lock};
 
 /// How long [`Logstash::kill`] waits for a peer to close its side of a connection.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -166,17 +166,11 @@ impl Shared {
     }
 }
 
-/// The accept loop of one listener.
-struct Listening {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
 /// A fake Logstash `tcp` input with the `json_lines` codec. Closed when dropped.
 pub struct Logstash {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    listening: Option<Listening>,
+    listening: Option<Acceptor>,
 }
 
 impl Logstash {
@@ -222,30 +216,12 @@ impl Logstash {
             accept_times: Mutex::new(Vec::new()),
             conns: Mutex::new(Vec::new()),
         });
-        let listener = bind_retrying(port);
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let mut fake = Logstash {
-            addr,
+        let listener = bind_retrying(localhost(port), "the fake Logstash");
+        Logstash {
+            addr: listener.local_addr().expect("a bound listener's address"),
+            listening: Some(listen(listener, &shared)),
             shared,
-            listening: None,
-        };
-        fake.listen(listener);
-        fake
-    }
-
-    fn listen(&mut self, listener: TcpListener) {
-        listener
-            .set_nonblocking(true)
-            .expect("a non-blocking listener");
-        let stop = Arc::new(AtomicBool::new(false));
-        let shared = self.shared.clone();
-        let thread = {
-            let stop = stop.clone();
-            thread::spawn(move || accept_loop(&listener, &shared, &stop))
-        };
-        self.listening = Some(Listening { stop, thread });
+        }
     }
 
     /// `127.0.0.1:PORT`.
@@ -325,8 +301,7 @@ impl Logstash {
 
     fn close(&mut self, graceful: bool) {
         if let Some(l) = self.listening.take() {
-            l.stop.store(true, Ordering::SeqCst);
-            l.thread.join().expect("the accept thread");
+            l.stop();
         }
         let conns: Vec<_> = lock(&self.shared.conns).drain(..).collect();
         self.shared.pause_at.store(usize::MAX, Ordering::SeqCst);
@@ -361,8 +336,8 @@ impl Logstash {
     /// the port is busy.
     pub fn restart(&mut self) {
         assert!(self.listening.is_none(), "restart without kill");
-        let listener = bind_retrying(self.addr.port());
-        self.listen(listener);
+        let listener = bind_retrying(self.addr, "the fake Logstash");
+        self.listening = Some(listen(listener, &self.shared));
     }
 
     /// What was received so far (locked: do not hold it long).
@@ -444,48 +419,32 @@ impl Drop for Logstash {
     }
 }
 
-fn bind_retrying(port: u16) -> TcpListener {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpListener::bind(("127.0.0.1", port)) {
-            Ok(l) => return l,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("the fake Logstash cannot listen on 127.0.0.1:{port}: {e}")
-            }
-            Err(_) => sleep(Duration::from_millis(20)),
-        }
-    }
+/// Accepts connections on `listener` until stopped.
+fn listen(listener: TcpListener, shared: &Arc<Shared>) -> Acceptor {
+    let shared = shared.clone();
+    Acceptor::spawn(listener, move |stream| accept(stream, &shared))
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                lock(&shared.accept_times).push(Instant::now());
-                stream
-                    .set_nonblocking(false)
-                    .expect("a blocking connection");
-                let conn = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
-                let reset = shared
-                    .resets_left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if reset {
-                    reset_after_first_read(stream);
-                    lock(&shared.resets).push(Instant::now());
-                    continue;
-                }
-                let handle = stream.try_clone().expect("a second handle on a connection");
-                let reader = {
-                    let shared = shared.clone();
-                    thread::spawn(move || read_connection(conn, stream, &shared))
-                };
-                lock(&shared.conns).push((handle, reader));
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => sleep(Duration::from_millis(5)),
-            Err(_) => sleep(Duration::from_millis(5)),
-        }
+/// One connection accepted: reset as a proxy without a backend would, or read on a thread of
+/// its own.
+fn accept(stream: TcpStream, shared: &Arc<Shared>) {
+    lock(&shared.accept_times).push(Instant::now());
+    let conn = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+    let reset = shared
+        .resets_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if reset {
+        reset_after_first_read(stream);
+        lock(&shared.resets).push(Instant::now());
+        return;
     }
+    let handle = stream.try_clone().expect("a second handle on a connection");
+    let reader = {
+        let shared = shared.clone();
+        thread::spawn(move || read_connection(conn, stream, &shared))
+    };
+    lock(&shared.conns).push((handle, reader));
 }
 
 /// What a proxy without a backend does: takes what arrives first, then resets the connection.

@@ -23,8 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -33,7 +32,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prost::Message;
-use tokio::sync::oneshot;
+
+use super::ServerThread;
 
 /// Loki's `push.proto`, as the fake reads it.
 pub mod proto {
@@ -102,6 +102,8 @@ pub struct Seen {
 struct Inner {
     entries: Vec<Entry>,
     requests: u64,
+    /// The status of every answer, in order.
+    answers: Vec<u16>,
     /// Requests answered 2xx.
     accepted: u64,
     /// Statuses to answer the next requests with (and `Retry-After` seconds).
@@ -134,8 +136,7 @@ impl Shared {
 pub struct FakeLoki {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl FakeLoki {
@@ -146,18 +147,7 @@ impl FakeLoki {
 
     /// A fake on `addr` (the port of a fake that was dropped: a restart).
     pub fn start_on(addr: SocketAddr) -> FakeLoki {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match std::net::TcpListener::bind(addr) {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("bind fake Loki on {addr}: {e}"),
-            }
-        };
-        listener.set_nonblocking(true).unwrap();
+        let listener = super::bind_retrying(addr, "the fake Loki");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
@@ -166,29 +156,10 @@ impl FakeLoki {
         let app = Router::new()
             .route("/loki/api/v1/push", post(push))
             .with_state(shared.clone());
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("fake-loki".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    tokio::select! {
-                        r = axum::serve(listener, app).into_future() => r.expect("fake Loki"),
-                        _ = stop => {}
-                    }
-                });
-            })
-            .unwrap();
         FakeLoki {
             addr,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: super::serve_axum("fake-loki", listener, app),
         }
     }
 
@@ -233,6 +204,11 @@ impl FakeLoki {
         self.shared.lock().requests
     }
 
+    /// The status of every answer so far, in order.
+    pub fn answers(&self) -> Vec<u16> {
+        self.shared.lock().answers.clone()
+    }
+
     pub fn accepted(&self) -> u64 {
         self.shared.lock().accepted
     }
@@ -260,39 +236,22 @@ impl FakeLoki {
     /// Waits until `pred` holds for the entries stored, at most `timeout`. `pred` runs with the
     /// fake locked: it must not call the fake.
     pub fn wait_for(&self, mut pred: impl FnMut(&[Entry]) -> bool, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut inner = self.shared.lock();
-        loop {
-            if pred(&inner.entries) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            inner = self
-                .shared
-                .arrived
-                .wait_timeout(inner, left.min(Duration::from_millis(100)))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        super::wait_on(
+            &self.shared.inner,
+            &self.shared.arrived,
+            |inner| pred(&inner.entries),
+            timeout,
+        )
     }
 
     /// Waits until `requests()` reaches `n`, at most `timeout`.
     pub fn wait_requests(&self, n: u64, timeout: Duration) -> bool {
-        super::wait_until(|| self.requests() >= n, timeout)
-    }
-}
-
-impl Drop for FakeLoki {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        super::wait_on(
+            &self.shared.inner,
+            &self.shared.arrived,
+            |inner| inner.requests >= n,
+            timeout,
+        )
     }
 }
 
@@ -346,13 +305,22 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = shared.lock();
+    let response = answer(&mut inner, &headers, &body);
+    inner.answers.push(response.status().as_u16());
+    drop(inner);
+    shared.arrived.notify_all();
+    response
+}
+
+/// The answer to one push, with what it stores stored.
+fn answer(inner: &mut Inner, headers: &HeaderMap, body: &Bytes) -> Response {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let mut inner = shared.lock();
     inner.requests += 1;
     inner.last = Seen {
         tenant: header("x-scope-orgid"),
@@ -384,21 +352,21 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     };
     if inner.last.content_type.as_deref() != Some("application/x-protobuf") {
         let why = format!("unexpected content type {:?}", inner.last.content_type);
-        return refuse(&mut inner, why);
+        return refuse(inner, why);
     }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
+    let raw = match snap::raw::Decoder::new().decompress_vec(body) {
         Ok(raw) => raw,
-        Err(e) => return refuse(&mut inner, format!("snappy: {e}")),
+        Err(e) => return refuse(inner, format!("snappy: {e}")),
     };
     let request = match proto::PushRequest::decode(raw.as_slice()) {
         Ok(r) => r,
-        Err(e) => return refuse(&mut inner, format!("protobuf: {e}")),
+        Err(e) => return refuse(inner, format!("protobuf: {e}")),
     };
     let mut stored = Vec::new();
     for stream in &request.streams {
         let labels = match parse_labels(&stream.labels) {
             Ok(l) => l,
-            Err(e) => return refuse(&mut inner, e),
+            Err(e) => return refuse(inner, e),
         };
         let mut last = i128::MIN;
         for e in &stream.entries {
@@ -431,7 +399,5 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     }
     inner.entries.extend(stored);
     inner.accepted += 1;
-    drop(inner);
-    shared.arrived.notify_all();
     StatusCode::NO_CONTENT.into_response()
 }

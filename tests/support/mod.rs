@@ -30,10 +30,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle, sleep};
 use std::time::{Duration, Instant};
 
@@ -89,6 +91,33 @@ pub fn metric_sample(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Waits until the admin server at `admin` serves `sample` (as [`metric_sample`] names it) at
+/// `value` on `GET /metrics`, at most `timeout`; returns the text last read, for the caller to
+/// assert on (so a timeout shows what was there).
+pub fn wait_metric(admin: SocketAddr, sample: &str, value: f64, timeout: Duration) -> String {
+    let mut text = String::new();
+    wait_until(
+        || {
+            text = http_get(admin, "/metrics").1;
+            metric_sample(&text, sample) == Some(value)
+        },
+        timeout,
+    );
+    text
+}
+
+/// Waits until the admin server at `admin` answers `GET /ready` with `status` and a body that
+/// contains `needle`, at most `timeout`; whether it did.
+pub fn wait_ready_says(admin: SocketAddr, status: u16, needle: &str, timeout: Duration) -> bool {
+    wait_until(
+        || {
+            let (got, body) = http_get(admin, "/ready");
+            got == status && body.contains(needle)
+        },
+        timeout,
+    )
+}
+
 /// A plain HTTP/1.1 GET: the status code and the body (empty on a connection failure, with
 /// status 0).
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -128,6 +157,185 @@ pub fn http_exchange(
         .unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map_or("", |b| b.1).to_owned();
     (status, body)
+}
+
+// --- the fakes' plumbing ----------------------------------------------------------------------
+
+/// Binds `addr` (`127.0.0.1:0` for any free port), retrying every 20 ms for up to 10 s while
+/// the port is taken: a fake restarted on the port of one just closed. Panics naming `what`.
+pub fn bind_retrying(addr: SocketAddr, what: &str) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr) {
+            Ok(l) => return l,
+            Err(e) if Instant::now() >= deadline => panic!("{what} cannot listen on {addr}: {e}"),
+            Err(_) => sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// `127.0.0.1:port`.
+pub fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A thread that takes connections off a listener and hands each (blocking) to `on_accept`,
+/// until stopped: the accept loop of the fakes that speak plain TCP. Dropping it stops it.
+pub struct Acceptor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    /// Accepts on `listener` (made non-blocking, so the loop sees `stop` within 5 ms).
+    pub fn spawn(
+        listener: TcpListener,
+        mut on_accept: impl FnMut(TcpStream) + Send + 'static,
+    ) -> Acceptor {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            stream
+                                .set_nonblocking(false)
+                                .expect("a blocking connection");
+                            on_accept(stream);
+                        }
+                        Err(_) => sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Acceptor {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops accepting and closes the listener (connecting is refused from then on); returns
+    /// once the thread has ended, with its panic if it panicked.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take()
+            && let Err(panic) = t.join()
+        {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An async server on a thread of its own with its own tokio runtime, so that a test needs
+/// no runtime. Dropping it stops the server and waits for the thread; connections still open
+/// are cut when the runtime goes.
+pub struct ServerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `serve(listener, stop)` on a runtime of `workers` threads; `stop` resolves when the
+    /// `ServerThread` is dropped, and `serve` returns once it has stopped.
+    pub fn spawn<F, Fut>(
+        name: &str,
+        workers: usize,
+        listener: TcpListener,
+        serve: F,
+    ) -> ServerThread
+    where
+        F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut
+            + Send
+            + 'static,
+        Fut: Future<Output = ()>,
+    {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                    serve(listener, stopped).await;
+                });
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })
+            .expect("a server thread");
+        ServerThread {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Serves the axum `app` on `listener` (see [`ServerThread`]) until dropped.
+pub fn serve_axum(name: &'static str, listener: TcpListener, app: axum::Router) -> ServerThread {
+    ServerThread::spawn(name, 1, listener, move |listener, stop| async move {
+        tokio::select! {
+            served = axum::serve(listener, app).into_future() => {
+                served.unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            _ = stop => {}
+        }
+    })
+}
+
+/// Waits until `pred` holds for what `state` guards, woken by `changed` (which whoever
+/// changes the state notifies), at most `timeout`; whether it held. `pred` runs with the lock
+/// held.
+pub fn wait_on<T>(
+    state: &Mutex<T>,
+    changed: &Condvar,
+    mut pred: impl FnMut(&T) -> bool,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut guard = lock(state);
+    loop {
+        if pred(&guard) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        guard = changed
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
 }
 
 // --- writing log files ------------------------------------------------------------------------
@@ -542,6 +750,52 @@ impl EnvBuilder {
             tmp: self.tmp,
         }
     }
+}
+
+// --- the shipped fixtures ---------------------------------------------------------------------
+
+/// Fixtures whose events together cover every kind of line (console, engine 1.x and 2.0,
+/// companion mods): what a sink's end-to-end test sends through.
+pub const FIXTURES: &[&str] = &[
+    "console.log",
+    "server-2.0-lifecycle.log",
+    "engine-events-1.x.log",
+    "companion-mods.log",
+];
+
+/// Copies the fixtures `names` into `env`'s `logs/` and returns the events `factorio-isr
+/// replay` makes of the copies (`--server test`, UTC), in order: what `run` following them
+/// must deliver. Fails the test if `replay` fails.
+pub fn fixture_events(env: &Env, names: &[&str]) -> Vec<Value> {
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|name| {
+            let to = env.log(name);
+            let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(name);
+            fs::copy(&from, &to).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+            to
+        })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_factorio-isr"))
+        .arg("replay")
+        .args(&files)
+        .args(["--server", "test"])
+        .env("TZ", "UTC")
+        .env_remove("LOKI_URL")
+        .output()
+        .expect("run replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("replay prints UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("replay prints JSON lines"))
+        .collect()
 }
 
 // --- running factorio-isr ---------------------------------------------------------------------

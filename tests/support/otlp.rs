@@ -10,10 +10,12 @@
 //! It is an OTLP logs receiver too (`LogsService`): every log record it is sent is kept as a
 //! [`ReceivedLog`] with each field the OTLP logs sink fills in, its attributes with their OTLP
 //! types. [`OtlpReceiver::fail_logs`] answers the next log exports with a gRPC status and keeps
-//! nothing of them; [`OtlpReceiver::start_on`] starts a receiver on a port a dropped one used
+//! nothing of them, [`OtlpReceiver::partial_success_next`] with a partial success;
+//! [`OtlpReceiver::start_on`] starts a receiver on a port a dropped one used
 //! (a restart).
 
-// Shared by test crates that each use part of it.
+// Shared by test crates that each use part of it, and included on its own by the pipeline
+// benchmark: it uses nothing else of `tests/support`.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -27,7 +29,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -137,6 +139,8 @@ struct Shared {
     log_requests: AtomicUsize,
     /// gRPC codes to answer the next log exports with.
     log_failures: Mutex<std::collections::VecDeque<tonic::Code>>,
+    /// Partial successes (rejected records, message) to answer the next log exports with.
+    log_partials: Mutex<std::collections::VecDeque<(i64, String)>>,
     spans: Mutex<Vec<ReceivedSpan>>,
     /// Signalled whenever `spans` grows.
     arrived: Condvar,
@@ -192,6 +196,16 @@ impl LogsService for Collector {
         if let Some(code) = failure {
             return Err(tonic::Status::new(code, "test receiver fails on purpose"));
         }
+        let partial = self
+            .0
+            .log_partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+            .map(|(rejected, message)| ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: message,
+            });
         let received = flatten_logs(request.into_inner());
         if !received.is_empty() {
             self.0
@@ -202,7 +216,7 @@ impl LogsService for Collector {
             self.0.logs_arrived.notify_all();
         }
         Ok(tonic::Response::new(ExportLogsServiceResponse {
-            partial_success: None,
+            partial_success: partial,
         }))
     }
 }
@@ -465,6 +479,25 @@ impl OtlpReceiver {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         failures.extend(std::iter::repeat_n(code, n));
+    }
+
+    /// Forgets the failures [`OtlpReceiver::fail_logs`] queued and not yet answered.
+    pub fn stop_failing_logs(&self) {
+        self.shared
+            .log_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Answers the next log export (after the failures queued) with a partial success that
+    /// names `rejected` records and `message`; it keeps every record all the same.
+    pub fn partial_success_next(&self, rejected: i64, message: &str) {
+        self.shared
+            .log_partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((rejected, message.to_owned()));
     }
 
     /// Waits until `pred` holds for the log records kept so far, or `timeout` passes. `pred`

@@ -11,10 +11,8 @@
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::thread;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -26,7 +24,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 use serde_json::Value;
 
-use super::lock;
+use super::{Acceptor, lock};
 
 /// PEM files of a small PKI.
 pub struct Pki {
@@ -148,8 +146,7 @@ struct Seen {
 pub struct TlsLogstash {
     addr: SocketAddr,
     seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl TlsLogstash {
@@ -157,31 +154,20 @@ impl TlsLogstash {
     pub fn start(pki: &Pki, require_client_cert: bool) -> TlsLogstash {
         let config = pki.server_config(require_client_cert);
         let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
-        listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("an address");
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((tcp, _)) => {
-                            tcp.set_nonblocking(false).expect("blocking");
-                            lock(&seen).connections += 1;
-                            let (config, seen) = (config.clone(), seen.clone());
-                            thread::spawn(move || serve(config, tcp, &seen));
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(5)),
-                    }
-                }
+        let acceptor = {
+            let seen = seen.clone();
+            Acceptor::spawn(listener, move |tcp| {
+                lock(&seen).connections += 1;
+                let (config, seen) = (config.clone(), seen.clone());
+                thread::spawn(move || serve(config, tcp, &seen));
             })
         };
         TlsLogstash {
             addr,
             seen,
-            stop,
-            thread: Some(thread),
+            _acceptor: acceptor,
         }
     }
 
@@ -208,15 +194,6 @@ impl TlsLogstash {
     /// Connections accepted.
     pub fn connections(&self) -> usize {
         lock(&self.seen).connections
-    }
-}
-
-impl Drop for TlsLogstash {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -156,7 +156,7 @@ impl Endpoint {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = retry_after(response.headers());
+                    let retry_after = retry_after(response.headers(), SystemTime::now());
                     let location = response
                         .headers()
                         .get(reqwest::header::LOCATION)
@@ -238,15 +238,16 @@ fn classify(
     }
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// `Retry-After` (RFC 9110 §10.2.3): a number of seconds, or an HTTP date in any of its three
+/// forms (IMF-fixdate, RFC 850, asctime), as the time from `now` until then (zero for a date
+/// gone by). [`Pusher`] caps both forms alike.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let ms = when.timestamp_millis() - crate::event::Timestamp::now().as_millis();
-    Some(Duration::from_millis(ms.max(0) as u64))
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// An error and its causes on one line (`error sending request: connection refused`).
@@ -382,6 +383,121 @@ impl Sink for LokiSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn event(server: &str, event_type: &str, at_ms: i64, raw: &str) -> Event {
+        Event {
+            timestamp: crate::event::Timestamp(at_ms),
+            event_type: event_type.into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields: vec![],
+            raw: raw.to_owned(),
+            message_start: 0,
+            source: Arc::new(crate::event::LogSource {
+                server: server.into(),
+                path: "console.log".into(),
+            }),
+            offset: 0,
+            trace: None,
+        }
+    }
+
+    /// Each stream's entries as `(millis, message)`, by the stream's labels.
+    fn streams(request: &PushRequest) -> Vec<(String, Vec<(i64, String)>)> {
+        request
+            .streams
+            .iter()
+            .map(|s| {
+                let entries = s
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        let t = e.timestamp.expect("a time");
+                        let json: serde_json::Value = serde_json::from_str(&e.line).unwrap();
+                        (
+                            t.seconds * 1000 + i64::from(t.nanos) / 1_000_000,
+                            json["message"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect();
+                (s.labels.clone(), entries)
+            })
+            .collect()
+    }
+
+    /// Loki refuses a stream whose entries go back in time within a push; events of one
+    /// stream reach the sink out of order (lines with their own date among lines stamped when
+    /// read, two files of one server): each stream's entries are sent in time order, those of
+    /// one millisecond in the order they came, and streams do not mix.
+    #[test]
+    fn each_streams_entries_are_sent_in_time_order() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let config = LokiConfig::default();
+        let pusher = Pusher::new("Loki", "http://t".into(), 1, 4, LokiErrorKind);
+        let mut sink = LokiSink::new(
+            &config,
+            "http://127.0.0.1:9/loki/api/v1/push".into(),
+            &ServiceInfo::default(),
+            runtime.handle().clone(),
+            pusher,
+        )
+        .unwrap();
+        let written = [
+            ("a", "chat", 3_000, "a3"),
+            ("a", "chat", 1_000, "a1"),
+            ("b", "chat", 2_000, "b2"),
+            ("a", "chat", 2_000, "a2 first"),
+            ("a", "player_join", 500, "j"),
+            ("a", "chat", 2_000, "a2 second"),
+            ("b", "chat", 1_500, "b1"),
+            ("a", "chat", 2_000, "a2 third"),
+            ("a", "chat", 1_000_001, "a-late"),
+        ];
+        for (server, event_type, at_ms, raw) in written {
+            sink.write(&event(server, event_type, at_ms, raw)).unwrap();
+        }
+        let labels = |server: &str, event_type: &str| {
+            label_text(&[
+                ("event_type", event_type),
+                ("server", server),
+                ("service", "factorio-isr"),
+                ("severity", "info"),
+            ])
+        };
+        let entries = |e: &[(i64, &str)]| -> Vec<(i64, String)> {
+            e.iter().map(|(t, m)| (*t, (*m).to_owned())).collect()
+        };
+        assert_eq!(
+            streams(&sink.take_request()),
+            vec![
+                (
+                    labels("a", "chat"),
+                    entries(&[
+                        (1_000, "a1"),
+                        (2_000, "a2 first"),
+                        (2_000, "a2 second"),
+                        (2_000, "a2 third"),
+                        (3_000, "a3"),
+                        (1_000_001, "a-late"),
+                    ])
+                ),
+                (
+                    labels("b", "chat"),
+                    entries(&[(1_500, "b1"), (2_000, "b2")])
+                ),
+                (labels("a", "player_join"), entries(&[(500, "j")])),
+            ]
+        );
+        // The next batch starts afresh.
+        sink.write(&event("b", "chat", 10, "next")).unwrap();
+        assert_eq!(
+            streams(&sink.take_request()),
+            vec![(labels("b", "chat"), entries(&[(10, "next")]))]
+        );
+    }
 
     #[test]
     fn base64_matches_the_standard() {
@@ -422,11 +538,54 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_takes_an_http_date_in_each_of_its_three_forms() {
+        // RFC 9110 §10.2.3 and §5.6.7: a recipient accepts the IMF-fixdate and the two
+        // obsolete forms.
+        let now = UNIX_EPOCH + Duration::from_secs(946_684_799 - 90); // 1999-12-31 23:58:29 UTC
+        for date in [
+            "Fri, 31 Dec 1999 23:59:59 GMT",
+            "Friday, 31-Dec-99 23:59:59 GMT",
+            "Fri Dec 31 23:59:59 1999",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_static(date));
+            assert_eq!(
+                retry_after(&h, now),
+                Some(Duration::from_secs(90)),
+                "{date}"
+            );
+            // A date gone by: send again at once (the backoff still applies).
+            let later = now + Duration::from_secs(3600);
+            assert_eq!(retry_after(&h, later), Some(Duration::ZERO), "{date}");
+        }
+        // A date far ahead is waited for only as long as a number of seconds would be.
+        let mut h = HeaderMap::new();
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Fri, 31 Dec 1999 23:59:59 GMT"),
+        );
+        let far = retry_after(&h, UNIX_EPOCH).unwrap();
+        let mut pusher = Pusher::new("Loki", "http://t".into(), 1, 4, LokiErrorKind);
+        let capped = pusher.wait(PushFailure::RateLimited, Some(far));
+        let mut secs = HeaderMap::new();
+        secs.insert(RETRY_AFTER, HeaderValue::from_static("999999999"));
+        let secs = retry_after(&secs, UNIX_EPOCH);
+        assert_eq!(
+            capped,
+            pusher.wait(PushFailure::RateLimited, secs),
+            "a date and seconds are capped alike"
+        );
+        assert!(capped < far);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Fri, 31 Dec 1999"));
+        assert_eq!(retry_after(&h, now), None, "not a date");
+    }
+
+    #[test]
     fn retry_after_takes_seconds() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&h, UNIX_EPOCH), Some(Duration::from_secs(7)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&h, UNIX_EPOCH), None);
     }
 }

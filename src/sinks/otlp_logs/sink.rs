@@ -7,8 +7,10 @@
 use std::io;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -97,16 +99,7 @@ impl Exporter {
         request.set_timeout(self.timeout);
         let outcome = self.runtime.block_on(async move {
             match client.export(request).await {
-                Ok(response) => {
-                    let partial = response.into_inner().partial_success;
-                    let (rejected, detail) = partial
-                        .map(|p| (p.rejected_log_records.max(0) as u64, p.error_message))
-                        .unwrap_or_default();
-                    Outcome::Accepted {
-                        rejected,
-                        detail: one_line(&detail, 300),
-                    }
-                }
+                Ok(response) => accepted(response.into_inner()),
                 Err(status) => classify(&status),
             }
         });
@@ -116,6 +109,19 @@ impl Exporter {
         };
         span.record("status", status);
         outcome
+    }
+}
+
+/// What a successful export's answer means: the records a partial success names are
+/// rejected for good (a negative count is none).
+fn accepted(response: ExportLogsServiceResponse) -> Outcome {
+    let (rejected, detail) = response
+        .partial_success
+        .map(|p| (p.rejected_log_records.max(0) as u64, p.error_message))
+        .unwrap_or_default();
+    Outcome::Accepted {
+        rejected,
+        detail: one_line(&detail, 300),
     }
 }
 
@@ -318,6 +324,44 @@ mod tests {
         assert_eq!(hex_bytes("00ff10"), vec![0, 255, 16]);
         assert_eq!(hex_bytes("0"), Vec::<u8>::new());
         assert_eq!(hex_bytes("zz"), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn a_partial_success_names_the_records_rejected_and_why() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+        let answer = |partial: Option<(i64, &str)>| match accepted(ExportLogsServiceResponse {
+            partial_success: partial.map(|(n, why)| ExportLogsPartialSuccess {
+                rejected_log_records: n,
+                error_message: why.to_owned(),
+            }),
+        }) {
+            Outcome::Accepted { rejected, detail } => (rejected, detail),
+            Outcome::Failed { .. } => unreachable!(),
+        };
+        assert_eq!(answer(None), (0, String::new()));
+        assert_eq!(
+            answer(Some((3, "3 records\ntoo old"))),
+            (3, "3 records too old".to_owned())
+        );
+        // A warning without rejected records, and a nonsense count, reject nothing.
+        assert_eq!(answer(Some((0, "slow down"))).0, 0);
+        assert_eq!(answer(Some((-2, ""))).0, 0);
+    }
+
+    #[test]
+    fn unauthenticated_is_a_refusal_with_the_receivers_reason() {
+        match classify(&tonic::Status::unauthenticated("missing api key")) {
+            Outcome::Failed {
+                failure,
+                detail,
+                retry_after,
+            } => {
+                assert_eq!(failure, PushFailure::Refused);
+                assert_eq!(detail, "Unauthenticated: missing api key");
+                assert_eq!(retry_after, None);
+            }
+            Outcome::Accepted { .. } => unreachable!(),
+        }
     }
 
     #[test]
