@@ -21,6 +21,14 @@
 //! 2,000 patterns of which a log uses a few holds what those few need, and the budget bounds
 //! the total either way.
 //!
+//! A winner's capture groups are run where the winner search found its match
+//! ([`CompiledRegex::captures_ending_at`]): by the engines `regex_automata::meta::Regex` would
+//! choose for a capture search (one-pass DFA, bounded backtracker, PikeVM), called directly,
+//! without the lazy-DFA pass it makes first to find the match. A regex that is not one-pass and
+//! ends in a greedy `(?P<name>.*)$`, the message of most log patterns, is searched without that
+//! group when the group would take the whole rest of the text, so the backtracker does not walk
+//! the message character by character.
+//!
 //! How it fails: [`SizeBudget::compile`] returns a [`CompileError`]: the regex does not compile
 //! (its syntax), it alone is over the per-regex limit, or it does not fit in what is left of the
 //! budget. Once the budget is spent, nothing more is compiled.
@@ -39,6 +47,7 @@ use regex_automata::util::captures::{Captures, GroupInfo};
 use regex_automata::util::pool::Pool;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternID};
+use regex_syntax::hir::{Dot, Hir, HirKind, Look};
 
 use super::load::{PATTERNS_SIZE_LIMIT_BYTES, REGEX_DFA_SIZE_LIMIT_BYTES, REGEX_SIZE_LIMIT_BYTES};
 
@@ -129,13 +138,45 @@ impl CompiledRegex {
         read: impl FnOnce(Groups<'_>) -> R,
     ) -> Option<R> {
         let engines = self.engines()?;
-        let mut input = Input::new(text).range(..end.min(text.len()));
+        let end = end.min(text.len());
+        let mut scratch = engines.scratch.get();
+        let scratch = &mut *scratch;
+        if let (Some(head), Some((backtrack_cache, pikevm_cache, caps))) =
+            (&engines.head, &mut scratch.head)
+        {
+            // The regex ends in `(?P<…>.*)$`: its match ends where the text does, and where
+            // that group's `.` takes every character left, the head decides the rest.
+            if end == text.len()
+                && (head.dot_all || memchr::memchr(b'\n', text.as_bytes()).is_none())
+            {
+                let input = Input::new(text).anchored(Anchored::Yes);
+                if input.get_span().len() > head.backtrack.max_haystack_len()
+                    || head
+                        .backtrack
+                        .try_search(backtrack_cache, &input, caps)
+                        .is_err()
+                {
+                    head.pikevm.search(pikevm_cache, &input, caps);
+                }
+                if let Some(m) = caps.get_match() {
+                    return Some(read(Groups {
+                        caps,
+                        tail: Some((head.tail_group, (m.end(), end))),
+                    }));
+                }
+            }
+        }
+        let mut input = Input::new(text).range(..end);
         if engines.anchored {
             input = input.anchored(Anchored::Yes);
         }
-        let mut scratch = engines.scratch.get();
-        engines.search(&mut scratch, &input);
-        scratch.caps.is_match().then(|| read(Groups(&scratch.caps)))
+        engines.search(scratch, &input);
+        scratch.caps.is_match().then(|| {
+            read(Groups {
+                caps: &scratch.caps,
+                tail: None,
+            })
+        })
     }
 
     /// The heap the regex is counted for in the budget, in bytes: what it took at load, and
@@ -156,12 +197,70 @@ impl CompiledRegex {
 
 /// The capture groups of one match, borrowed from a search's scratch space.
 #[derive(Clone, Copy, Debug)]
-pub struct Groups<'a>(&'a Captures);
+pub struct Groups<'a> {
+    caps: &'a Captures,
+    /// When the regex's head ran instead of the whole regex: the index of the tail group and
+    /// where it matched.
+    tail: Option<(usize, (usize, usize))>,
+}
 
 impl Groups<'_> {
     /// The start and end (byte offsets) of group `i`, or `None` when it did not take part.
     pub fn get(&self, i: usize) -> Option<(usize, usize)> {
-        self.0.get_group(i).map(|span| (span.start, span.end))
+        match self.tail {
+            Some((group, span)) if i == group => Some(span),
+            Some((_, (_, end))) if i == 0 => Some((0, end)),
+            _ => self.caps.get_group(i).map(|span| (span.start, span.end)),
+        }
+    }
+}
+
+/// A regex that ends in a greedy `(?P<name>.*)$` (the message of most log patterns), without
+/// that last group. Where that group's `.` matches every character of the rest of the text (the
+/// text has no line break, or the group is `(?s)`), the whole regex matches along the same
+/// path as its head, and the last group is simply the rest of the text: so the head alone is
+/// searched, and the engine does not walk the message character by character.
+struct Head {
+    backtrack: BoundedBacktracker,
+    pikevm: PikeVM,
+    /// The index of the dropped group: the regex's last.
+    tail_group: usize,
+    /// Whether the dropped group's `.` matches a line break too.
+    dot_all: bool,
+}
+
+impl Head {
+    /// The head of the regex `hir`, when it is a concatenation ending in a greedy `.*` capture
+    /// and then the end of the text.
+    fn of(hir: &Hir) -> Option<(Hir, usize, bool)> {
+        let HirKind::Concat(items) = hir.kind() else {
+            return None;
+        };
+        let [head @ .., last_group, end] = items.as_slice() else {
+            return None;
+        };
+        if !matches!(end.kind(), HirKind::Look(Look::End)) {
+            return None;
+        }
+        let HirKind::Capture(capture) = last_group.kind() else {
+            return None;
+        };
+        let HirKind::Repetition(rep) = capture.sub.kind() else {
+            return None;
+        };
+        if rep.min != 0 || rep.max.is_some() || !rep.greedy {
+            return None;
+        }
+        let any = Hir::dot(Dot::AnyChar);
+        let any_but_lf = Hir::dot(Dot::AnyCharExceptLF);
+        let dot_all = if *rep.sub == any {
+            true
+        } else if *rep.sub == any_but_lf {
+            false
+        } else {
+            return None;
+        };
+        Some((Hir::concat(head.to_vec()), capture.index as usize, dot_all))
     }
 }
 
@@ -176,6 +275,8 @@ struct Engines {
     onepass: Option<onepass::DFA>,
     backtrack: BoundedBacktracker,
     pikevm: PikeVM,
+    /// The regex without its trailing `(?P<…>.*)$`, for a regex that is not one-pass.
+    head: Option<Head>,
     scratch: Pool<Scratch, MakeScratch>,
     /// What the engines take beyond the load's compile, in bytes, taken from the budget.
     extra_bytes: usize,
@@ -188,6 +289,8 @@ struct Scratch {
     backtrack: backtrack::Cache,
     pikevm: pikevm::Cache,
     caps: Captures,
+    /// The head's caches and captures.
+    head: Option<(backtrack::Cache, pikevm::Cache, Captures)>,
 }
 
 type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
@@ -206,15 +309,18 @@ impl Engines {
     /// Builds the engines of `source`, whose load compile took `load_bytes`, with its one-pass
     /// DFA if it is one-pass and `left_bytes` holds what that adds.
     fn build(source: &str, load_bytes: usize, left_bytes: &AtomicUsize) -> Option<Arc<Engines>> {
-        let nfa = NFA::compiler()
-            .syntax(syntax::Config::new().utf8(true))
-            .configure(
-                NFA::config()
-                    .utf8(true)
-                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT_BYTES)),
-            )
-            .build(source)
-            .ok()?;
+        let hir = syntax::parse_with(source, &syntax::Config::new().utf8(true)).ok()?;
+        let compile = |hir: &Hir| {
+            NFA::compiler()
+                .configure(
+                    NFA::config()
+                        .utf8(true)
+                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT_BYTES)),
+                )
+                .build_from_hir(hir)
+                .ok()
+        };
+        let nfa = compile(&hir)?;
         let anchored = nfa.is_always_start_anchored();
         let nfa_bytes = nfa.memory_usage();
         let take = |bytes: usize| {
@@ -241,10 +347,31 @@ impl Engines {
             })
             .flatten()
             .and_then(|dfa| take(nfa_bytes + dfa.memory_usage()).map(|extra| (dfa, extra)));
+        // A regex that is not one-pass and ends in `(?P<…>.*)$` gets its head.
+        let head = (anchored && onepass.is_none())
+            .then(|| Head::of(&hir))
+            .flatten()
+            .and_then(|(head_hir, tail_group, dot_all)| {
+                let nfa = compile(&head_hir)?;
+                Some(Head {
+                    backtrack: BoundedBacktracker::builder()
+                        .build_from_nfa(nfa.clone())
+                        .ok()?,
+                    pikevm: PikeVM::builder()
+                        .configure(PikeVM::config().match_kind(MatchKind::LeftmostFirst))
+                        .build_from_nfa(nfa)
+                        .ok()?,
+                    tail_group,
+                    dot_all,
+                })
+            });
+        let head_bytes = head
+            .as_ref()
+            .map_or(0, |h| h.pikevm.get_nfa().memory_usage());
         let (onepass, extra_bytes) = match onepass {
             Some((dfa, extra)) => (Some(dfa), extra),
-            // The NFA alone is part of what the load's compile took.
-            None => (None, take(nfa_bytes).unwrap_or(0)),
+            // The NFAs alone are about what the load's compile took.
+            None => (None, take(nfa_bytes + head_bytes).unwrap_or(0)),
         };
         let backtrack = BoundedBacktracker::builder()
             .build_from_nfa(nfa.clone())
@@ -255,17 +382,28 @@ impl Engines {
             .ok()?;
         let (for_onepass, for_backtrack, for_pikevm) =
             (onepass.clone(), backtrack.clone(), pikevm.clone());
+        let for_head = head
+            .as_ref()
+            .map(|h| (h.backtrack.clone(), h.pikevm.clone()));
         let make: MakeScratch = Box::new(move || Scratch {
             onepass: for_onepass.as_ref().map(onepass::Cache::new),
             backtrack: for_backtrack.create_cache(),
             pikevm: for_pikevm.create_cache(),
             caps: Captures::all(nfa.group_info().clone()),
+            head: for_head.as_ref().map(|(backtrack, pikevm)| {
+                (
+                    backtrack.create_cache(),
+                    pikevm.create_cache(),
+                    Captures::all(pikevm.get_nfa().group_info().clone()),
+                )
+            }),
         });
         Some(Arc::new(Engines {
             anchored,
             onepass,
             backtrack,
             pikevm,
+            head,
             scratch: Pool::new(make),
             extra_bytes,
         }))
@@ -278,6 +416,7 @@ impl Engines {
             backtrack: backtrack_cache,
             pikevm: pikevm_cache,
             caps,
+            head: _,
         } = scratch;
         if let (Some(dfa), Some(cache)) = (&self.onepass, onepass_cache) {
             // Built only for a regex that matches only at the start: every search is anchored.
@@ -469,6 +608,21 @@ mod tests {
             (r"^(?P<a>\d+)(?: (?P<b>\w+))?$", &["12", "12 ab", "12 "]),
             (r"^(?P<who>[^:]+): (?P<what>.*)$", &[long.as_str()]),
         ];
+        let multi_line: [(&str, &[&str]); 3] = [
+            // A line break: `.` stops there, so the whole regex decides (no match here).
+            (
+                r"^(?P<who>[^:]+?)(?: \[(?P<t>[^\]]*)\])?: (?P<what>.*)$",
+                &["a [b]: x\ny", "a: b"],
+            ),
+            // `(?s)`: the tail takes the line break too.
+            (
+                r"(?s)^(?P<who>[^:]+?)(?: \[(?P<t>[^\]]*)\])?: (?P<what>.*)$",
+                &["a [b]: x\ny", "a:\n"],
+            ),
+            // Not a greedy tail: no head.
+            (r"^(?P<who>[^:]+?): (?P<what>.*?)$", &["a: b: c"]),
+        ];
+        let cases = cases.into_iter().chain(multi_line);
         for (src, texts) in cases {
             let ours = SizeBudget::default().compile(src).unwrap();
             let theirs = regex::Regex::new(src).unwrap();
@@ -492,6 +646,25 @@ mod tests {
                 assert_eq!(got, want, "{src} on {:?}", &text[..text.len().min(80)]);
             }
         }
+    }
+
+    #[test]
+    fn a_regex_that_is_not_one_pass_and_ends_in_a_greedy_dot_star_group_gets_a_head() {
+        let head = |src: &str| {
+            let regex = SizeBudget::default().compile(src).unwrap();
+            let engines = regex.engines().unwrap();
+            engines.head.as_ref().map(|h| (h.tail_group, h.dot_all))
+        };
+        let chat = r"^\[CHAT\] (?P<player>[^:]+?)(?: \[(?P<tag>[^\]]*)\])?: (?P<message>.*)$";
+        assert_eq!(head(chat), Some((3, false)));
+        assert_eq!(head(&format!("(?s){chat}")), Some((3, true)));
+        // One-pass: its one-pass DFA is faster still.
+        assert_eq!(head(r"^\[EVENT\] (?P<who>[^ ]+) (?P<rest>.*)$"), None);
+        // Lazy, bounded, not at the end, not anchored: no head.
+        assert_eq!(head(r"^(?P<a>[^:]+?): (?P<b>.*?)$"), None);
+        assert_eq!(head(r"^(?P<a>[^:]+?): (?P<b>.{0,9})$"), None);
+        assert_eq!(head(r"^(?P<a>[^:]+?): (?P<b>.*) x$"), None);
+        assert_eq!(head(r"(?P<a>[^:]+?): (?P<b>.*)$"), None);
     }
 
     #[test]
