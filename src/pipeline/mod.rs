@@ -33,3 +33,34 @@ pub use presence::Presence;
 pub use run::{Control, Pipeline, RunError, RunOptions, RunSummary};
 pub use source::{Batch, Checkpoints, Output, Progress, Receipt, Source, StopHandle};
 pub use stages::{Inlet, default_workers};
+
+/// Events the pipeline's tests send through an inlet.
+#[cfg(test)]
+mod testing {
+    use std::sync::Arc;
+
+    use crate::event::{Event, FieldValue, LogSource, Severity, Timestamp};
+
+    /// A `player_leave` of server `a`, as the RCON poller sends one (`reconciled` or not).
+    pub(super) fn leave(player: &str, reconciled: bool) -> Event {
+        let mut fields = vec![("player".into(), FieldValue::Str(player.to_owned()))];
+        if reconciled {
+            fields.push(("reconciled".into(), FieldValue::Bool(true)));
+        }
+        Event {
+            timestamp: Timestamp(0),
+            event_type: "player_leave".into(),
+            severity: Severity::Info,
+            pattern: None,
+            fields,
+            raw: String::new(),
+            message_start: 0,
+            source: Arc::new(LogSource {
+                server: "a".into(),
+                path: "rcon:127.0.0.1:27015".into(),
+            }),
+            offset: 0,
+            trace: None,
+        }
+    }
+}

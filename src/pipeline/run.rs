@@ -245,7 +245,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::event::{Event, FieldValue, LogSource, Severity, Timestamp};
+    use crate::event::{Event, FieldValue};
     use crate::sinks::FnSink;
 
     /// A source that reads nothing and returns when its gate is opened (or dropped).
@@ -264,21 +264,7 @@ mod tests {
     }
 
     fn leave(player: &str) -> Event {
-        Event {
-            timestamp: Timestamp(0),
-            event_type: "player_leave".into(),
-            severity: Severity::Info,
-            pattern: None,
-            fields: vec![("player".into(), FieldValue::Str(player.to_owned()))],
-            raw: String::new(),
-            message_start: 0,
-            source: Arc::new(LogSource {
-                server: "a".into(),
-                path: "rcon:127.0.0.1:27015".into(),
-            }),
-            offset: 0,
-            trace: None,
-        }
+        crate::pipeline::testing::leave(player, false)
     }
 
     #[test]

@@ -477,7 +477,7 @@ mod tests {
     use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
     use super::*;
-    use crate::event::{FieldValue, LogSource, Severity, Timestamp};
+    use crate::event::{FieldValue, LogSource, Timestamp};
 
     /// Waits (yielding) until `ready` holds; no clock involved.
     fn until(ready: impl Fn() -> bool) {
@@ -517,24 +517,7 @@ mod tests {
     }
 
     fn leave(player: &str) -> Event {
-        Event {
-            timestamp: Timestamp(0),
-            event_type: "player_leave".into(),
-            severity: Severity::Info,
-            pattern: None,
-            fields: vec![
-                ("player".into(), FieldValue::Str(player.to_owned())),
-                ("reconciled".into(), FieldValue::Bool(true)),
-            ],
-            raw: String::new(),
-            message_start: 0,
-            source: Arc::new(LogSource {
-                server: "a".into(),
-                path: "rcon:127.0.0.1:27015".into(),
-            }),
-            offset: 0,
-            trace: None,
-        }
+        crate::pipeline::testing::leave(player, true)
     }
 
     /// Runs stages whose source sends `early` through the inlet and returns at once; once the
