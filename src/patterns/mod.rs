@@ -22,6 +22,8 @@
 //! - [`compiled`]: the compiled regex of a pattern and the memory budget of a load.
 //! - [`template`]: Discord templates split into text and placeholders, and colours.
 //! - [`error`]: [`PatternError`] (what is wrong, at which file:line:column) and [`PatternErrors`].
+//! - [`winner`]: which pattern wins a record: one anchored leftmost-first lazy-DFA search of
+//!   every active pattern, in priority order.
 //! - [`set`]: the compiled [`PatternSet`] and the match stage (record → [`crate::event::Event`]).
 //! - [`wrapper`]: prefixes that server wrappers (Docker, Factorio Server Manager) put before
 //!   Factorio's lines, taken off before matching.
