@@ -81,7 +81,7 @@ pub struct RunArgs {
     pub timezone: Option<TimeZoneSetting>,
     /// Poll the single LOG_DIR's server over RCON at HOST:PORT (Factorio's --rcon-port),
     /// with the password from $RCON_PASSWORD: players online, and a player_leave for a
-    /// player the log missed leaving (with [[servers]]: `rcon_address` in each).
+    /// player the log missed leaving (with `[[servers]]`: `rcon_address` in each).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub rcon: Option<String>,
     /// Push events to Loki at this URL, e.g. http://loki:3100 (default: $LOKI_URL, else the

@@ -2,7 +2,7 @@
 //! time.
 //!
 //! [`Client::connect`] opens the TCP connection and authenticates; [`Client::command`] sends a
-//! command followed by the end marker ([`protocol::END_MARKER_COMMAND`]) and gathers every
+//! command followed by the end marker ([`super::protocol::END_MARKER_COMMAND`]) and gathers every
 //! packet of the command's answer until the marker's answer comes. Both take `&mut self`, so
 //! a connection never has more than one command in flight.
 //!

@@ -8,7 +8,7 @@
 //! wall-clock time between them is `game_ups`.
 //!
 //! Reconciling: a player the delivered logs say joined (the pipeline's
-//! [`Presence`](crate::pipeline::Presence)) who is missing from two answers in a row, both
+//! [`crate::pipeline::Presence`]) who is missing from two answers in a row, both
 //! asked after the join was delivered, gets one `player_leave` event with
 //! `fields.reconciled = true` through the pipeline's [`Inlet`]: a missed leave line, a desync,
 //! a crash of the server no longer leave a ghost online in Discord or Logstash. Two answers,
