@@ -12,14 +12,15 @@
 //!
 //! A regex is compiled at load to check it (its syntax, its size, whether it matches the empty
 //! string, its group names) and to count what it takes against the budget, and then dropped:
-//! the pattern keeps its source, and the regex is compiled again the first time the pattern
-//! wins a record. That second compile adds the one-pass DFA, the engine that runs the capture
-//! groups of a one-pass regex fastest and the largest part of its memory (about 26 KiB of a 30
-//! KiB regex), if what is left of the budget holds the difference; otherwise, or when the regex
-//! is not one-pass, it is the regex as it was at load. The budget counts each regex from its
-//! load on, compiled or not, so what the first wins compile always fits. So a directory of
-//! 2,000 patterns of which a log uses a few holds what those few need, and the budget bounds
-//! the total either way.
+//! the pattern keeps its source, and the engines that run it are built the first time the
+//! pattern wins a record (`Engines`): its NFA with every capture group, a bounded backtracker
+//! and a PikeVM on it, and its one-pass DFA, the engine that runs the capture groups of a
+//! one-pass regex fastest and the largest part of its memory (about 26 KiB of a 30 KiB regex),
+//! when the regex is one-pass, can only match at the start, and what is left of the budget holds
+//! the difference. The budget counts each regex from its load on, built or not, so what a first
+//! win builds without the one-pass DFA fits in what was counted. So a directory of 2,000
+//! patterns of which a log uses a few holds what those few need, and the budget bounds the total
+//! either way.
 //!
 //! A winner's capture groups are run where the winner search found its match
 //! ([`CompiledRegex::captures_ending_at`]): by the engines `regex_automata::meta::Regex` would
@@ -31,7 +32,10 @@
 //!
 //! How it fails: [`SizeBudget::compile`] returns a [`CompileError`]: the regex does not compile
 //! (its syntax), it alone is over the per-regex limit, or it does not fit in what is left of the
-//! budget. Once the budget is spent, nothing more is compiled.
+//! budget. Once the budget is spent, nothing more is compiled. Building the engines on a first
+//! win compiles the same source with the same limits the load's compile passed; were it to fail
+//! all the same, the regex would report no match and no groups (its event keeps the pattern and
+//! has no fields) rather than stop matching.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};

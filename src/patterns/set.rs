@@ -1,10 +1,11 @@
 //! The compiled pattern set and the match stage: record → typed [`Event`].
 //!
-//! All enabled patterns go into one multi-pattern regex, ordered by (priority, file order) and
-//! searched once, anchored at the record's start, with leftmost-first semantics: the first
+//! All enabled patterns go into one search ([`super::winner`]), ordered by (priority, file
+//! order) and run once, anchored at the record's start, with leftmost-first semantics: the first
 //! pattern in that order that matches is the one it reports, as if the patterns were the
 //! branches of one alternation. A pattern not anchored at the start (`^`) may match anywhere, so
-//! it enters as `(?s:.)*?(?:pattern)`. Only the winner then runs its capture groups. A record no pattern matches becomes an event of type
+//! it enters as `(?s:.)*?(?:pattern)`. Only the winner then runs its capture groups, on the span
+//! the search found ([`super::compiled`]). A record no pattern matches becomes an event of type
 //! [`LOG_EVENT_TYPE`] with no fields.
 //!
 //! Captures become typed fields: text by default, or `int`, `float`, `bool` as the pattern says.
