@@ -47,7 +47,7 @@ use regex_automata::meta;
 use regex_automata::nfa::thompson::NFA;
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::nfa::thompson::pikevm::{self, PikeVM};
-use regex_automata::util::captures::{Captures, GroupInfo};
+use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind, PatternID};
@@ -73,32 +73,10 @@ pub struct CompiledRegex {
     source: String,
 }
 
-/// Where a regex's capture groups matched; made by [`CompiledRegex::capture_locations`] and
-/// filled by [`CompiledRegex::captures_read`].
-#[derive(Clone, Debug)]
-pub struct CaptureLocations(Captures);
-
-impl CaptureLocations {
-    /// The start and end (byte offsets) of group `i` in the last match, or `None` when it did
-    /// not take part (or there was no match).
-    pub fn get(&self, i: usize) -> Option<(usize, usize)> {
-        self.0.get_group(i).map(|span| (span.start, span.end))
-    }
-}
-
 impl CompiledRegex {
     /// The regex as written.
     pub fn as_str(&self) -> &str {
         &self.source
-    }
-
-    /// Whether the regex matches anywhere in `text`.
-    pub fn is_match(&self, text: &str) -> bool {
-        self.engines().is_some_and(|e| {
-            let mut scratch = e.scratch.get();
-            e.search(&mut scratch, &Input::new(text));
-            scratch.caps.is_match()
-        })
     }
 
     /// Whether the regex matches the empty string (known from the load's compile).
@@ -109,24 +87,6 @@ impl CompiledRegex {
     /// The names of the capture groups, in group order (`None` for group 0 and unnamed groups).
     pub fn capture_names(&self) -> impl Iterator<Item = Option<&str>> {
         self.names.iter().map(Option::as_deref)
-    }
-
-    /// Empty capture locations for [`CompiledRegex::captures_read`].
-    pub fn capture_locations(&self) -> CaptureLocations {
-        CaptureLocations(self.engines().map_or_else(
-            || Captures::empty(GroupInfo::empty()),
-            |e| Captures::all(e.pikevm.get_nfa().group_info().clone()),
-        ))
-    }
-
-    /// Finds the leftmost-first match in `text` and records its groups in `locs`; returns the
-    /// match's start and end, or `None` when there is none.
-    pub fn captures_read(&self, locs: &mut CaptureLocations, text: &str) -> Option<(usize, usize)> {
-        let engines = self.engines()?;
-        let mut scratch = engines.scratch.get();
-        engines.search(&mut scratch, &Input::new(text));
-        locs.0.clone_from(&scratch.caps);
-        locs.0.get_match().map(|m| (m.start(), m.end()))
     }
 
     /// The capture groups of the regex's leftmost-first match in `text`, which is known to end
@@ -154,14 +114,12 @@ impl CompiledRegex {
                 && (head.dot_all || memchr::memchr(b'\n', text.as_bytes()).is_none())
             {
                 let input = Input::new(text).anchored(Anchored::Yes);
-                if input.get_span().len() > head.backtrack.max_haystack_len()
-                    || head
-                        .backtrack
-                        .try_search(backtrack_cache, &input, caps)
-                        .is_err()
-                {
-                    head.pikevm.search(pikevm_cache, &input, caps);
-                }
+                backtrack_or_pikevm(
+                    (&head.backtrack, backtrack_cache),
+                    (&head.pikevm, pikevm_cache),
+                    &input,
+                    caps,
+                );
                 if let Some(m) = caps.get_match() {
                     return Some(read(Groups {
                         caps,
@@ -428,28 +386,39 @@ impl Engines {
                 return;
             }
         }
-        if input.get_span().len() <= self.backtrack.max_haystack_len()
-            && self
-                .backtrack
-                .try_search(backtrack_cache, input, caps)
-                .is_ok()
-        {
-            return;
-        }
-        self.pikevm.search(pikevm_cache, input, caps);
+        backtrack_or_pikevm(
+            (&self.backtrack, backtrack_cache),
+            (&self.pikevm, pikevm_cache),
+            input,
+            caps,
+        );
     }
 }
 
-/// The settings `regex::Regex` gives the meta engine, with an NFA limit and with or without the
-/// one-pass DFA.
-fn builder(nfa_limit_bytes: usize, onepass: bool) -> meta::Builder {
+/// A capture search of `input` by the bounded backtracker, or by the PikeVM when the text is
+/// too long for the backtracker's memory; the result is in `caps`.
+fn backtrack_or_pikevm(
+    (backtrack, backtrack_cache): (&BoundedBacktracker, &mut backtrack::Cache),
+    (pikevm, pikevm_cache): (&PikeVM, &mut pikevm::Cache),
+    input: &Input<'_>,
+    caps: &mut Captures,
+) {
+    let fits = input.get_span().len() <= backtrack.max_haystack_len();
+    if !fits || backtrack.try_search(backtrack_cache, input, caps).is_err() {
+        pikevm.search(pikevm_cache, input, caps);
+    }
+}
+
+/// The settings `regex::Regex` gives the meta engine, with an NFA limit, without the one-pass
+/// DFA (the load's compile only checks and counts).
+fn builder(nfa_limit_bytes: usize) -> meta::Builder {
     let mut builder = meta::Builder::new();
     builder
         .configure(
             meta::Config::new()
                 .match_kind(MatchKind::LeftmostFirst)
                 .utf8_empty(true)
-                .onepass(onepass)
+                .onepass(false)
                 .nfa_size_limit(Some(nfa_limit_bytes))
                 .hybrid_cache_capacity(REGEX_DFA_SIZE_LIMIT_BYTES),
         )
@@ -521,7 +490,7 @@ impl SizeBudget {
         }
         let left_bytes = self.left_bytes.load(Ordering::Relaxed);
         let nfa_limit_bytes = left_bytes.min(REGEX_SIZE_LIMIT_BYTES);
-        let regex = match builder(nfa_limit_bytes, false).build(src) {
+        let regex = match builder(nfa_limit_bytes).build(src) {
             Ok(regex) => regex,
             Err(e) if e.size_limit().is_some() => {
                 if nfa_limit_bytes < REGEX_SIZE_LIMIT_BYTES {
@@ -563,6 +532,24 @@ impl SizeBudget {
 mod tests {
     use super::*;
 
+    /// Where the regex's leftmost-first match in `text` is, and its first eight groups.
+    fn captures_read(regex: &CompiledRegex, text: &str) -> Option<Locations> {
+        regex.captures_ending_at(text, text.len(), |groups| {
+            Locations((0..8).map(|i| groups.get(i)).collect())
+        })
+    }
+
+    struct Locations(Vec<Option<(usize, usize)>>);
+
+    impl Locations {
+        fn whole(&self) -> (usize, usize) {
+            self.0[0].unwrap()
+        }
+        fn get(&self, i: usize) -> Option<(usize, usize)> {
+            self.0[i]
+        }
+    }
+
     #[test]
     fn matches_and_captures_as_the_regex_crate_does() {
         let src = r"^(?P<a>\d+) (x)?(?P<b>\w+)$";
@@ -572,14 +559,15 @@ mod tests {
         let expected: Vec<_> = theirs.capture_names().collect();
         assert_eq!(names, expected);
         for text in ["12 abc", "12 xabc", "no", "", "١٢ é"] {
-            assert_eq!(ours.is_match(text), theirs.is_match(text), "{text}");
-            let mut locs = ours.capture_locations();
+            let locs = captures_read(&ours, text);
+            assert_eq!(locs.is_some(), theirs.is_match(text), "{text}");
             let mut theirs_locs = theirs.capture_locations();
-            let m = ours.captures_read(&mut locs, text);
+            let m = locs.as_ref().map(Locations::whole);
             let t = theirs.captures_read(&mut theirs_locs, text);
             assert_eq!(m, t.map(|t| (t.start(), t.end())), "{text}");
             for i in 0..4 {
-                assert_eq!(locs.get(i), theirs_locs.get(i), "{text} group {i}");
+                let got = locs.as_ref().and_then(|l| l.get(i));
+                assert_eq!(got, theirs_locs.get(i), "{text} group {i}");
             }
         }
         assert_eq!(ours.as_str(), src);
@@ -678,11 +666,8 @@ mod tests {
         let regex = budget.compile(src).unwrap();
         let at_load = regex.memory_bytes();
         assert_eq!(budget.used_bytes(), at_load);
-        let mut locs = regex.capture_locations();
-        assert_eq!(
-            regex.captures_read(&mut locs, "[EVENT] a b,-1.5"),
-            Some((0, 16))
-        );
+        let locs = captures_read(&regex, "[EVENT] a b,-1.5").unwrap();
+        assert_eq!(locs.whole(), (0, 16));
         assert_eq!(locs.get(1), Some((8, 11)));
         assert_eq!(locs.get(2), Some((12, 16)));
         // The one-pass DFA is most of a one-pass regex's memory, and it is counted.
@@ -697,10 +682,8 @@ mod tests {
         // nothing more is taken.
         let mut tight = SizeBudget::new(at_load + 1024);
         let regex = tight.compile(src).unwrap();
-        assert_eq!(
-            regex.captures_read(&mut locs, "[EVENT] a b,-1.5"),
-            Some((0, 16))
-        );
+        let locs = captures_read(&regex, "[EVENT] a b,-1.5").unwrap();
+        assert_eq!(locs.whole(), (0, 16));
         assert_eq!(locs.get(1), Some((8, 11)));
         assert_eq!(regex.memory_bytes(), at_load);
         assert_eq!(tight.used_bytes(), at_load);
@@ -710,7 +693,7 @@ mod tests {
         let regex = budget.compile(r"^(?P<player>.+) joined the game$").unwrap();
         let at_load = regex.memory_bytes();
         assert_eq!(
-            regex.captures_read(&mut locs, "a b joined the game"),
+            captures_read(&regex, "a b joined the game").map(|l| l.whole()),
             Some((0, 19))
         );
         assert_eq!(regex.memory_bytes(), at_load);

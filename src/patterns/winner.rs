@@ -117,11 +117,6 @@ impl WinnerSearch {
                 .map(|p| (p.as_usize(), text.len())),
         }
     }
-
-    /// The heap the compiled search holds, in bytes, without the per-thread caches.
-    pub fn memory_bytes(&self) -> usize {
-        self.dfa.memory_usage() + self.pike.get_nfa().memory_usage()
-    }
 }
 
 #[cfg(test)]
