@@ -39,6 +39,7 @@ pub struct LokiSink {
     index: HashMap<StreamKey, usize>,
     /// Events in `streams`.
     pending: u64,
+    /// The next entry's text, empty, with room for a line like the last one.
     line: Vec<u8>,
 }
 
@@ -348,9 +349,13 @@ impl Sink for LokiSink {
                 self.streams.len() - 1
             }
         };
-        self.line.clear();
-        self.encoder.write(event, &mut self.line);
-        let line = String::from_utf8_lossy(&self.line).into_owned();
+        // The encoder writes into a buffer the size of the last line, which becomes the entry's
+        // text as it is: one allocation per entry, no copy.
+        let mut bytes = std::mem::take(&mut self.line);
+        self.encoder.write(event, &mut bytes);
+        self.line = Vec::with_capacity(bytes.len());
+        let line = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let structured_metadata = match (&event.trace, self.structured_metadata) {
             (Some(t), true) => vec![LabelPairAdapter {
                 name: "trace_id".into(),
